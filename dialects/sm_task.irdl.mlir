@@ -1,0 +1,87 @@
+// The sm_task dialect: the persistent kernel's view of a decode step. Workers (one per SM) take
+// tasks from static per-worker queues or a dynamic ready queue; counters carry the dependencies.
+// Affine maps bind their symbols s0, s1, ... to the `dims` operands of their op, in order.
+irdl.dialect @sm_task {
+  // Handle to an array of counters (one event tensor, lowered).
+  irdl.type @counters {
+  }
+
+  // The persistent kernel: `num_workers` resident blocks of `block_size` threads. Its region holds
+  // the counters, tasks and queues of one decode step; `buffers` are what the step reads and writes.
+  irdl.operation @kernel {
+    %dims = irdl.is index
+    %buffers = irdl.base "!builtin.memref"
+    irdl.operands(dims: variadic %dims, buffers: variadic %buffers)
+    %name = irdl.base "#builtin.string"
+    %workers = irdl.base "#builtin.integer"
+    %block = irdl.base "#builtin.integer"
+    irdl.attributes {"sym_name" = %name, "num_workers" = %workers, "block_size" = %block}
+    %body = irdl.region
+    irdl.regions(body: %body)
+  }
+
+  // Counters for one event tensor. `shape` = affine_map<()[symbols] -> (extents)>; `target` =
+  // affine_map<(coords)[symbols] -> (n)>: signals per step. Counters are never reset: in step e
+  // (counting from 1) a waiter waits for e * n.
+  irdl.operation @counter {
+    %dims = irdl.is index
+    irdl.operands(dims: variadic %dims)
+    %name = irdl.base "#builtin.string"
+    %shape = irdl.base "#builtin.affine_map"
+    %target = irdl.base "#builtin.affine_map"
+    irdl.attributes {"name" = %name, "shape" = %shape, "target" = %target}
+    %c = irdl.base @sm_task::@counters
+    irdl.results(counter: %c)
+  }
+
+  // Task descriptors: the tiles of one task grid. Task `id` tile (d0, ...) waits on counter element
+  // wait_maps[i](tile) of waits[i], runs tile body `kind`, then signals signal_maps[j](tile) of signals[j].
+  irdl.operation @task {
+    %dims = irdl.is index
+    %reads = irdl.base "!builtin.memref"
+    %writes = irdl.base "!builtin.memref"
+    %waits = irdl.base @sm_task::@counters
+    %signals = irdl.base @sm_task::@counters
+    irdl.operands(dims: variadic %dims, reads: variadic %reads, writes: variadic %writes,
+                  waits: variadic %waits, signals: variadic %signals)
+    %id = irdl.base "#builtin.integer"
+    %name = irdl.base "#builtin.string"
+    %kind = irdl.base "#builtin.string"
+    %grid = irdl.base "#builtin.affine_map"
+    %wait_maps = irdl.base "#builtin.array"
+    %signal_maps = irdl.base "#builtin.array"
+    %params = irdl.base "#builtin.dictionary"
+    irdl.attributes {"id" = %id, "name" = %name, "kind" = %kind, "grid" = %grid, "wait_maps" = %wait_maps,
+                     "signal_maps" = %signal_maps, "params" = %params}
+  }
+
+  // One worker's static queue, fixed at compile time: `entries` = [task id, tile index, ...] run in order.
+  irdl.operation @static_queue {
+    %worker = irdl.base "#builtin.integer"
+    %entries = irdl.base "#builtin.dense_array"
+    irdl.attributes {"worker" = %worker, "entries" = %entries}
+  }
+
+  // The device-side ready queue: tiles of the listed tasks are pushed when their waits are met and
+  // popped by idle workers. `capacity` bounds the tiles in flight.
+  irdl.operation @ready_queue {
+    %capacity = irdl.base "#builtin.integer"
+    %tasks = irdl.base "#builtin.dense_array"
+    irdl.attributes {"capacity" = %capacity, "tasks" = %tasks}
+  }
+
+  // Spin (acquire) until the counter element reaches `target`.
+  irdl.operation @wait {
+    %c = irdl.base @sm_task::@counters
+    %idx = irdl.is index
+    %target = irdl.is index
+    irdl.operands(counter: %c, indices: variadic %idx, target: %target)
+  }
+
+  // Release-fence, then add one to the counter element.
+  irdl.operation @signal {
+    %c = irdl.base @sm_task::@counters
+    %idx = irdl.is index
+    irdl.operands(counter: %c, indices: variadic %idx)
+  }
+}

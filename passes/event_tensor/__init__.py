@@ -1,0 +1,1 @@
+"""Passes on event_tensor IR: verification, wait counts, fusion and tiling."""

@@ -1,0 +1,98 @@
+"""etc-verify-event-tensor: check what IRDL cannot see across event_tensor ops.
+
+Matches: every event_tensor.dim, event_tensor.buffer, event_tensor.event_tensor and
+event_tensor.task_grid op. Produces: nothing; the IR is unchanged.
+Guarantees, when it succeeds:
+- every affine map has as many symbols as its op has `dims` operands;
+- a task grid has one wait map per waited event tensor and one notify map per notified one, each
+  taking the grid's coordinates and giving the event tensor's coordinates;
+- an event tensor's wait_count map takes its coordinates and gives one count;
+- task grid and event tensor names are unique, and every waited event tensor is notified by someone;
+- event_tensor.dim names a dynamic (`?`) axis of its buffer and has 0 <= min <= max.
+
+Before and after (unchanged):
+  %e = "event_tensor.event_tensor"() {name = "h", shape = affine_map<() -> (4)>,
+         wait_count = affine_map<(d0) -> (1)>} : () -> !event_tensor.event
+  "event_tensor.task_grid"(%e) {..., grid = affine_map<() -> (4)>, wait_maps = [affine_map<(d0) -> (d0)>], ...}
+"""
+from __future__ import annotations
+
+from mlir import ir
+
+from etc import event_ir
+from etc import mlir_adapter as mlir
+from etc.passes.base import Pass
+
+
+class VerifyEventTensor(Pass):
+    NAME = "etc-verify-event-tensor"
+    SUMMARY = "Check event_tensor invariants across ops: map arities, names, notifiers, symbolic dims."
+
+    def run(self, module_op) -> None:
+        self._check_dims(module_op)
+        self._check_buffers(module_op)
+        events = event_ir.event_tensors(module_op)
+        grids = event_ir.task_grids(module_op)
+        self._check_names(events, "event tensor")
+        self._check_names(grids, "task grid")
+        by_value = {e.value: e for e in events}
+        for event in events:
+            self._check_map(event.op, "shape", event.shape, 0, len(event.dims))
+            self._check_map(event.op, "wait_count", event.wait_count, event.rank, len(event.dims), results=1)
+        for grid in grids:
+            self._check_grid(grid, by_value)
+        self._check_notified(module_op, events, grids)
+
+    def _check_map(self, op, what: str, m: ir.AffineMap, n_dims: int, n_syms: int, results: int | None = None):
+        if m.n_dims != n_dims:
+            self.error(op, f"'{what}' map {m} takes {m.n_dims} coordinates, expected {n_dims}")
+        elif m.n_symbols != n_syms:
+            self.error(op, f"'{what}' map {m} has {m.n_symbols} symbols but the op has {n_syms} dims operands")
+        elif results is not None and len(m.results) != results:
+            self.error(op, f"'{what}' map {m} gives {len(m.results)} results, expected {results}")
+
+    def _check_grid(self, grid: event_ir.TaskGrid, by_value: dict) -> None:
+        self._check_map(grid.op, "grid", grid.grid, 0, len(grid.dims))
+        for label, events, maps in (("wait", grid.waits, grid.wait_maps), ("notify", grid.notifies, grid.notify_maps)):
+            if len(events) != len(maps):
+                self.error(grid.op, f"task grid '{grid.name}' has {len(events)} {label} event tensors "
+                                    f"but {len(maps)} {label}_maps")
+                continue
+            for value, m in zip(events, maps):
+                event = by_value.get(value)
+                rank = event.rank if event is not None else len(m.results)
+                self._check_map(grid.op, f"{label}_maps", m, grid.rank, len(grid.dims), results=rank)
+
+    def _check_names(self, items, what: str) -> None:
+        seen: dict[str, object] = {}
+        for item in items:
+            if item.name in seen:
+                self.error(item.op, f"{what} name '{item.name}' is used twice")
+            seen[item.name] = item
+
+    def _check_notified(self, module_op, events, grids) -> None:
+        notified = {v for g in grids for v in g.notifies}
+        for name in ("event_tensor.notify", "event_tensor.trigger"):
+            notified.update(op.operands[0] for op in mlir.ops_named(module_op, name))
+        waited = {v for g in grids for v in g.waits}
+        for event in events:
+            if event.value in waited and event.value not in notified:
+                self.error(event.op, f"event tensor '{event.name}' is waited on but never notified: its waiters "
+                                     "would deadlock")
+
+    def _check_dims(self, module_op) -> None:
+        for op in mlir.ops_named(module_op, "event_tensor.dim"):
+            memref = ir.MemRefType(op.operands[0].type)
+            axis, lo, hi = (mlir.int_attr(op, k) for k in ("axis", "min", "max"))
+            if not 0 <= axis < memref.rank:
+                self.error(op, f"axis {axis} is out of range for {memref}")
+            elif not memref.is_dynamic_dim(axis):
+                self.error(op, f"axis {axis} of {memref} is static; a symbolic size needs a '?' extent")
+            if not 0 <= lo <= hi:
+                self.error(op, f"range [{lo}, {hi}] of symbolic size '{mlir.str_attr(op, 'name')}' is empty or negative")
+
+    def _check_buffers(self, module_op) -> None:
+        for op in mlir.ops_named(module_op, "event_tensor.buffer"):
+            sizes = mlir.map_attr(op, "sizes")
+            self._check_map(op, "sizes", sizes, 0, len(list(op.operands)),
+                            results=ir.MemRefType(op.results[0].type).rank)

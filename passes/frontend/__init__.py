@@ -1,0 +1,1 @@
+"""Front-end passes: raise imported torch IR into event_tensor task grids."""

@@ -1,0 +1,6 @@
+"""ETC, the Event Tensor Compiler: PyTorch decode steps to one persistent GPU megakernel."""
+from etc.errors import EtcError, PassFailure, PipelineError
+from etc.mlir_adapter import new_context
+from etc.pipeline import run_pipeline
+
+__all__ = ["EtcError", "PassFailure", "PipelineError", "new_context", "run_pipeline"]

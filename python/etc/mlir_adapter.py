@@ -1,0 +1,352 @@
+"""The one place that knows the MLIR Python bindings' quirks.
+
+Everything else in ETC goes through these helpers: contexts with our IRDL dialects loaded,
+parsing with file locations, diagnostics as plain records, attribute access, generic op
+creation and affine map evaluation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from mlir import ir, passmanager
+from mlir.dialects import irdl
+
+from etc import dialects as _dialects_pkg
+from etc.errors import EtcError
+
+DIALECT_DIR = Path(_dialects_pkg.__file__).resolve().parent
+DIALECT_FILES = ("event_tensor.irdl.mlir", "sm_task.irdl.mlir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostic:
+    severity: str  # "error" | "warning" | "note" | "remark"
+    file: str | None
+    line: int | None
+    col: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}: " if self.file is not None else ""
+        return f"{where}{self.severity}: {self.message}"
+
+
+class DiagnosticsError(EtcError):
+    """An MLIR failure, carried as diagnostics; str() is one line per error."""
+
+    def __init__(self, diagnostics: list[Diagnostic], context: str = ""):
+        self.diagnostics = diagnostics
+        errors = [d for d in diagnostics if d.severity == "error"] or diagnostics
+        lines = [str(d) for d in errors] or ["error: " + (context or "MLIR failure")]
+        if context:
+            lines = [f"{line} [{context}]" for line in lines]
+        super().__init__("\n".join(lines))
+
+
+# ---------------------------------------------------------------- contexts
+
+
+def dialect_files() -> list[Path]:
+    return [DIALECT_DIR / name for name in DIALECT_FILES]
+
+
+def new_context(*, allow_unregistered: bool = False) -> ir.Context:
+    """A context with the event_tensor and sm_task dialects loaded (and torch ops, if allowed, as generic ops)."""
+    ctx = ir.Context()
+    ctx.allow_unregistered_dialects = allow_unregistered
+    with ctx:
+        for path in dialect_files():
+            irdl.load_dialects(ir.Module.parse(path.read_text()))
+    return ctx
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def _file_location(loc: ir.Location) -> ir.Location | None:
+    """The first file:line:col location inside `loc` (through fused, name and call-site locations)."""
+    if loc.is_a_file():
+        return loc
+    if loc.is_a_name():
+        return _file_location(loc.child_loc)
+    if loc.is_a_callsite():
+        return _file_location(loc.callee)
+    if loc.is_a_fused():
+        for inner in loc.locations:
+            found = _file_location(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def location_parts(loc: ir.Location) -> tuple[str | None, int | None, int | None]:
+    found = _file_location(loc)
+    if found is None:
+        return None, None, None
+    return found.filename, found.start_line, found.start_col
+
+
+def format_location(loc: ir.Location) -> str:
+    file, line, col = location_parts(loc)
+    return f"{file}:{line}:{col}" if file is not None else "<unknown>"
+
+
+_SEVERITY = {
+    ir.DiagnosticSeverity.ERROR: "error",
+    ir.DiagnosticSeverity.WARNING: "warning",
+    ir.DiagnosticSeverity.NOTE: "note",
+    ir.DiagnosticSeverity.REMARK: "remark",
+}
+
+
+def _flatten(info, out: list[Diagnostic], with_notes: bool) -> None:
+    file, line, col = location_parts(info.location)
+    out.append(Diagnostic(_SEVERITY.get(info.severity, "error"), file, line, col, str(info.message)))
+    if with_notes:
+        for note in info.notes:
+            if not str(note.message).startswith("see current operation"):
+                _flatten(note, out, with_notes)
+
+
+def diagnostics_of(error: ir.MLIRError, *, with_notes: bool = True) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for info in error.error_diagnostics:
+        _flatten(info, out, with_notes)
+    if not out:
+        out.append(Diagnostic("error", None, None, None, str(error).splitlines()[0]))
+    return out
+
+
+# ---------------------------------------------------------------- parsing and printing
+
+
+def parse(text: str, ctx: ir.Context, source_name: str = "<input>"):
+    """Parse and verify IR text into a builtin.module op; raise DiagnosticsError with file:line:col."""
+    with ctx:
+        try:
+            op = ir.Operation.parse(text, source_name=source_name)
+        except ir.MLIRError as e:
+            raise DiagnosticsError(diagnostics_of(e, with_notes=False)) from None
+        if op.operation.name == "builtin.module":
+            return op
+        # A lone top-level op gets an implicit module, as in mlir-opt.
+        module = ir.Operation.parse("module {}", source_name=source_name)
+        module.body.append(op.operation)
+        return module
+
+
+def module_op(module):
+    """The builtin.module operation of an ir.Module, a ModuleOp view or an Operation."""
+    return module.operation
+
+
+def to_text(module, *, debug_info: bool = False, generic: bool = False) -> str:
+    return module.operation.get_asm(enable_debug_info=debug_info, print_generic_op_form=generic)
+
+
+# ---------------------------------------------------------------- walking and attributes
+
+
+def walk(op, fn: Callable[[ir.Operation], None]) -> None:
+    """Call fn on every operation nested in op (pre-order), op included."""
+
+    def visit(o):
+        fn(o)
+        return ir.WalkResult.ADVANCE
+
+    op.operation.walk(visit, ir.WalkOrder.PRE_ORDER)
+
+
+def ops_named(op, name: str) -> list[ir.Operation]:
+    found: list[ir.Operation] = []
+    walk(op, lambda o: found.append(o) if o.name == name else None)
+    return found
+
+
+def has_attr(op, name: str) -> bool:
+    return name in op.operation.attributes
+
+
+def str_attr(op, name: str) -> str:
+    return ir.StringAttr(op.operation.attributes[name]).value
+
+
+def int_attr(op, name: str) -> int:
+    return ir.IntegerAttr(op.operation.attributes[name]).value
+
+
+def map_attr(op, name: str) -> ir.AffineMap:
+    return ir.AffineMapAttr(op.operation.attributes[name]).value
+
+
+def map_list_attr(op, name: str) -> list[ir.AffineMap]:
+    return [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.operation.attributes[name])]
+
+
+def dict_attr(op, name: str) -> dict[str, ir.Attribute]:
+    d = ir.DictAttr(op.operation.attributes[name])
+    return {d[i].name: d[i].attr for i in range(len(d))}
+
+
+def set_attr(op, name: str, value: ir.Attribute) -> None:
+    op.operation.attributes[name] = value
+
+
+def map_to_attr(m: ir.AffineMap) -> ir.Attribute:
+    return ir.AffineMapAttr.get(m)
+
+
+def operand_groups(op, names: Iterable[str]) -> dict[str, list[ir.Value]]:
+    """Split the operands of an op with variadic groups by its operandSegmentSizes."""
+    names = list(names)
+    operands = list(op.operation.operands)
+    if "operandSegmentSizes" not in op.operation.attributes:
+        return {names[0]: operands} if len(names) == 1 else {n: [] for n in names}
+    sizes = list(ir.DenseI32ArrayAttr(op.operation.attributes["operandSegmentSizes"]))
+    groups, start = {}, 0
+    for name, size in zip(names, sizes):
+        groups[name] = operands[start : start + size]
+        start += size
+    return groups
+
+
+def create_op(name: str, *, operands=(), results=(), attributes=None, loc=None, regions: int = 0,
+              segments: list[int] | None = None) -> ir.Operation:
+    attrs = dict(attributes or {})
+    if segments is not None:
+        attrs["operandSegmentSizes"] = ir.DenseI32ArrayAttr.get(segments)
+    return ir.Operation.create(name, results=list(results), operands=list(operands), attributes=attrs,
+                               regions=regions, loc=loc)
+
+
+# ---------------------------------------------------------------- affine maps
+
+
+def eval_expr(expr: ir.AffineExpr, dims: list[int], syms: list[int]) -> int:
+    """Evaluate an affine expression on integers (floordiv/ceildiv/mod round as in MLIR)."""
+    expr = downcast(expr)
+    if isinstance(expr, ir.AffineConstantExpr):
+        return expr.value
+    if isinstance(expr, ir.AffineDimExpr):
+        return dims[expr.position]
+    if isinstance(expr, ir.AffineSymbolExpr):
+        return syms[expr.position]
+    lhs, rhs = eval_expr(expr.lhs, dims, syms), eval_expr(expr.rhs, dims, syms)
+    if isinstance(expr, ir.AffineAddExpr):
+        return lhs + rhs
+    if isinstance(expr, ir.AffineMulExpr):
+        return lhs * rhs
+    if isinstance(expr, ir.AffineFloorDivExpr):
+        return lhs // rhs
+    if isinstance(expr, ir.AffineCeilDivExpr):
+        return -((-lhs) // rhs)
+    if isinstance(expr, ir.AffineModExpr):
+        return lhs % rhs
+    raise EtcError(f"unsupported affine expression {expr}")
+
+
+def eval_map(m: ir.AffineMap, dims: list[int], syms: list[int]) -> list[int]:
+    return [eval_expr(r, dims, syms) for r in m.results]
+
+
+def affine_map(text: str, ctx: ir.Context) -> ir.AffineMap:
+    with ctx:
+        return ir.AffineMapAttr(ir.Attribute.parse(f"affine_map<{text}>")).value
+
+
+def product(values: Iterable[int]) -> int:
+    return math.prod(values)
+
+
+def iter_grid(extents: list[int]) -> Iterator[tuple[int, ...]]:
+    """Tile coordinates of a grid in row-major order."""
+    if not extents:
+        yield ()
+        return
+    import itertools
+
+    yield from itertools.product(*(range(e) for e in extents))
+
+
+# ---------------------------------------------------------------- pass managers
+
+
+def run_upstream(module, pipeline: str, ctx: ir.Context) -> None:
+    """Run textual upstream passes (e.g. 'canonicalize,func.func(cse)') on a module."""
+    with ctx:
+        pm = passmanager.PassManager("builtin.module")
+        pm.add(pipeline)
+        pm.run(module.operation)
+
+
+def check_upstream(pipeline: str, ctx: ir.Context) -> None:
+    """Raise ValueError (MLIR's message) if the textual pipeline is not valid upstream MLIR.
+
+    LLVM's option parser writes its complaint straight to fd 2; it is caught and put in the error.
+    """
+    with ctx, tempfile.TemporaryFile("w+") as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            passmanager.PassManager("builtin.module").add(pipeline)
+        except ValueError as e:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            said = " ".join(captured.read().replace(": for the", "for the").split())
+            raise ValueError(f"{said} {e}".strip()) from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def run_python_pass(module, fn: Callable, name: str, ctx: ir.Context) -> None:
+    """Run a Python function (op, pass_) -> None as an MLIR pass, so its diagnostics go through MLIR."""
+    with ctx:
+        pm = passmanager.PassManager("builtin.module")
+        pm.add(fn, name=name, argument=name)
+        pm.run(module.operation)
+
+
+def verify(module) -> None:
+    try:
+        module.operation.verify()
+    except ir.MLIRError as e:
+        raise DiagnosticsError(diagnostics_of(e, with_notes=False)) from None
+
+
+def substitute(expr: ir.AffineExpr, dims: list[ir.AffineExpr], syms: list[ir.AffineExpr]) -> ir.AffineExpr:
+    """Replace d_i by dims[i] and s_j by syms[j] in an affine expression."""
+    expr = downcast(expr)
+    if isinstance(expr, ir.AffineConstantExpr):
+        return expr
+    if isinstance(expr, ir.AffineDimExpr):
+        return dims[expr.position]
+    if isinstance(expr, ir.AffineSymbolExpr):
+        return syms[expr.position]
+    lhs, rhs = substitute(expr.lhs, dims, syms), substitute(expr.rhs, dims, syms)
+    builders = {
+        ir.AffineAddExpr: ir.AffineExpr.get_add,
+        ir.AffineMulExpr: ir.AffineExpr.get_mul,
+        ir.AffineFloorDivExpr: ir.AffineExpr.get_floor_div,
+        ir.AffineCeilDivExpr: ir.AffineExpr.get_ceil_div,
+        ir.AffineModExpr: ir.AffineExpr.get_mod,
+    }
+    return builders[type(expr)](lhs, rhs)
+
+
+def downcast(expr: ir.AffineExpr) -> ir.AffineExpr:
+    """The expression as its real kind: the bindings type `a * b` as a product even when it folds."""
+    return expr.maybe_downcast()
+
+
+def is_constant(expr: ir.AffineExpr) -> bool:
+    return isinstance(downcast(expr), ir.AffineConstantExpr)
+
+
+def constant_value(expr: ir.AffineExpr) -> int:
+    return downcast(expr).value

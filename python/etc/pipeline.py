@@ -1,0 +1,174 @@
+"""Pass pipelines: parse 'etc-a{opt=1},canonicalize,func.func(cse)' and run it.
+
+ETC passes are Python passes, which MLIR's own pipeline parser cannot see, so this module splits a
+pipeline into steps: an ETC pass from the registry (with its options), or upstream MLIR text handed
+to MLIR's PassManager. ETC passes run on the builtin.module, so they are not nested under an anchor.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import shlex
+import sys
+import tempfile
+
+from mlir import ir
+
+from etc import mlir_adapter as mlir
+from etc.errors import EtcError, PassFailure, PipelineError
+from etc.passes import DEFAULT_PIPELINE, REGISTRY, Pass
+
+
+@dataclasses.dataclass
+class Step:
+    text: str  # as written in a pipeline
+    etc_pass: Pass | None = None  # None: an upstream MLIR step
+
+    @property
+    def name(self) -> str:
+        return self.etc_pass.NAME if self.etc_pass else self.text.split("{")[0].split("(")[0]
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside (), {} and quotes."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+            if depth < 0:
+                raise PipelineError(f"unbalanced '{ch}' in pass pipeline '{text}'")
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0 or quote:
+        raise PipelineError(f"unbalanced brackets or quotes in pass pipeline '{text}'")
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _parse_options(name: str, text: str) -> dict[str, str]:
+    options = {}
+    for item in shlex.split(text):
+        key, eq, value = item.partition("=")
+        if not eq or not key or not value:
+            raise PipelineError(f"malformed option '{item}' of pass '{name}': write {name}{{key=value}}")
+        options[key] = value
+    return options
+
+
+def _known_passes() -> str:
+    return ", ".join(REGISTRY)
+
+
+def parse_pipeline(text: str, ctx: ir.Context) -> list[Step]:
+    text = text.strip()
+    if text.startswith("builtin.module(") and text.endswith(")"):
+        text = text[len("builtin.module("):-1]
+    steps = []
+    for element in _split_top(text):
+        if not element:
+            raise PipelineError(f"empty element in pass pipeline '{text}'")
+        name = element.split("{")[0].split("(")[0].strip()
+        if name in REGISTRY:
+            rest = element[len(name):].strip()
+            if rest.startswith("("):
+                raise PipelineError(f"ETC pass '{name}' runs on the module and takes no nested pipeline")
+            options = {}
+            if rest:
+                if not (rest.startswith("{") and rest.endswith("}")):
+                    raise PipelineError(f"malformed options '{rest}' of pass '{name}': write {name}{{key=value}}")
+                options = _parse_options(name, rest[1:-1])
+            steps.append(Step(element, REGISTRY[name](**options)))
+            continue
+        if any(n in element for n in REGISTRY):
+            raise PipelineError(f"ETC passes cannot be nested under an anchor: '{element}'")
+        if name.startswith("etc-"):
+            raise PipelineError(f"unknown pass '{name}'; ETC passes: {_known_passes()}")
+        try:
+            mlir.check_upstream(element, ctx)
+        except ValueError as e:
+            detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip() and line.strip() != "^")
+            if "does not refer to a registered pass" in detail:
+                raise PipelineError(f"unknown pass '{name}'; ETC passes: {_known_passes()} "
+                                    "(upstream MLIR passes are accepted too)") from None
+            raise PipelineError(f"malformed upstream pass '{element}': {detail}") from None
+        steps.append(Step(element))
+    return steps
+
+
+def run_steps(module, steps: list[Step], ctx: ir.Context) -> None:
+    """Run the steps in order; raise PassFailure naming the failing step (diagnostics attached)."""
+    for i, step in enumerate(steps):
+        try:
+            if step.etc_pass is not None:
+                step.etc_pass.apply(module, ctx)
+            else:
+                mlir.run_upstream(module, step.text, ctx)
+        except ir.MLIRError as e:
+            diags = mlir.diagnostics_of(e, with_notes=False)
+            lines = "; ".join(str(d) for d in diags if d.severity == "error") or str(e)
+            raise PassFailure(f"pass '{step.name}' failed: {lines}", step.name, diags) from None
+        except EtcError as e:
+            raise PassFailure(f"pass '{step.name}' failed: {e}", step.name) from None
+        except Exception as e:  # a bug in a pass: still name it and keep the reproducer
+            raise PassFailure(f"pass '{step.name}' failed with an internal error: {type(e).__name__}: {e}",
+                              step.name) from e
+
+
+_repro_counter = itertools.count()
+
+
+def write_reproducer(input_text: str, steps: list[Step], failing: str) -> str:
+    """Write the input IR and print the etc-opt command that replays the pipeline up to the failure."""
+    upto = []
+    for step in steps:
+        upto.append(step.text)
+        if step.name == failing:
+            break
+    directory = os.environ.get("ETC_REPRODUCER_DIR") or tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"etc-reproducer-{os.getpid()}-{next(_repro_counter)}.mlir")
+    with open(path, "w") as f:
+        f.write(input_text)
+    command = f"etc-opt --allow-unregistered-dialect -p {shlex.quote(','.join(upto))} {shlex.quote(path)}"
+    print(f"etc: pass '{failing}' failed; reproduce with: {command}", file=sys.stderr)
+    return path
+
+
+def ensure_dialects(ctx: ir.Context) -> None:
+    """Load ETC's dialects into a context created elsewhere (e.g. by the user)."""
+    if not ctx.is_registered_operation("event_tensor.task_grid"):
+        from mlir.dialects import irdl
+
+        with ctx:
+            for path in mlir.dialect_files():
+                irdl.load_dialects(ir.Module.parse(path.read_text()))
+
+
+def run_pipeline(module, pipeline: str | None = None, *, source_name: str = "<input>"):
+    """Run `pipeline` (default: the ETC default pipeline) on an mlir.ir.Module or IR text.
+
+    Returns the module (the same object when one is given; a new one parsed from text otherwise).
+    On failure raises PassFailure that names the failing pass, and writes a reproducer file.
+    """
+    if isinstance(module, str):
+        ctx = mlir.new_context(allow_unregistered=True)
+        module = mlir.parse(module, ctx, source_name)
+    else:
+        ctx = module.context
+        ensure_dialects(ctx)
+    steps = parse_pipeline(pipeline or DEFAULT_PIPELINE, ctx)
+    input_text = mlir.to_text(module, debug_info=True)
+    try:
+        run_steps(module, steps, ctx)
+    except PassFailure as failure:
+        failure.reproducer = write_reproducer(input_text, steps, failure.pass_name)
+        raise
+    return module

@@ -1,0 +1,55 @@
+"""--verify-diagnostics: match emitted diagnostics against `// expected-error {{...}}` comments.
+
+As in mlir-opt: `expected-<severity> [@+N | @-N | @above | @below] {{message substring}}`
+names a diagnostic expected on that line. Every expected one must be emitted and every emitted
+error, warning or remark must be expected; notes are checked only where expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from etc.mlir_adapter import Diagnostic
+
+_EXPECT = re.compile(r"expected-(error|warning|note|remark)\s*(@above|@below|@[+-]\d+)?\s*\{\{(.*?)\}\}")
+
+
+@dataclasses.dataclass
+class Expectation:
+    severity: str
+    line: int
+    message: str
+    seen: bool = False
+
+
+def expectations(text: str, first_line: int = 1) -> list[Expectation]:
+    found = []
+    for offset, line in enumerate(text.splitlines()):
+        lineno = first_line + offset
+        for m in _EXPECT.finditer(line):
+            where = m.group(2)
+            target = lineno
+            if where == "@above":
+                target -= 1
+            elif where == "@below":
+                target += 1
+            elif where:
+                target += int(where[1:])
+            found.append(Expectation(m.group(1), target, m.group(3)))
+    return found
+
+
+def check(diagnostics: list[Diagnostic], expected: list[Expectation], file: str) -> list[str]:
+    """Return mismatch messages (empty when everything matched)."""
+    problems = []
+    for diag in diagnostics:
+        match = next((e for e in expected if not e.seen and e.severity == diag.severity and e.line == diag.line
+                      and diag.file == file and e.message in diag.message), None)
+        if match is not None:
+            match.seen = True
+        elif diag.severity != "note":
+            problems.append(f"{diag.file}:{diag.line}:{diag.col}: error: unexpected {diag.severity}: {diag.message}")
+    for e in expected:
+        if not e.seen:
+            problems.append(f"{file}:{e.line}: error: expected {e.severity} \"{e.message}\" was not produced")
+    return problems
