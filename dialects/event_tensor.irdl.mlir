@@ -2,34 +2,40 @@
 //
 // Symbolic sizes (batch, KV length) are SSA `index` values made by `event_tensor.dim`.
 // Every affine map below binds its symbols s0, s1, ... to the `dims` operands of its op, in order.
-// Buffers are memrefs; a `?` extent is one of the symbolic sizes.
+// Buffers are named values of one type; the runtime binds them by name (weights, inputs, caches).
 irdl.dialect @event_tensor {
   // Handle to an event tensor: a tensor of counters indexed by event coordinates.
   irdl.type @event {
   }
 
-  // A symbolic size: the extent of `axis` of `buffer`, named, with its declared range [min, max].
-  //   %b = "event_tensor.dim"(%tokens) {name = "batch", axis = 0, min = 1, max = 64} : (memref<?xi64>) -> index
+  // Handle to a named buffer in device memory.
+  irdl.type @buf {
+  }
+
+  // A symbolic size, named, with its declared range [min, max]. Its value at run time comes from the
+  // shapes of the bound buffers whose `sizes` use it.
+  //   %b = "event_tensor.dim"() {name = "batch", min = 1, max = 64} : () -> index
   irdl.operation @dim {
-    %buffer = irdl.base "!builtin.memref"
-    irdl.operands(buffer: %buffer)
     %name = irdl.base "#builtin.string"
-    %axis = irdl.base "#builtin.integer"
     %min = irdl.base "#builtin.integer"
     %max = irdl.base "#builtin.integer"
-    irdl.attributes {"name" = %name, "axis" = %axis, "min" = %min, "max" = %max}
+    irdl.attributes {"name" = %name, "min" = %min, "max" = %max}
     %size = irdl.is index
     irdl.results(size: %size)
   }
 
-  // A workspace buffer between task grids. `sizes` = affine_map<()[symbols] -> (extents)>.
+  // A buffer: `role` is input, output, weight, kv_cache (read and updated in place) or workspace;
+  // `sizes` = affine_map<()[symbols] -> (extents)>, row-major, of `element_type`. A buffer that a model
+  // output aliases carries `output_index` (a KV cache is returned updated in place).
   irdl.operation @buffer {
     %dims = irdl.is index
     irdl.operands(dims: variadic %dims)
     %name = irdl.base "#builtin.string"
+    %role = irdl.base "#builtin.string"
+    %etype = irdl.base "#builtin.type"
     %sizes = irdl.base "#builtin.affine_map"
-    irdl.attributes {"name" = %name, "sizes" = %sizes}
-    %buf = irdl.base "!builtin.memref"
+    irdl.attributes {"name" = %name, "role" = %role, "element_type" = %etype, "sizes" = %sizes}
+    %buf = irdl.base @event_tensor::@buf
     irdl.results(buffer: %buf)
   }
 
@@ -52,8 +58,8 @@ irdl.dialect @event_tensor {
   // of waits[i] for each i, and when done notifies element notify_maps[j](tile) of notifies[j].
   irdl.operation @task_grid {
     %dims = irdl.is index
-    %reads = irdl.base "!builtin.memref"
-    %writes = irdl.base "!builtin.memref"
+    %reads = irdl.base @event_tensor::@buf
+    %writes = irdl.base @event_tensor::@buf
     %waits = irdl.base @event_tensor::@event
     %notifies = irdl.base @event_tensor::@event
     irdl.operands(dims: variadic %dims, reads: variadic %reads, writes: variadic %writes,

@@ -1,23 +1,22 @@
 // The sm_task dialect: the persistent kernel's view of a decode step. Workers (one per SM) take
 // tasks from static per-worker queues or a dynamic ready queue; counters carry the dependencies.
-// Affine maps bind their symbols s0, s1, ... to the `dims` operands of their op, in order.
+// Buffers and symbolic sizes are event_tensor's. Affine maps bind their symbols s0, s1, ... to the `dims` operands of their op, in order.
 irdl.dialect @sm_task {
   // Handle to an array of counters (one event tensor, lowered).
   irdl.type @counters {
   }
 
-  // The persistent kernel: `num_workers` resident blocks of `block_size` threads. Its region holds
-  // the counters, tasks and queues of one decode step; `buffers` are what the step reads and writes.
+  // The persistent kernel of the enclosing function: `num_workers` resident blocks of `block_size`
+  // threads. The counters, tasks and queues of that function make up one decode step; `buffers` are
+  // what the step reads and writes.
   irdl.operation @kernel {
     %dims = irdl.is index
-    %buffers = irdl.base "!builtin.memref"
+    %buffers = irdl.base @event_tensor::@buf
     irdl.operands(dims: variadic %dims, buffers: variadic %buffers)
     %name = irdl.base "#builtin.string"
     %workers = irdl.base "#builtin.integer"
     %block = irdl.base "#builtin.integer"
     irdl.attributes {"sym_name" = %name, "num_workers" = %workers, "block_size" = %block}
-    %body = irdl.region
-    irdl.regions(body: %body)
   }
 
   // Counters for one event tensor. `shape` = affine_map<()[symbols] -> (extents)>; `target` =
@@ -38,8 +37,8 @@ irdl.dialect @sm_task {
   // wait_maps[i](tile) of waits[i], runs tile body `kind`, then signals signal_maps[j](tile) of signals[j].
   irdl.operation @task {
     %dims = irdl.is index
-    %reads = irdl.base "!builtin.memref"
-    %writes = irdl.base "!builtin.memref"
+    %reads = irdl.base @event_tensor::@buf
+    %writes = irdl.base @event_tensor::@buf
     %waits = irdl.base @sm_task::@counters
     %signals = irdl.base @sm_task::@counters
     irdl.operands(dims: variadic %dims, reads: variadic %reads, writes: variadic %writes,

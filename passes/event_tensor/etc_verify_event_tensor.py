@@ -8,7 +8,7 @@ Guarantees, when it succeeds:
   taking the grid's coordinates and giving the event tensor's coordinates;
 - an event tensor's wait_count map takes its coordinates and gives one count;
 - task grid and event tensor names are unique, and every waited event tensor is notified by someone;
-- event_tensor.dim names a dynamic (`?`) axis of its buffer and has 0 <= min <= max.
+- a symbolic size has 0 <= min <= max; a buffer has a known role and is written only if it may be.
 
 Before and after (unchanged):
   %e = "event_tensor.event_tensor"() {name = "h", shape = affine_map<() -> (4)>,
@@ -24,15 +24,18 @@ from etc import mlir_adapter as mlir
 from etc.passes.base import Pass
 
 
+BUFFER_ROLES = ("input", "output", "weight", "kv_cache", "workspace")
+
+
 class VerifyEventTensor(Pass):
     NAME = "etc-verify-event-tensor"
     SUMMARY = "Check event_tensor invariants across ops: map arities, names, notifiers, symbolic dims."
 
     def run(self, module_op) -> None:
         self._check_dims(module_op)
-        self._check_buffers(module_op)
         events = event_ir.event_tensors(module_op)
         grids = event_ir.task_grids(module_op)
+        self._check_buffers(module_op, grids)
         self._check_names(events, "event tensor")
         self._check_names(grids, "task grid")
         by_value = {e.value: e for e in events}
@@ -82,17 +85,21 @@ class VerifyEventTensor(Pass):
 
     def _check_dims(self, module_op) -> None:
         for op in mlir.ops_named(module_op, "event_tensor.dim"):
-            memref = ir.MemRefType(op.operands[0].type)
-            axis, lo, hi = (mlir.int_attr(op, k) for k in ("axis", "min", "max"))
-            if not 0 <= axis < memref.rank:
-                self.error(op, f"axis {axis} is out of range for {memref}")
-            elif not memref.is_dynamic_dim(axis):
-                self.error(op, f"axis {axis} of {memref} is static; a symbolic size needs a '?' extent")
+            lo, hi = mlir.int_attr(op, "min"), mlir.int_attr(op, "max")
             if not 0 <= lo <= hi:
                 self.error(op, f"range [{lo}, {hi}] of symbolic size '{mlir.str_attr(op, 'name')}' is empty or negative")
 
-    def _check_buffers(self, module_op) -> None:
+    def _check_buffers(self, module_op, grids) -> None:
+        read_only = set()
         for op in mlir.ops_named(module_op, "event_tensor.buffer"):
-            sizes = mlir.map_attr(op, "sizes")
-            self._check_map(op, "sizes", sizes, 0, len(list(op.operands)),
-                            results=ir.MemRefType(op.results[0].type).rank)
+            role = mlir.str_attr(op, "role")
+            if role not in BUFFER_ROLES:
+                self.error(op, f"buffer role '{role}' is not one of {', '.join(BUFFER_ROLES)}")
+            if role in ("input", "weight"):
+                read_only.add(op.results[0])
+            self._check_map(op, "sizes", mlir.map_attr(op, "sizes"), 0, len(list(op.operands)))
+        for grid in grids:
+            for value in grid.writes:
+                if value in read_only:
+                    self.error(grid.op, f"task grid '{grid.name}' writes read-only buffer "
+                                        f"'{mlir.str_attr(value.owner, 'name')}'")

@@ -59,10 +59,17 @@ def new_context(*, allow_unregistered: bool = False) -> ir.Context:
     """A context with the event_tensor and sm_task dialects loaded (and torch ops, if allowed, as generic ops)."""
     ctx = ir.Context()
     ctx.allow_unregistered_dialects = allow_unregistered
-    with ctx:
-        for path in dialect_files():
-            irdl.load_dialects(ir.Module.parse(path.read_text()))
+    load_dialects(ctx)
     return ctx
+
+
+def load_dialects(ctx: ir.Context) -> None:
+    """Load ETC's IRDL dialects into ctx (once). sm_task refers to event_tensor's types, so both
+    definitions go in one module."""
+    if ctx.is_registered_operation("event_tensor.task_grid"):
+        return
+    with ctx:
+        irdl.load_dialects(ir.Module.parse("\n".join(p.read_text() for p in dialect_files())))
 
 
 # ---------------------------------------------------------------- diagnostics
@@ -126,15 +133,21 @@ def diagnostics_of(error: ir.MLIRError, *, with_notes: bool = True) -> list[Diag
 
 
 def parse(text: str, ctx: ir.Context, source_name: str = "<input>"):
-    """Parse and verify IR text into a builtin.module op; raise DiagnosticsError with file:line:col."""
+    """Parse and verify IR text into a builtin.module op; raise DiagnosticsError with file:line:col.
+
+    Text holding several top-level ops (or none) gets an implicit module, as in mlir-opt.
+    """
     with ctx:
         try:
             op = ir.Operation.parse(text, source_name=source_name)
         except ir.MLIRError as e:
-            raise DiagnosticsError(diagnostics_of(e, with_notes=False)) from None
+            diags = diagnostics_of(e, with_notes=False)
+            if not any("single top-level operation" in d.message for d in diags):
+                raise DiagnosticsError(diags) from None
+            # "module {" goes before line 1 so that every later line keeps its number.
+            return parse("module {" + text + "\n}", ctx, source_name)
         if op.operation.name == "builtin.module":
             return op
-        # A lone top-level op gets an implicit module, as in mlir-opt.
         module = ir.Operation.parse("module {}", source_name=source_name)
         module.body.append(op.operation)
         return module

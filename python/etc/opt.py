@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug in ETC: still one line, and say it is ours
+        print(f"etc-opt: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

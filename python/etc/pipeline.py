@@ -142,16 +142,6 @@ def write_reproducer(input_text: str, steps: list[Step], failing: str) -> str:
     return path
 
 
-def ensure_dialects(ctx: ir.Context) -> None:
-    """Load ETC's dialects into a context created elsewhere (e.g. by the user)."""
-    if not ctx.is_registered_operation("event_tensor.task_grid"):
-        from mlir.dialects import irdl
-
-        with ctx:
-            for path in mlir.dialect_files():
-                irdl.load_dialects(ir.Module.parse(path.read_text()))
-
-
 def run_pipeline(module, pipeline: str | None = None, *, source_name: str = "<input>"):
     """Run `pipeline` (default: the ETC default pipeline) on an mlir.ir.Module or IR text.
 
@@ -163,7 +153,7 @@ def run_pipeline(module, pipeline: str | None = None, *, source_name: str = "<in
         module = mlir.parse(module, ctx, source_name)
     else:
         ctx = module.context
-        ensure_dialects(ctx)
+        mlir.load_dialects(ctx)
     steps = parse_pipeline(pipeline or DEFAULT_PIPELINE, ctx)
     input_text = mlir.to_text(module, debug_info=True)
     try:
