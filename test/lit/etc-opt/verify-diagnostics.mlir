@@ -18,5 +18,5 @@ func.func @bad(%i: index) {
   return
 }
 
-// MISMATCH: <stdin>:18:3: error: unexpected error: expected base type 'event_tensor.event' but got 'builtin.index'
-// MISMATCH: <stdin>:18: error: expected warning "expected base type 'event_tensor.event'" was not produced
+// MISMATCH: <stdin>:17:3: error: unexpected error: expected base type 'event_tensor.event' but got 'builtin.index'
+// MISMATCH: <stdin>:17: error: expected warning "expected base type 'event_tensor.event'" was not produced
