@@ -7,11 +7,10 @@ creation and affine map evaluation.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from mlir import ir, passmanager
 from mlir.dialects import irdl
@@ -153,11 +152,6 @@ def parse(text: str, ctx: ir.Context, source_name: str = "<input>"):
         return module
 
 
-def module_op(module):
-    """The builtin.module operation of an ir.Module, a ModuleOp view or an Operation."""
-    return module.operation
-
-
 def to_text(module, *, debug_info: bool = False, generic: bool = False) -> str:
     return module.operation.get_asm(enable_debug_info=debug_info, print_generic_op_form=generic)
 
@@ -181,10 +175,6 @@ def ops_named(op, name: str) -> list[ir.Operation]:
     return found
 
 
-def has_attr(op, name: str) -> bool:
-    return name in op.operation.attributes
-
-
 def str_attr(op, name: str) -> str:
     return ir.StringAttr(op.operation.attributes[name]).value
 
@@ -199,11 +189,6 @@ def map_attr(op, name: str) -> ir.AffineMap:
 
 def map_list_attr(op, name: str) -> list[ir.AffineMap]:
     return [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.operation.attributes[name])]
-
-
-def dict_attr(op, name: str) -> dict[str, ir.Attribute]:
-    d = ir.DictAttr(op.operation.attributes[name])
-    return {d[i].name: d[i].attr for i in range(len(d))}
 
 
 def set_attr(op, name: str, value: ir.Attribute) -> None:
@@ -226,64 +211,6 @@ def operand_groups(op, names: Iterable[str]) -> dict[str, list[ir.Value]]:
         groups[name] = operands[start : start + size]
         start += size
     return groups
-
-
-def create_op(name: str, *, operands=(), results=(), attributes=None, loc=None, regions: int = 0,
-              segments: list[int] | None = None) -> ir.Operation:
-    attrs = dict(attributes or {})
-    if segments is not None:
-        attrs["operandSegmentSizes"] = ir.DenseI32ArrayAttr.get(segments)
-    return ir.Operation.create(name, results=list(results), operands=list(operands), attributes=attrs,
-                               regions=regions, loc=loc)
-
-
-# ---------------------------------------------------------------- affine maps
-
-
-def eval_expr(expr: ir.AffineExpr, dims: list[int], syms: list[int]) -> int:
-    """Evaluate an affine expression on integers (floordiv/ceildiv/mod round as in MLIR)."""
-    expr = downcast(expr)
-    if isinstance(expr, ir.AffineConstantExpr):
-        return expr.value
-    if isinstance(expr, ir.AffineDimExpr):
-        return dims[expr.position]
-    if isinstance(expr, ir.AffineSymbolExpr):
-        return syms[expr.position]
-    lhs, rhs = eval_expr(expr.lhs, dims, syms), eval_expr(expr.rhs, dims, syms)
-    if isinstance(expr, ir.AffineAddExpr):
-        return lhs + rhs
-    if isinstance(expr, ir.AffineMulExpr):
-        return lhs * rhs
-    if isinstance(expr, ir.AffineFloorDivExpr):
-        return lhs // rhs
-    if isinstance(expr, ir.AffineCeilDivExpr):
-        return -((-lhs) // rhs)
-    if isinstance(expr, ir.AffineModExpr):
-        return lhs % rhs
-    raise EtcError(f"unsupported affine expression {expr}")
-
-
-def eval_map(m: ir.AffineMap, dims: list[int], syms: list[int]) -> list[int]:
-    return [eval_expr(r, dims, syms) for r in m.results]
-
-
-def affine_map(text: str, ctx: ir.Context) -> ir.AffineMap:
-    with ctx:
-        return ir.AffineMapAttr(ir.Attribute.parse(f"affine_map<{text}>")).value
-
-
-def product(values: Iterable[int]) -> int:
-    return math.prod(values)
-
-
-def iter_grid(extents: list[int]) -> Iterator[tuple[int, ...]]:
-    """Tile coordinates of a grid in row-major order."""
-    if not extents:
-        yield ()
-        return
-    import itertools
-
-    yield from itertools.product(*(range(e) for e in extents))
 
 
 # ---------------------------------------------------------------- pass managers
@@ -325,11 +252,7 @@ def run_python_pass(module, fn: Callable, name: str, ctx: ir.Context) -> None:
         pm.run(module.operation)
 
 
-def verify(module) -> None:
-    try:
-        module.operation.verify()
-    except ir.MLIRError as e:
-        raise DiagnosticsError(diagnostics_of(e, with_notes=False)) from None
+# ---------------------------------------------------------------- affine maps
 
 
 def substitute(expr: ir.AffineExpr, dims: list[ir.AffineExpr], syms: list[ir.AffineExpr]) -> ir.AffineExpr:
