@@ -44,6 +44,15 @@ class DeriveWaitCounts(Pass):
             producers = [(g, m) for g in grids for v, m in zip(g.notifies, g.notify_maps) if v == event.value]
             if not producers:
                 continue
+            problems = [(g.op, p) for g, m in producers for p in (
+                event_ir.map_problem(g.grid, "grid", 0, len(g.dims)) or event_ir.extent_problem(g.grid, "grid"),
+                event_ir.map_problem(m, "notify_maps", g.rank, len(g.dims), event.rank)) if p]
+            problem = event_ir.map_problem(event.shape, "shape", 0, len(event.dims))
+            problems += [(event.op, problem)] if problem else []
+            for op, problem in problems:  # run etc-verify-event-tensor first for the full set of checks
+                self.error(op, problem)
+            if problems:
+                continue
             try:
                 total = None
                 for grid, notify_map in producers:

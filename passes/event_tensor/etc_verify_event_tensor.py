@@ -3,11 +3,13 @@
 Matches: every event_tensor.dim, event_tensor.buffer, event_tensor.event_tensor and
 event_tensor.task_grid op. Produces: nothing; the IR is unchanged.
 Guarantees, when it succeeds:
-- every affine map has as many symbols as its op has `dims` operands;
+- every affine map has as many symbols as its op has `dims` operands, and divides only by positive
+  constants; constant grid, shape and buffer extents are positive;
 - a task grid has one wait map per waited event tensor and one notify map per notified one, each
   taking the grid's coordinates and giving the event tensor's coordinates;
 - an event tensor's wait_count map takes its coordinates and gives one count;
-- task grid and event tensor names are unique, and every waited event tensor is notified by someone;
+- task grid and event tensor names are unique, every waited event tensor is notified by someone, and
+  every event operand is made by event_tensor.event_tensor;
 - a symbolic size has 0 <= min <= max; a buffer has a known role and is written only if it may be.
 
 Before and after (unchanged):
@@ -45,14 +47,14 @@ class VerifyEventTensor(Pass):
         for grid in grids:
             self._check_grid(grid, by_value)
         self._check_notified(module_op, events, grids)
+        self._check_event_operands(module_op, grids, by_value)
 
     def _check_map(self, op, what: str, m: ir.AffineMap, n_dims: int, n_syms: int, results: int | None = None):
-        if m.n_dims != n_dims:
-            self.error(op, f"'{what}' map {m} takes {m.n_dims} coordinates, expected {n_dims}")
-        elif m.n_symbols != n_syms:
-            self.error(op, f"'{what}' map {m} has {m.n_symbols} symbols but the op has {n_syms} dims operands")
-        elif results is not None and len(m.results) != results:
-            self.error(op, f"'{what}' map {m} gives {len(m.results)} results, expected {results}")
+        problem = event_ir.map_problem(m, what, n_dims, n_syms, results)
+        if problem is None and what in ("grid", "shape", "sizes"):
+            problem = event_ir.extent_problem(m, what)
+        if problem is not None:
+            self.error(op, problem)
 
     def _check_grid(self, grid: event_ir.TaskGrid, by_value: dict) -> None:
         self._check_map(grid.op, "grid", grid.grid, 0, len(grid.dims))
@@ -65,6 +67,15 @@ class VerifyEventTensor(Pass):
                 event = by_value.get(value)
                 rank = event.rank if event is not None else len(m.results)
                 self._check_map(grid.op, f"{label}_maps", m, grid.rank, len(grid.dims), results=rank)
+
+    def _check_event_operands(self, module_op, grids, by_value: dict) -> None:
+        """Waits and notifies must name event tensors made by event_tensor.event_tensor (their counts are known)."""
+        users = [(g.op, v) for g in grids for v in g.waits + g.notifies]
+        for name in ("event_tensor.notify", "event_tensor.wait", "event_tensor.trigger"):
+            users += [(op, op.operands[0]) for op in mlir.ops_named(module_op, name)]
+        for op, value in users:
+            if value not in by_value:
+                self.error(op, f"event operand {value.get_name()} is not made by event_tensor.event_tensor")
 
     def _check_names(self, items, what: str) -> None:
         seen: dict[str, object] = {}

@@ -74,3 +74,35 @@ def symbol_names(dims: list[ir.Value]) -> list[str]:
         else:
             names.append(value.get_name())
     return names
+
+
+def map_problem(m: ir.AffineMap, what: str, n_dims: int, n_syms: int, results: int | None = None) -> str | None:
+    """Why map `m` (attribute `what`) does not fit its op, or None: arity, result count, division by <= 0."""
+    if m.n_dims != n_dims:
+        return f"'{what}' map {m} takes {m.n_dims} coordinates, expected {n_dims}"
+    if m.n_symbols != n_syms:
+        return f"'{what}' map {m} has {m.n_symbols} symbols but the op has {n_syms} dims operands"
+    if results is not None and len(m.results) != results:
+        return f"'{what}' map {m} gives {len(m.results)} results, expected {results}"
+    for expr in m.results:
+        if _divides_by_non_positive(expr):
+            return f"'{what}' map {m} divides by a non-positive constant"
+    return None
+
+
+def extent_problem(m: ir.AffineMap, what: str) -> str | None:
+    """Why an extents map (grid, shape) is invalid, or None: a constant extent must be positive."""
+    for expr in m.results:
+        if mlir.is_constant(expr) and mlir.constant_value(expr) <= 0:
+            return f"'{what}' map {m} has a non-positive extent"
+    return None
+
+
+def _divides_by_non_positive(expr: ir.AffineExpr) -> bool:
+    expr = mlir.downcast(expr)
+    if not isinstance(expr, ir.AffineBinaryExpr):
+        return False
+    if isinstance(expr, (ir.AffineFloorDivExpr, ir.AffineCeilDivExpr, ir.AffineModExpr)):
+        if mlir.is_constant(expr.rhs) and mlir.constant_value(expr.rhs) <= 0:
+            return True
+    return _divides_by_non_positive(expr.lhs) or _divides_by_non_positive(expr.rhs)

@@ -31,7 +31,8 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.col}: " if self.file is not None else ""
+        where = "" if self.file is None else f"{self.file}:{self.line}: " if self.col is None else \
+            f"{self.file}:{self.line}:{self.col}: "
         return f"{where}{self.severity}: {self.message}"
 
 

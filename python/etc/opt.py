@@ -29,8 +29,13 @@ def _pass_list() -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise EtcError(f"{message} (see etc-opt --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="etc-opt", description="Run ETC and MLIR passes on IR and print the result.",
         epilog=_pass_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", nargs="?", default="-", help="input IR file, or - for stdin (default)")
@@ -82,15 +87,19 @@ def _run_chunk(text: str, first_line: int, source: str, steps_text: str, args) -
 
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.input == "-":
-        source, text = "<stdin>", sys.stdin.read()
-    else:
-        source = args.input
-        try:
-            with open(args.input) as f:
+    source = "<stdin>" if args.input == "-" else args.input
+    try:
+        if args.input == "-":
+            if sys.stdin is None:
+                raise EtcError("no input: stdin is closed")
+            text = sys.stdin.read()
+        else:
+            with open(args.input, encoding="utf-8") as f:
                 text = f.read()
-        except OSError as e:
-            raise EtcError(f"cannot read input file '{args.input}': {e.strerror}") from None
+    except OSError as e:
+        raise EtcError(f"cannot read input file '{args.input}': {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise EtcError(f"input '{source}' is not UTF-8 text") from None
     if args.pass_pipeline:
         # Fail early on a bad pipeline, before any input is parsed.
         from etc.pipeline import parse_pipeline
@@ -101,7 +110,7 @@ def run(argv: list[str]) -> int:
     for first_line, chunk in _chunks(text, args.split_input_file):
         printed, diagnostics = _run_chunk(chunk, first_line, source, args.pass_pipeline, args)
         if args.verify_diagnostics:
-            expected = verify_diagnostics.expectations(chunk, first_line)
+            expected = verify_diagnostics.expectations(chunk, first_line, source)
             problems = verify_diagnostics.check(diagnostics, expected, source)
             for line in problems:
                 print(line, file=sys.stderr)
@@ -117,8 +126,11 @@ def run(argv: list[str]) -> int:
     if args.output == "-":
         sys.stdout.write(result)
     else:
-        with open(args.output, "w") as f:
-            f.write(result)
+        try:
+            with open(args.output, "w") as f:
+                f.write(result)
+        except OSError as e:
+            raise EtcError(f"cannot write output file '{args.output}': {e.strerror}") from None
     return 1 if failed else 0
 
 

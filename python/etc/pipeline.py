@@ -69,7 +69,10 @@ def _known_passes() -> str:
 
 def parse_pipeline(text: str, ctx: ir.Context) -> list[Step]:
     text = text.strip()
-    if text.startswith("builtin.module(") and text.endswith(")"):
+    if text.startswith("builtin.module("):
+        elements = _split_top(text)
+        if len(elements) != 1 or not text.endswith(")"):
+            raise PipelineError(f"a pipeline anchored on builtin.module must be one 'builtin.module(...)': '{text}'")
         text = text[len("builtin.module("):-1]
     steps = []
     for element in _split_top(text):
@@ -113,7 +116,7 @@ def run_steps(module, steps: list[Step], ctx: ir.Context) -> None:
                 mlir.run_upstream(module, step.text, ctx)
         except ir.MLIRError as e:
             diags = mlir.diagnostics_of(e, with_notes=False)
-            lines = "; ".join(str(d) for d in diags if d.severity == "error") or str(e)
+            lines = "\n".join(str(d) for d in diags if d.severity == "error") or str(e).splitlines()[0]
             raise PassFailure(f"pass '{step.name}' failed: {lines}", step.name, diags) from None
         except EtcError as e:
             raise PassFailure(f"pass '{step.name}' failed: {e}", step.name) from None
@@ -151,6 +154,8 @@ def run_pipeline(module, pipeline: str | None = None, *, source_name: str = "<in
     if isinstance(module, str):
         ctx = mlir.new_context(allow_unregistered=True)
         module = mlir.parse(module, ctx, source_name)
+    elif not isinstance(getattr(module, "operation", None), ir.Operation):
+        raise EtcError(f"run_pipeline takes an mlir.ir.Module or IR text, not {type(module).__name__}")
     else:
         ctx = module.context
         mlir.load_dialects(ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from etc.mlir_adapter import Diagnostic
+from etc.mlir_adapter import Diagnostic, DiagnosticsError
 
 _EXPECT = re.compile(r"expected-(error|warning|note|remark)\s*(@above|@below|@[+-]\d+)?\s*\{\{(.*?)\}\}")
 
@@ -22,10 +22,23 @@ class Expectation:
     seen: bool = False
 
 
-def expectations(text: str, first_line: int = 1) -> list[Expectation]:
+_ANY_EXPECT = re.compile(r"expected-[A-Za-z]+[^{]*\{\{")  # anything written like an expectation
+
+
+def _error(file: str, line: int, message: str) -> DiagnosticsError:
+    return DiagnosticsError([Diagnostic("error", file, line, None, message)])
+
+
+def expectations(text: str, first_line: int = 1, file: str = "<input>") -> list[Expectation]:
+    """The expectations in one input; a malformed one is an EtcError at its own line."""
     found = []
-    for offset, line in enumerate(text.splitlines()):
+    lines = text.splitlines()
+    last_line = first_line + len(lines) - 1
+    for offset, line in enumerate(lines):
         lineno = first_line + offset
+        if len(_ANY_EXPECT.findall(line)) != len(_EXPECT.findall(line)):
+            raise _error(file, lineno, "malformed expectation; write "
+                                       "expected-<error|warning|note|remark> [@+N|@-N|@above|@below] {{message}}")
         for m in _EXPECT.finditer(line):
             where = m.group(2)
             target = lineno
@@ -35,6 +48,9 @@ def expectations(text: str, first_line: int = 1) -> list[Expectation]:
                 target += 1
             elif where:
                 target += int(where[1:])
+            if not first_line <= target <= last_line:
+                raise _error(file, lineno, f"expected-{m.group(1)} points at line {target}, "
+                                           f"outside this input (lines {first_line}-{last_line})")
             found.append(Expectation(m.group(1), target, m.group(3)))
     return found
 

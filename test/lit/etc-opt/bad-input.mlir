@@ -27,3 +27,18 @@
 // A pipeline with good passes runs, and stdin works.
 // RUN: etc-opt -p 'etc-verify-event-tensor,canonicalize' < %S/Inputs/valid.mlir | FileCheck %s --check-prefix=OK
 // OK: arith.addi
+
+// More bad input: not text, an unknown flag, an unwritable output, two anchors, broken expectations.
+// RUN: not etc-opt %S/Inputs/binary.mlir 2>&1 | FileCheck %s --check-prefix=BINARY --implicit-check-not=Traceback
+// BINARY: etc-opt: error: input '{{.*}}Inputs/binary.mlir' is not UTF-8 text
+// BINARY-EMPTY:
+// RUN: not etc-opt %S/Inputs/valid.mlir --no-such-flag 2>&1 | FileCheck %s --check-prefix=FLAG --implicit-check-not=usage
+// FLAG: etc-opt: error: unrecognized arguments: --no-such-flag (see etc-opt --help)
+// RUN: not etc-opt %S/Inputs/valid.mlir -o %S/Inputs/no-such-dir/out.mlir 2>&1 | FileCheck %s --check-prefix=OUT --implicit-check-not=Traceback
+// OUT: etc-opt: error: cannot write output file '{{.*}}no-such-dir/out.mlir': No such file or directory
+// RUN: not etc-opt %S/Inputs/valid.mlir -p 'builtin.module(cse),func.func(cse)' 2>&1 | FileCheck %s --check-prefix=ANCHORS
+// ANCHORS: etc-opt: error: a pipeline anchored on builtin.module must be one 'builtin.module(...)'
+// RUN: not etc-opt %S/Inputs/malformed-expectation.mlir --verify-diagnostics 2>&1 | FileCheck %s --check-prefix=EXPECT
+// EXPECT: {{.*}}Inputs/malformed-expectation.mlir:2: error: malformed expectation
+// RUN: not etc-opt %S/Inputs/far-expectation.mlir --verify-diagnostics 2>&1 | FileCheck %s --check-prefix=FAR
+// FAR: {{.*}}Inputs/far-expectation.mlir:1: error: expected-error points at line -4, outside this input (lines 1-4)

@@ -60,3 +60,13 @@ func.func @skewed_map() {
   "event_tensor.task_grid"(%e) {operandSegmentSizes = array<i32: 0, 0, 0, 0, 1>, name = "p", kind = "gemv", grid = affine_map<() -> (4, 4)>, wait_maps = [], notify_maps = [affine_map<(d0, d1) -> (d0 + d1)>], params = {}} : (!event_tensor.event) -> ()
   return
 }
+
+// -----
+
+// Error: a notify map of the wrong arity is reported at the grid, not a crash.
+func.func @wrong_arity() {
+  %e = "event_tensor.event_tensor"() {name = "h", shape = affine_map<() -> (4)>, wait_count = affine_map<(d0) -> (1)>} : () -> !event_tensor.event
+  // expected-error @+1 {{'notify_maps' map (d0, d1, d2) -> (d2) takes 3 coordinates, expected 1}}
+  "event_tensor.task_grid"(%e) {operandSegmentSizes = array<i32: 0, 0, 0, 0, 1>, name = "p", kind = "gemv", grid = affine_map<() -> (4)>, wait_maps = [], notify_maps = [affine_map<(d0, d1, d2) -> (d2)>], params = {}} : (!event_tensor.event) -> ()
+  return
+}

@@ -65,3 +65,21 @@ func.func @names_and_roles() {
   "event_tensor.task_grid"() {operandSegmentSizes = array<i32: 0, 0, 0, 0, 0>, name = "g", kind = "gemv", grid = affine_map<() -> (1)>, wait_maps = [], notify_maps = [], params = {}} : () -> ()
   return
 }
+
+// -----
+
+func.func @event_from_block_argument(%ev: !event_tensor.event) {
+  // expected-error @+1 {{event operand %arg0 is not made by event_tensor.event_tensor}}
+  "event_tensor.task_grid"(%ev) {operandSegmentSizes = array<i32: 0, 0, 0, 1, 0>, name = "c", kind = "gemv", grid = affine_map<() -> (1)>, wait_maps = [affine_map<(d0) -> (0)>], notify_maps = [], params = {}} : (!event_tensor.event) -> ()
+  return
+}
+
+// -----
+
+func.func @bad_extents_and_division() {
+  // expected-error @+1 {{'shape' map () -> (-4) has a non-positive extent}}
+  %e = "event_tensor.event_tensor"() {name = "h", shape = affine_map<() -> (-4)>, wait_count = affine_map<(d0) -> (1)>} : () -> !event_tensor.event
+  // expected-error @+1 {{'wait_count' map (d0) -> (d0 floordiv 0) divides by a non-positive constant}}
+  %f = "event_tensor.event_tensor"() {name = "f", shape = affine_map<() -> (4)>, wait_count = affine_map<(d0) -> (d0 floordiv 0)>} : () -> !event_tensor.event
+  return
+}

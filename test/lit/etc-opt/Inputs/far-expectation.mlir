@@ -1,0 +1,4 @@
+// expected-error @-5 {{nowhere}}
+func.func @f() {
+  return
+}
