@@ -148,3 +148,19 @@ def test_help_lists_every_pass():
     assert out.returncode == 0
     for name, cls in REGISTRY.items():
         assert name in out.stdout and cls.SUMMARY in out.stdout
+
+
+@pytest.mark.parametrize("bad", [b"module {}", None, 42])
+def test_non_ir_arguments_are_clear_errors(bad):
+    with pytest.raises(etc.EtcError, match="run_pipeline takes an mlir.ir.Module or IR text, not"):
+        etc.run_pipeline(bad)
+
+
+def test_pass_errors_are_lines_with_locations(tmp_path, monkeypatch):
+    monkeypatch.setenv("ETC_REPRODUCER_DIR", str(tmp_path))
+    wrong_arity = VALID.replace("[affine_map<(d0, d1)[s0] -> (d0 floordiv 4)>]", "[affine_map<(d0, d1, d2)[s0] -> (d0)>]")
+    with pytest.raises(etc.PassFailure) as info:
+        etc.run_pipeline(wrong_arity, "etc-derive-wait-counts")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("pass 'etc-derive-wait-counts' failed: <input>:5:3: error: 'notify_maps' map")
+    assert all(re.match(r"(pass '.*' failed: )?<input>:\d+:\d+: error: ", line) for line in lines)
