@@ -108,7 +108,7 @@ def parse_pipeline(text: str, ctx: ir.Context) -> list[Step]:
 
 def run_steps(module, steps: list[Step], ctx: ir.Context) -> None:
     """Run the steps in order; raise PassFailure naming the failing step (diagnostics attached)."""
-    for i, step in enumerate(steps):
+    for step in steps:
         try:
             if step.etc_pass is not None:
                 step.etc_pass.apply(module, ctx)
