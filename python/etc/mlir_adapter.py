@@ -39,13 +39,10 @@ class Diagnostic:
 class DiagnosticsError(EtcError):
     """An MLIR failure, carried as diagnostics; str() is one line per error."""
 
-    def __init__(self, diagnostics: list[Diagnostic], context: str = ""):
+    def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = diagnostics
         errors = [d for d in diagnostics if d.severity == "error"] or diagnostics
-        lines = [str(d) for d in errors] or ["error: " + (context or "MLIR failure")]
-        if context:
-            lines = [f"{line} [{context}]" for line in lines]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(str(d) for d in errors) or "error: MLIR failure")
 
 
 # ---------------------------------------------------------------- contexts
