@@ -20,8 +20,11 @@ irdl.dialect @sm_task {
   }
 
   // Counters for one event tensor. `shape` = affine_map<()[symbols] -> (extents)>; `target` =
-  // affine_map<(coords)[symbols] -> (n)>: signals per step. Counters are never reset: in step e
-  // (counting from 1) a waiter waits for e * n.
+  // affine_map<(coords)[symbols] -> (n)>: signals per step, n < 2^32. Counters are 64-bit and never
+  // reset between decode steps. In step e (counting from 1) a signal does atomicMax(c, e << 32), then
+  // atomicAdd(c, 1); a waiter waits for c >= (e << 32) + target(coords, sizes). The first signal of a
+  // step so drops the previous step's count without a reset, and the count of each step may differ
+  // (batch and kv_len change between steps). A target of 0 is met at once: nothing is waited for.
   irdl.operation @counter {
     %dims = irdl.is index
     irdl.operands(dims: variadic %dims)
@@ -54,15 +57,24 @@ irdl.dialect @sm_task {
                      "signal_maps" = %signal_maps, "params" = %params}
   }
 
-  // One worker's static queue, fixed at compile time: `entries` = [task id, tile index, ...] run in order.
+  // One worker's static queue, fixed at compile time and parametric in the sizes: `entries` = [task id,
+  // first, stride, ...]. Worker `worker` runs, entry by entry, tiles first, first + stride, ... below the
+  // task's tile count at run-time sizes (tiles numbered row-major over the grid), each tile after its
+  // waits are met. Entries list tasks in increasing id (topological) order, so the queues cannot
+  // deadlock. A worker without a static_queue op has an empty queue.
   irdl.operation @static_queue {
     %worker = irdl.base "#builtin.integer"
     %entries = irdl.base "#builtin.dense_array"
     irdl.attributes {"worker" = %worker, "entries" = %entries}
   }
 
-  // The device-side ready queue: tiles of the listed tasks are pushed when their waits are met and
-  // popped by idle workers. `capacity` bounds the tiles in flight.
+  // The device-side ready queue for the tiles of the listed (dynamic) tasks. A tile is pushed when every
+  // counter element it waits on reached its target, and idle workers pop and run it. With the optional
+  // attribute `early_push = true` (absent: false; IRDL has no optional attributes, so it is not declared
+  // below) a tile is pushed once every producer tile signalling the elements it waits on has been
+  // dispatched, and spins on its counters after the pop. Workers with a static queue run it in order and,
+  // whenever their next static tile is not ready or their queue is done, pop ready tiles instead.
+  // `capacity` bounds the tiles pushed and not yet popped.
   irdl.operation @ready_queue {
     %capacity = irdl.base "#builtin.integer"
     %tasks = irdl.base "#builtin.dense_array"

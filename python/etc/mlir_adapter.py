@@ -150,8 +150,10 @@ def parse(text: str, ctx: ir.Context, source_name: str = "<input>"):
         return module
 
 
-def to_text(module, *, debug_info: bool = False, generic: bool = False) -> str:
-    return module.operation.get_asm(enable_debug_info=debug_info, print_generic_op_form=generic)
+def to_text(module, *, debug_info: bool = False, generic: bool = False, local_scope: bool = False) -> str:
+    """Print module; local_scope prints attributes inline (no #map aliases), as mlir-opt's --mlir-print-local-scope."""
+    return module.operation.get_asm(enable_debug_info=debug_info, print_generic_op_form=generic,
+                                    use_local_scope=local_scope)
 
 
 # ---------------------------------------------------------------- walking and attributes
@@ -284,3 +286,110 @@ def is_constant(expr: ir.AffineExpr) -> bool:
 
 def constant_value(expr: ir.AffineExpr) -> int:
     return downcast(expr).value
+
+
+def compile_map(m: ir.AffineMap) -> Callable[[tuple, tuple], tuple[int, ...]]:
+    """A Python function (dims, syms) -> results that evaluates affine map m on integers.
+
+    Affine semantics: floordiv and mod round toward negative infinity, ceildiv toward positive.
+    Compiled once, so executors can evaluate maps per tile cheaply.
+    """
+    def emit(expr) -> str:
+        expr = downcast(expr)
+        if isinstance(expr, ir.AffineConstantExpr):
+            return str(expr.value)
+        if isinstance(expr, ir.AffineDimExpr):
+            return f"d[{expr.position}]"
+        if isinstance(expr, ir.AffineSymbolExpr):
+            return f"s[{expr.position}]"
+        lhs, rhs = emit(expr.lhs), emit(expr.rhs)
+        if isinstance(expr, ir.AffineAddExpr):
+            return f"({lhs} + {rhs})"
+        if isinstance(expr, ir.AffineMulExpr):
+            return f"({lhs} * {rhs})"
+        if isinstance(expr, ir.AffineFloorDivExpr):
+            return f"({lhs} // {rhs})"
+        if isinstance(expr, ir.AffineCeilDivExpr):
+            return f"(-((-{lhs}) // {rhs}))"
+        return f"({lhs} % {rhs})"  # AffineModExpr: Python's % is non-negative for positive rhs
+
+    body = ", ".join(emit(e) for e in m.results)
+    return eval(f"lambda d, s: ({body}{',' if len(m.results) == 1 else ''})")  # noqa: S307 (our own text)
+
+
+def eval_map(m: ir.AffineMap, dims=(), syms=()) -> tuple[int, ...]:
+    """Evaluate affine map m at integer dims and symbols."""
+    return compile_map(m)(tuple(dims), tuple(syms))
+
+
+# ---------------------------------------------------------------- attributes as Python values, op creation
+
+
+def attr_to_python(attr: ir.Attribute):
+    """The inverse of python_to_attr: plain Python values; affine maps stay ir.AffineMap, symbol refs become str."""
+    attr = attr.maybe_downcast()
+    if isinstance(attr, (ir.BoolAttr, ir.IntegerAttr, ir.FloatAttr, ir.StringAttr, ir.AffineMapAttr,
+                         ir.FlatSymbolRefAttr)):
+        return attr.value
+    if isinstance(attr, ir.TypeAttr):
+        return str(attr.value)
+    if isinstance(attr, ir.ArrayAttr):
+        return [attr_to_python(a) for a in attr]
+    if isinstance(attr, ir.DictAttr):
+        return {attr[i].name: attr_to_python(attr[i].attr) for i in range(len(attr))}
+    if isinstance(attr, ir.DenseI64ArrayAttr):
+        return list(attr)
+    return attr
+
+
+def python_to_attr(value) -> ir.Attribute:
+    """bool/int (i64)/float (f64)/str/list/dict/AffineMap/Attribute -> attribute (in the current context)."""
+    if isinstance(value, ir.Attribute):
+        return value
+    if isinstance(value, bool):
+        return ir.BoolAttr.get(value)
+    if isinstance(value, int):
+        return ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+    if isinstance(value, float):
+        return ir.FloatAttr.get_f64(value)
+    if isinstance(value, str):
+        return ir.StringAttr.get(value)
+    if isinstance(value, ir.AffineMap):
+        return ir.AffineMapAttr.get(value)
+    if isinstance(value, (list, tuple)):
+        return ir.ArrayAttr.get([python_to_attr(v) for v in value])
+    if isinstance(value, dict):
+        return ir.DictAttr.get({k: python_to_attr(v) for k, v in value.items()})
+    raise TypeError(f"no attribute for {value!r}")
+
+
+# ---------------------------------------------------------------- generic op creation (scheduling passes)
+
+
+def attr_value(op, name: str, default=None):
+    """Attribute `name` of op as a Python value (attr_to_python), or default when absent."""
+    attrs = op.operation.attributes
+    return attr_to_python(attrs[name]) if name in attrs else default
+
+
+def i64_array_attr(values: Iterable[int]) -> ir.Attribute:
+    return ir.DenseI64ArrayAttr.get(list(values))
+
+
+def parse_type(text: str, ctx: ir.Context) -> ir.Type:
+    with ctx:
+        return ir.Type.parse(text)
+
+
+def create_op(name: str, *, before, operand_groups: list[list[ir.Value]] | None = None,
+              attributes: dict[str, ir.Attribute] | None = None, result_types: list[ir.Type] | None = None,
+              loc: ir.Location | None = None) -> ir.Operation:
+    """Create generic op `name` right before op `before` (at its location unless `loc` is given).
+    Operands are operand_groups concatenated; operandSegmentSizes is set when there are several groups."""
+    attributes = dict(attributes or {})
+    operands: list[ir.Value] = [v for group in operand_groups or [] for v in group]
+    if operand_groups is not None and len(operand_groups) > 1:
+        attributes["operandSegmentSizes"] = ir.DenseI32ArrayAttr.get([len(g) for g in operand_groups])
+    with before.context:
+        return ir.Operation.create(name, results=result_types or [], operands=operands, attributes=attributes,
+                                   loc=loc or before.location, ip=ir.InsertionPoint(before.operation))

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unregistered-dialect", action="store_true", help="accept ops of unknown dialects (torch)")
     p.add_argument("--mlir-print-debuginfo", action="store_true", help="print locations")
     p.add_argument("--mlir-print-op-generic", action="store_true", help="print ops in generic form")
+    p.add_argument("--mlir-print-local-scope", action="store_true", help="print attributes inline, without #map aliases")
+    p.add_argument("--schedule-summary", action="store_true",
+                   help="print the schedule's work per worker, critical path and imbalance instead of the IR")
+    p.add_argument("--sizes", default="", help="sizes for --schedule-summary, e.g. batch=1,kv_len=1024")
     return p
 
 
@@ -81,7 +85,14 @@ def _run_chunk(text: str, first_line: int, source: str, steps_text: str, args) -
         if not e.diagnostics:
             raise
         return None, e.diagnostics
-    printed = mlir.to_text(module, debug_info=args.mlir_print_debuginfo, generic=args.mlir_print_op_generic)
+    if args.schedule_summary:
+        from etc.cost_model import parse_sizes
+        from etc.schedule_summary import summarize
+        from etc.sm_task_ir import SmTaskProgram
+
+        return summarize(SmTaskProgram.of(module), parse_sizes(args.sizes)).format() + "\n", []
+    printed = mlir.to_text(module, debug_info=args.mlir_print_debuginfo, generic=args.mlir_print_op_generic,
+                           local_scope=args.mlir_print_local_scope)
     return printed, []
 
 

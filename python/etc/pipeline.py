@@ -167,3 +167,42 @@ def run_pipeline(module, pipeline: str | None = None, *, source_name: str = "<in
         failure.reproducer = write_reproducer(input_text, steps, failure.pass_name)
         raise
     return module
+
+
+SCHEDULES = ("static", "dynamic", "hybrid")
+
+
+def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False) -> str:
+    """The pipeline text that lowers event_tensor IR to scheduled sm_task IR.
+
+    schedule: "static" (per-worker queues fixed at compile time), "dynamic" (an on-GPU ready queue) or
+    "hybrid" (static for grids of constant extent, dynamic for grids whose extent depends on sizes).
+    """
+    if schedule not in SCHEDULES:
+        raise PipelineError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if not isinstance(num_sms, int) or isinstance(num_sms, bool) or num_sms < 1:
+        raise PipelineError(f"num_sms must be a positive integer, got {num_sms!r}")
+    return (f"etc-lower-to-sm-task{{policy={schedule}}},etc-static-schedule{{num-sms={num_sms}}},"
+            f"etc-dynamic-schedule{{early-push={'true' if early_push else 'false'}}}")
+
+
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")
+
+
+def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 256) -> str:
+    """The pipeline text from imported torch IR to event_tensor IR: raise, fuse, tile, form event tensors.
+
+    fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS).
+    """
+    if isinstance(fuse, bool):
+        fuse = dict.fromkeys(FUSIONS, fuse)
+    unknown = set(fuse) - set(FUSIONS)
+    if unknown:
+        raise PipelineError(f"unknown fusion {sorted(unknown)[0]!r}; fusions: {', '.join(FUSIONS)}")
+    for name, value in (("num_sms", num_sms), ("kv_chunk", kv_chunk)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PipelineError(f"{name} must be a positive integer, got {value!r}")
+    fusions = [f"etc-fuse-{name}{{enable={'true' if fuse.get(name, True) else 'false'}}}" for name in FUSIONS]
+    return ",".join(["etc-raise-torch", "etc-raise-elementwise", *fusions,
+                     f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk}}}",
+                     "etc-form-task-grids", "etc-derive-wait-counts", "etc-verify-event-tensor"])

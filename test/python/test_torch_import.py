@@ -63,7 +63,7 @@ def test_params_match_state_dict(name, weights):
     # Parameters follow the user inputs, in argument order.
     assert [p.index for p in imp.params] == list(range(len(imp.inputs), len(imp.inputs) + len(imp.params)))
     for p in imp.params:
-        assert f'{{etc.name = "{p.name}"}}' in imp.text
+        assert f'{{etc.name = "{p.name}", etc.role = "weight"}}' in imp.text
 
 
 @pytest.mark.parametrize("name,weights", CASES)

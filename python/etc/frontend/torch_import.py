@@ -524,9 +524,12 @@ def export_torch_ir(
                 block.arguments[i].set_location(tir.Location.name(arg_names[i]))
             for index, name, *_ in hooks.lifted:
                 arg_names[index] = name
-            func_op.attributes["arg_attrs"] = tir.ArrayAttr.get(
-                [tir.DictAttr.get({"etc.name": tir.StringAttr.get(n or f"arg{i}")}) for i, n in enumerate(arg_names)]
-            )
+            # etc.role: "weight" for lifted parameters/buffers, else "input" (a mutable input is a KV cache).
+            func_op.attributes["arg_attrs"] = tir.ArrayAttr.get([
+                tir.DictAttr.get({"etc.name": tir.StringAttr.get(n or f"arg{i}"),
+                                  "etc.role": tir.StringAttr.get("input" if i < n_user else "weight")})
+                for i, n in enumerate(arg_names)
+            ])
             for op in block.operations:
                 if op.name == "torch.constant.device" and tir.StringAttr(op.attributes["value"]).value == "meta":
                     # An artifact of meta weights; make the IR independent of where the weights live.

@@ -1,6 +1,6 @@
 // Each bad input gives one line (file:line:col where there is a location), a non-zero exit, no traceback.
 // RUN: not etc-opt %S/Inputs/valid.mlir -p etc-no-such-pass 2>&1 | FileCheck %s --check-prefix=UNKNOWN --implicit-check-not=Traceback
-// UNKNOWN: etc-opt: error: unknown pass 'etc-no-such-pass'; ETC passes: etc-verify-event-tensor, etc-derive-wait-counts
+// UNKNOWN: etc-opt: error: unknown pass 'etc-no-such-pass'; ETC passes: etc-raise-torch, {{.*}}, etc-verify-event-tensor, etc-derive-wait-counts, {{.*}}
 // UNKNOWN-EMPTY:
 // RUN: not etc-opt %S/Inputs/valid.mlir -p no-such-upstream-pass 2>&1 | FileCheck %s --check-prefix=UPSTREAM --implicit-check-not=Traceback
 // UPSTREAM: etc-opt: error: unknown pass 'no-such-upstream-pass'; ETC passes: {{.*}} (upstream MLIR passes are accepted too)

@@ -1,0 +1,106 @@
+"""etc-tile: pick the tile shape of every etc.tile, for a target with `num-sms` streaming multiprocessors.
+
+Matches: every `etc.tile` op.
+Produces: the tile-shape params that etc.tiles defines per kind: `tile_n` for linear (about one tile per
+SM, a multiple of head_dim when the epilogue works per head, else of 8), `kv_chunk` for attention (the
+KV length one split covers), `tile_c` for row-wise elementwise kinds. Sizes need not divide evenly: the
+last tile is short.
+Guarantees: every tile kind's coverage rules hold (a per-head epilogue sees whole heads, a norm's dim
+divides its row, a linear's in_features allows 16-byte loads); a shape no tile can cover is an error
+at the op, never a silently wrong tiling.
+
+Before:
+  "etc.tile"(%x, %w) {kind = "linear", params = {in_features = 2048, out_features = 8192, ...}}
+After (num-sms=132):
+  "etc.tile"(%x, %w) {kind = "linear", params = {in_features = 2048, out_features = 8192, tile_n = 64, ...}}
+"""
+from __future__ import annotations
+
+from etc import mlir_adapter as mlir
+from etc.frontend import torch_ops as T
+from etc.passes.base import Option, Pass
+
+PER_HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
+MAX_HEAD_DIM = 256
+
+
+def _ceildiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _round_up(a: int, b: int) -> int:
+    return _ceildiv(a, b) * b
+
+
+class Tile(Pass):
+    NAME = "etc-tile"
+    SUMMARY = "Choose each tile's shape (linear tile_n, attention kv_chunk, row tile_c) for the target."
+    OPTIONS = (
+        Option("num-sms", int, 132, "streaming multiprocessors (workers) to fill; H200: 132"),
+        Option("tile-n", int, 0, "linear output features per tile; 0 picks about one tile per SM"),
+        Option("kv-chunk", int, 256, "KV slots per attention split"),
+        Option("row-tile", int, 1024, "columns per tile of row-wise elementwise kinds"),
+    )
+
+    def run(self, module_op) -> None:
+        if self.option("num-sms") < 1 or self.option("kv-chunk") < 1 or self.option("row-tile") < 1 \
+                or self.option("tile-n") < 0:
+            self.error(module_op, "etc-tile options must be positive")
+            return
+        for op in mlir.ops_named(module_op, T.TILE_OP):
+            problem = T.tile_problem(op)
+            if problem:
+                self.error(op, problem)
+                continue
+            params = T.tile_params(op)
+            try:
+                chosen = self._choose(T.tile_kind(op), params, op)
+            except ValueError as e:
+                self.error(op, f"no tile covers this {T.tile_kind(op)}: {e}")
+                continue
+            if chosen:
+                with op.location:
+                    op.attributes["params"] = mlir.python_to_attr({**params, **chosen})
+
+    def _choose(self, kind: str, params: dict, op) -> dict:
+        if kind == "linear":
+            k, n = params["in_features"], params["out_features"]
+            if k % 8:
+                raise ValueError(f"in_features {k} is not a multiple of 8 (16-byte bf16 loads)")
+            per_head = any(s in PER_HEAD_STEPS for s in params.get("epilogue", []))
+            unit = params["head_dim"] if per_head else 8
+            if per_head and n % unit:
+                raise ValueError(f"out_features {n} is not a whole number of heads of {unit}")
+            tile_n = self.option("tile-n") or _round_up(_ceildiv(n, self.option("num-sms")), unit)
+            if tile_n % unit:
+                raise ValueError(f"tile-n {tile_n} does not hold whole heads of {unit}")
+            return {"tile_n": tile_n}
+        if kind == "attention":
+            d = params["head_dim"]
+            if d > MAX_HEAD_DIM or d % 8:
+                raise ValueError(f"head_dim {d} (must be a multiple of 8, at most {MAX_HEAD_DIM})")
+            return {"kv_chunk": self.option("kv-chunk")}
+        cols = _cols(op.results[0])
+        if kind in ("rms_norm", "layer_norm"):
+            if cols is None or cols % params["dim"]:
+                raise ValueError(f"rows of {cols} values do not split into norms over {params['dim']}")
+        if kind in ("rope", "kv_append"):
+            x = _cols(T.tile_operand(op, "x"))
+            if x is None or x % params["head_dim"] or params["head_dim"] % 2:
+                raise ValueError(f"rows of {x} values do not split into heads of {params['head_dim']}")
+        if kind in ("silu_mul", "gelu", "add", "elementwise"):
+            if cols is None:
+                raise ValueError("the row length is symbolic")
+            return {"tile_c": min(cols, self.option("row-tile"))}
+        return {}
+
+
+def _cols(value) -> int | None:
+    """Columns of a value viewed as [rows = first dim, cols = product of the rest]."""
+    t = T.tensor_type(value)
+    if t is None or any(d is None for d in t.dims[1:]):
+        return None
+    cols = 1
+    for d in t.dims[1:]:
+        cols *= d
+    return cols

@@ -1,0 +1,171 @@
+"""The tile kinds: what each task grid's tiles read, write and compute.
+
+This is the contract between the front end (which raises torch ops to tile kinds and derives event
+tensors from the regions below), the reference executor (numpy bodies) and code generation.
+
+Buffers. Every task grid operand is a named `event_tensor.buffer`, row-major. Activations are 2-D
+`[rows, cols]` with rows = the batch (tokens) dim; token ids and positions are 1-D `[rows]` i64; KV
+caches are `[rows, kv_heads, kv_len, head_dim]`; attention partials are 4-D f32 (below).
+A grid's `params` names its operands: `read_roles[i]` is the role of reads[i], `write_roles[j]` of
+writes[j]. Runtime sizes (rows, kv_len) come from the bound buffers' shapes, never from params.
+
+Numerics follow PyTorch's bf16 semantics: each torch op computes in f32 and rounds its result to its
+dtype once. A fused tile rounds wherever the unfused ops would have rounded, so fusion never changes
+results beyond f32 reassociation.
+
+Kinds (grid; reads -> writes; params):
+  embedding       (R)             weight[V,H], tokens[R] -> out[R,H]
+                  out[r] = weight[tokens[r]].
+  rms_norm        (R, C/dim)      x[R,C], weight[dim] -> y[R,C]                      eps, dim
+                  per segment s = x[r, g*dim:(g+1)*dim]: h = f32(s); h = h * rsqrt(mean(h*h) + eps);
+                  y = round(weight * round(h)).  (HF RMSNorm; with C > dim it is a per-head q/k norm.)
+  layer_norm      (R, C/dim)      x, weight[dim], (bias[dim]) -> y                  eps, dim, has_bias
+                  y = round((x - mean) / sqrt(var + eps) * weight + bias), in f32.
+  linear          (ceildiv(N, tile_n))                                              in_features K, out_features N,
+                  x[R,K], weight[N,K], (bias[N]), ... -> y[R,N] and/or cache        tile_n, has_bias, prologue,
+                  prologue: "none" | "rms_norm" | "layer_norm" (reads norm_weight,   prologue_eps, epilogue
+                  norm_bias; x is normalized per row as the unfused norm would).      (array of steps), head_dim
+                  acc = x @ weight[cols].T (+ bias) in f32, round -> y. Then each epilogue step in order:
+                    "silu_mul":     also up = round(x @ up_weight[cols].T (+ up_bias)); y = round(round(silu(y)) * up)
+                    "gelu":         y = round(gelu(y, approximate=params.gelu_approximate))
+                    "residual_add": y = round(residual[:, cols] + y)
+                    "head_rms_norm":per head segment of head_dim: rms_norm with head_norm_weight, head_norm_eps
+                    "rope":         per head segment: rope as below (reads positions, inv_freq)
+                    "kv_append":    cache[r, head, positions[r], :] = y[r, head segment] (writes cache)
+                  Steps that work per head need tile_n % head_dim == 0. When y is only stored into the cache,
+                  write_roles has no "y".
+  rope            (R, C/head_dim) x[R,C], positions[R], inv_freq[head_dim/2] -> y[R,C]      head_dim
+                  f = f32(positions[r]) * inv_freq; e = cat(f, f); cos = round(cos(e)), sin = round(sin(e));
+                  y = round(round(x * cos) + round(rotate_half(x) * sin)), rotate_half(x) = cat(-x2, x1).
+  kv_append       (R, C/head_dim) x[R,C], positions[R] -> cache[R,KVH,T,D]                  head_dim
+                  cache[r, h, positions[r], :] = x[r, h*D:(h+1)*D]   (in place; positions[r] < T).
+  attention_partial (R, KVH, ceildiv(T, kv_chunk))                                  num_heads, num_kv_heads,
+                  q[R,H*D], k_cache, v_cache, positions[R]                            head_dim, scale, kv_chunk
+                    -> partial_out[R,H,S,D] f32, partial_stats[R,H,S,2] f32
+                  For the heads h of kv group g and the slots t of chunk s with t <= positions[r]:
+                  z = scale * f32(q) . f32(k); m = max z; l = sum exp(z - m); o = sum exp(z - m) * f32(v).
+                  stats = (m, l), unnormalized o; a chunk with no visible slot has m = -inf, l = 0, o = 0.
+  attention_merge (R, KVH)        partial_out, partial_stats -> out[R,H*D]          same as attention_partial
+                  M = max_s m_s; w_s = exp(m_s - M); out = round(sum w_s o_s / sum w_s l_s).
+  silu_mul        (R, ceildiv(C, tile_c))  gate, up -> y                            tile_c
+                  y = round(round(silu(gate)) * up)
+  gelu            (R, ceildiv(C, tile_c))  x -> y                                   tile_c, approximate
+  add             (R, ceildiv(C, tile_c))  a, b -> y                                tile_c, alpha
+                  y = round(a + alpha * b)
+  argmax          (R)             x[R,V] -> out[R] i64: the first index of the row maximum.
+  elementwise     (R, ceildiv(C, tile_c))  operands -> y[R,C]                       tile_c, body, broadcast
+                  y[r, c] = body(operand values at (r, c)); `body` names a private func.func of scalar
+                  arith/math ops; broadcast[i] is "full" ([R,C]), "row" ([R,1]: one value per row),
+                  "col" ([C] or [1,C]) or "scalar" ([] or [1]).
+
+`regions(kind, params, role, rank)` says which part of an operand buffer one tile touches, per buffer
+dim, in terms of the tile's coordinates; the front end joins producers and consumers through it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Full:
+    """The tile touches the whole extent of this buffer dim."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiled:
+    """The tile touches [d * size, (d + 1) * size) of this buffer dim, d = tile coordinate `grid_dim`."""
+    grid_dim: int
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Anywhere:
+    """Data-dependent: one unknown place along this dim (a KV append at a runtime position)."""
+
+
+Region = tuple  # one Full | Tiled | Anywhere per buffer dim
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    name: str
+    reads: tuple[str, ...]  # roles, in operand order; optional ones may be absent
+    writes: tuple[str, ...]
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("embedding", ("weight", "tokens"), ("out",)),
+    Kind("rms_norm", ("x", "weight"), ("y",)),
+    Kind("layer_norm", ("x", "weight", "bias"), ("y",)),
+    Kind("linear", ("x", "weight", "bias", "norm_weight", "norm_bias", "up_weight", "up_bias", "residual",
+                    "head_norm_weight", "positions", "inv_freq"), ("y", "cache")),
+    Kind("rope", ("x", "positions", "inv_freq"), ("y",)),
+    Kind("kv_append", ("x", "positions"), ("cache",)),
+    Kind("attention_partial", ("q", "k_cache", "v_cache", "positions"), ("partial_out", "partial_stats")),
+    Kind("attention_merge", ("partial_out", "partial_stats"), ("out",)),
+    Kind("silu_mul", ("gate", "up"), ("y",)),
+    Kind("gelu", ("x",), ("y",)),
+    Kind("add", ("a", "b"), ("y",)),
+    Kind("argmax", ("x",), ("out",)),
+    Kind("elementwise", (), ("y",)),  # reads: operand0, operand1, ...
+)}
+
+# Roles that are never produced inside a decode step.
+CONSTANT_ROLES = {"weight", "bias", "norm_weight", "norm_bias", "up_weight", "up_bias", "head_norm_weight",
+                  "inv_freq", "tokens", "positions"}
+
+
+def regions(kind: str, params: dict, role: str, rank: int) -> Region:
+    """The region of an operand buffer of `rank` dims that one tile of `kind` touches."""
+    full = (Full(),) * rank
+    if kind == "linear":
+        tn = params["tile_n"]
+        if role in ("y", "residual"):
+            return (Full(), Tiled(0, tn))
+        if role == "cache":
+            return (Full(), Tiled(0, tn // params["head_dim"]), Anywhere(), Full())
+        return full
+    if kind in ("rms_norm", "layer_norm") and role in ("x", "y"):
+        return (Tiled(0, 1), Tiled(1, params["dim"]))
+    if kind in ("rope", "kv_append"):
+        if role in ("x", "y"):
+            return (Tiled(0, 1), Tiled(1, params["head_dim"]))
+        if role == "cache":
+            return (Tiled(0, 1), Tiled(1, 1), Anywhere(), Full())
+        if role == "positions":
+            return (Tiled(0, 1),)
+        return full
+    if kind == "attention_partial":
+        group = params["num_heads"] // params["num_kv_heads"]
+        if role == "q":
+            return (Tiled(0, 1), Tiled(1, group * params["head_dim"]))
+        if role in ("k_cache", "v_cache"):
+            return (Tiled(0, 1), Tiled(1, 1), Tiled(2, params["kv_chunk"]), Full())
+        if role in ("partial_out", "partial_stats"):
+            return (Tiled(0, 1), Tiled(1, group), Tiled(2, 1), Full())
+        if role == "positions":
+            return (Tiled(0, 1),)
+        return full
+    if kind == "attention_merge":
+        group = params["num_heads"] // params["num_kv_heads"]
+        if role == "out":
+            return (Tiled(0, 1), Tiled(1, group * params["head_dim"]))
+        return (Tiled(0, 1), Tiled(1, group), Full(), Full())
+    if kind in ("embedding", "argmax"):
+        if role in ("out", "tokens"):
+            return (Tiled(0, 1),) + (Full(),) * (rank - 1)
+        if role == "x":
+            return (Tiled(0, 1), Full())
+        return full
+    if kind in ("silu_mul", "gelu", "add", "elementwise"):
+        tc = params["tile_c"]
+        if kind == "elementwise" and role.startswith("operand"):
+            how = params["broadcast"][int(role[len("operand"):])]
+            if how == "row":
+                return (Tiled(0, 1), Full())
+            if how == "col":
+                return (Full(),) * (rank - 1) + (Tiled(1, tc),)
+            if how == "scalar":
+                return full
+        return (Tiled(0, 1), Tiled(1, tc))
+    raise KeyError(f"unknown tile kind '{kind}'")

@@ -1,0 +1,45 @@
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p etc-tile --verify-diagnostics | FileCheck %s
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-tile{num-sms=8 kv-chunk=64 row-tile=256}" --verify-diagnostics | FileCheck %s --check-prefix=SMALL
+
+// Positive: about one linear tile per SM (132 on the H200), whole heads when the epilogue works per head,
+// a short last tile when sizes do not divide (128256 = 131 * 976 + 400).
+// CHECK-LABEL: func.func @shapes
+// CHECK: kind = "linear", params = {{{.*}}out_features = 8192 : i64, {{.*}}tile_n = 64 : i64}
+// CHECK: kind = "linear", params = {{{.*}}out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
+// CHECK: kind = "linear", params = {{{.*}}out_features = 128256 : i64, {{.*}}tile_n = 976 : i64}
+// CHECK: kind = "attention", params = {{{.*}}kv_chunk = 256 : i64
+// CHECK: kind = "silu_mul", params = {{{.*}}tile_c = 1024 : i64}
+// SMALL-LABEL: func.func @shapes
+// SMALL: out_features = 8192 : i64, {{.*}}tile_n = 1024 : i64}
+// SMALL: out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
+// SMALL: out_features = 128256 : i64, {{.*}}tile_n = 16032 : i64}
+// SMALL: kv_chunk = 64 : i64
+// SMALL: tile_c = 256 : i64
+func.func @shapes(%x: !torch.vtensor<[?,2048],bf16>, %w1: !torch.vtensor<[8192,2048],bf16>, %w2: !torch.vtensor<[512,2048],bf16>, %w3: !torch.vtensor<[128256,2048],bf16>, %pos: !torch.vtensor<[?],si64>, %inv: !torch.vtensor<[32],f32>, %q: !torch.vtensor<[?,32,1,64],bf16>, %k: !torch.vtensor<[?,8,?,64],bf16>, %g: !torch.vtensor<[?,8192],bf16>) {
+  %0 = "etc.tile"(%x, %w1) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 2048 : i64, out_features = 8192 : i64, has_bias = false}} : (!torch.vtensor<[?,2048],bf16>, !torch.vtensor<[8192,2048],bf16>) -> !torch.vtensor<[?,8192],bf16>
+  %1 = "etc.tile"(%x, %w2, %pos, %inv) {kind = "linear", params = {operand_roles = ["x", "weight", "positions", "inv_freq"], result_roles = ["y"], in_features = 2048 : i64, out_features = 512 : i64, has_bias = false, epilogue = ["rope"], head_dim = 64 : i64}} : (!torch.vtensor<[?,2048],bf16>, !torch.vtensor<[512,2048],bf16>, !torch.vtensor<[?],si64>, !torch.vtensor<[32],f32>) -> !torch.vtensor<[?,512],bf16>
+  %2 = "etc.tile"(%x, %w3) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 2048 : i64, out_features = 128256 : i64, has_bias = false}} : (!torch.vtensor<[?,2048],bf16>, !torch.vtensor<[128256,2048],bf16>) -> !torch.vtensor<[?,128256],bf16>
+  %3 = "etc.tile"(%q, %k, %k, %pos) {kind = "attention", params = {operand_roles = ["q", "k_cache", "v_cache", "positions"], result_roles = ["y"], num_heads = 32 : i64, num_kv_heads = 8 : i64, head_dim = 64 : i64, scale = 0.125 : f64}} : (!torch.vtensor<[?,32,1,64],bf16>, !torch.vtensor<[?,8,?,64],bf16>, !torch.vtensor<[?,8,?,64],bf16>, !torch.vtensor<[?],si64>) -> !torch.vtensor<[?,32,1,64],bf16>
+  %4 = "etc.tile"(%g, %g) {kind = "silu_mul", params = {operand_roles = ["gate", "up"], result_roles = ["y"]}} : (!torch.vtensor<[?,8192],bf16>, !torch.vtensor<[?,8192],bf16>) -> !torch.vtensor<[?,8192],bf16>
+  return
+}
+
+// -----
+
+// No match: nothing to tile.
+// CHECK-LABEL: func.func @empty
+// CHECK-NEXT: return
+func.func @empty() {
+  return
+}
+
+// -----
+
+// Error: no tile covers shapes that break a kind's rules.
+func.func @uncoverable(%x: !torch.vtensor<[?,100],bf16>, %w: !torch.vtensor<[64,100],bf16>, %y: !torch.vtensor<[?,96],bf16>, %w2: !torch.vtensor<[96,96],bf16>, %pos: !torch.vtensor<[?],si64>, %inv: !torch.vtensor<[32],f32>) {
+  // expected-error @+1 {{no tile covers this linear: in_features 100 is not a multiple of 8 (16-byte bf16 loads)}}
+  %0 = "etc.tile"(%x, %w) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 100 : i64, out_features = 64 : i64, has_bias = false}} : (!torch.vtensor<[?,100],bf16>, !torch.vtensor<[64,100],bf16>) -> !torch.vtensor<[?,64],bf16>
+  // expected-error @+1 {{no tile covers this linear: out_features 96 is not a whole number of heads of 64}}
+  %1 = "etc.tile"(%y, %w2, %pos, %inv) {kind = "linear", params = {operand_roles = ["x", "weight", "positions", "inv_freq"], result_roles = ["y"], in_features = 96 : i64, out_features = 96 : i64, has_bias = false, epilogue = ["rope"], head_dim = 64 : i64}} : (!torch.vtensor<[?,96],bf16>, !torch.vtensor<[96,96],bf16>, !torch.vtensor<[?],si64>, !torch.vtensor<[32],f32>) -> !torch.vtensor<[?,96],bf16>
+  return
+}
