@@ -47,6 +47,7 @@ from etc.errors import EtcError
 
 __all__ = [
     "KEEP_WHOLE",
+    "input_names",
     "Input",
     "Output",
     "Param",
@@ -252,6 +253,11 @@ def _input_leaf_paths(model, example_args) -> list[list]:
         head = params[first] if isinstance(first, int) and first < len(params) else f"arg{first}"
         paths.append([head] + keys[1:])
     return paths
+
+
+def input_names(model, example_args) -> list[str]:
+    """The IR names of the flattened forward arguments, e.g. ["tokens", "positions", "k_caches.0", ...]."""
+    return [".".join(str(p) for p in path) for path in _input_leaf_paths(model, example_args)]
 
 
 def _dim_spec(dynamic_shapes, params: list[str], path: list):
