@@ -7,6 +7,7 @@ event_tensor IR), scheduling/ (event_tensor -> sm_task), codegen/ (sm_task -> GP
 from __future__ import annotations
 
 from etc.passes.base import Option, Pass
+from etc.passes.codegen.etc_lower_to_gpu import LowerToGpu
 from etc.passes.event_tensor.etc_derive_wait_counts import DeriveWaitCounts
 from etc.passes.event_tensor.etc_form_task_grids import FormTaskGrids
 from etc.passes.event_tensor.etc_verify_event_tensor import VerifyEventTensor
@@ -35,6 +36,7 @@ _ALL: tuple[type[Pass], ...] = (
     LowerToSmTask,
     StaticSchedule,
     DynamicSchedule,
+    LowerToGpu,
 )
 
 REGISTRY: dict[str, type[Pass]] = {cls.NAME: cls for cls in _ALL}

@@ -30,3 +30,42 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
                           kv_chunk=kv_chunk)
     return run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push))
+
+
+def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
+            num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 256, model_info: dict | None = None):
+    """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
+    tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
+    etc.load(out) reads it back without MLIR."""
+    import importlib.metadata
+    import time
+
+    from etc import bundle
+    from etc.codegen.bundle_meta import bundle_meta
+    from etc.codegen.kernel import Layout, ptx_of
+    from etc.pipeline import codegen_pipeline
+    from etc.sm_task_ir import SmTaskProgram
+
+    seconds = {}
+    t0 = time.perf_counter()
+    module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
+                          kv_chunk=kv_chunk)
+    seconds["import"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_pipeline(module, scheduling_pipeline(schedule, num_sms))
+    seconds["schedule"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_pipeline(module, codegen_pipeline(target))
+    program = SmTaskProgram.of(module.operation)
+    ptx = ptx_of(module)
+    shared = mlir.int_attr(program.kernel.op, "shared_bytes")
+    seconds["codegen"] = time.perf_counter() - t0
+    info = {"class": type(model).__name__, "target": target, "schedule": schedule, **(model_info or {})}
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "num_layers"):
+        info.update(num_layers=config.num_layers, vocab_size=config.vocab_size, max_context=config.max_context)
+    meta = bundle_meta(program, Layout.of(program), etc_version=importlib.metadata.version("etc-compiler"),
+                       model=info, shared_bytes=shared)
+    meta["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    bundle.write(out, meta, ptx)
+    return out

@@ -1,15 +1,17 @@
 """etc: ETC's command line.
 
-  etc compile [--model NAME] [--weights meta|random] [--batch N] [--ctx T] [--out DIR]
+  etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--out DIR]
+  etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
 
-Compiles a reference model as far as the pipeline goes today: torch.export + torch-mlir import with
-symbolic batch and KV length and parameters as function arguments, then hands the IR to ETC's MLIR
-context. It writes the IR and its metadata under --out and prints what was produced.
+`compile` turns a reference model's decode step into a megakernel bundle (PTX, task tables, metadata;
+no weights) and prints what it built. `generate` runs a bundle on the GPU with the reference model's
+seeded random weights, next to PyTorch, and prints both greedy continuations.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,71 +21,112 @@ from etc.errors import EtcError
 DEFAULT_MODEL = "llama-3.2-1b"
 
 
-def _compile(args) -> int:
-    from etc import mlir_adapter as mlir
-    from etc.frontend.torch_import import export_torch_ir
+def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
+                      kv_chunk: int = 256, seed: int = 0) -> Path:
+    """Compile reference model `name` (etc.models) into a bundle at `out`."""
+    import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
 
-    if args.model not in CONFIGS:
-        raise EtcError(f"unknown model '{args.model}'; known: {', '.join(CONFIGS)}")
-    config = CONFIGS[args.model]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if name not in CONFIGS:
+        raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
+    config = CONFIGS[name]
+    model = build_model(name, weights=weights, seed=seed)
+    example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
+    etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
+                kv_chunk=kv_chunk, out=out, model_info={"name": name})
+    return Path(out)
 
-    start = time.perf_counter()
-    model = build_model(args.model, weights=args.weights)
-    example = example_inputs(config, batch=args.batch, ctx=args.ctx, device="meta" if args.weights == "meta" else None)
-    imported = export_torch_ir(model, example, dynamic_shapes_for(config))
-    ctx = mlir.new_context(allow_unregistered=True)
-    module = mlir.parse(imported.text, ctx, f"{args.model}.torch.mlir")
-    seconds = time.perf_counter() - start
 
-    ir_path = out / f"{args.model}.torch.mlir"
-    meta_path = out / f"{args.model}.import.json"
-    ir_path.write_text(mlir.to_text(module, debug_info=True, generic=True))
-    meta_path.write_text(imported.to_json())
-
-    ops = collections.Counter()
-    mlir.walk(module.operation, lambda op: ops.update([op.name]))
-    weight_bytes = sum(p.dtype.itemsize * _numel(p.shape) for p in imported.params)
-    print(f"model {args.model}: {config.num_layers} layers, hidden {config.hidden_size}, "
-          f"{config.num_heads} heads / {config.num_kv_heads} KV heads, vocab {config.vocab_size}")
-    print(f"imported through torch-mlir in {seconds:.1f} s ({args.weights} weights, none in the IR)")
-    print("symbolic sizes: " + ", ".join(f"{n} in [{lo}, {hi}]" for n, (lo, hi) in imported.symbols.items()))
-    print(f"parameters: {len(imported.params)} function arguments, {weight_bytes / 1e6:,.1f} MB when bound")
-    for o in imported.outputs:
-        if not o.aliases:
-            print(f"output {o.index}: {o.name} {list(o.shape)}")
-    aliased = [o for o in imported.outputs if o.aliases]
-    if aliased:
-        print(f"outputs {aliased[0].index}-{aliased[-1].index}: {len(aliased)} KV caches {list(aliased[0].shape)}, "
-              "each aliasing its input (updated in place)")
-    compute = [(n, k) for n, k in ops.most_common() if n.startswith(("torch.aten.", "torch.prims."))]
-    print(f"{sum(ops.values())} ops; compute: " + ", ".join(f"{n[6:]} x{k}" for n, k in compute))
-    print(f"wrote {ir_path} and {meta_path}")
-    print("next stage (raising torch ops into event_tensor task grids) is not implemented yet")
+def _compile(args) -> int:
+    out = Path(args.out or f"etc-out/{args.model}")
+    t0 = time.perf_counter()
+    compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
+                      kv_chunk=args.kv_chunk)
+    seconds = time.perf_counter() - t0
+    meta = json.loads((out / "bundle.json").read_text())
+    kinds = collections.Counter(t["kind"] for t in meta["tasks"])
+    entries = meta["static_queues"]["entries"]
+    ptx = (out / meta["ptx"]).stat().st_size
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in meta["compile_seconds"].items())
+    print(f"compiled {args.model} in {seconds:.1f} s ({stages}) -> {out}")
+    print("symbolic sizes: " + ", ".join(f"{s['name']} in [{s['min']}, {s['max']}]" for s in meta["symbols"]))
+    print(f"{len(meta['tasks'])} task grids: " + ", ".join(f"{k} x{n}" for k, n in kinds.most_common()))
+    print(f"{len(meta['counters'])} event tensors ({meta['counter_words']} counters); "
+          f"{meta['num_workers']} workers x {meta['block_size']} threads, {len(entries) // 3} static queue entries")
+    print(f"buffers: {sum(b['role'] == 'weight' for b in meta['buffers'])} weights (bound at load, none in the bundle), "
+          f"{sum(b['role'] == 'kv_cache' for b in meta['buffers'])} KV caches updated in place")
+    print(f"PTX: {ptx / 1e6:.2f} MB for {meta['kernel']} (target {meta['model'].get('target')})")
     return 0
 
 
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d if isinstance(d, int) else 1
-    return n
+def _generate(args) -> int:
+    import torch
+
+    from etc.models import CONFIGS, build_model, make_kv_caches
+    from etc.runtime import Megakernel
+
+    if not torch.cuda.is_available():
+        raise EtcError("generate needs a CUDA GPU; none is visible to PyTorch")
+    meta = json.loads((Path(args.bundle) / "bundle.json").read_text())
+    name = args.model or meta.get("model", {}).get("name")
+    if name not in CONFIGS:
+        raise EtcError(f"say which reference model the bundle was compiled from (--model); got {name!r}")
+    c = CONFIGS[name]
+    model = build_model(name, seed=args.seed).cuda().eval()
+    g = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, c.vocab_size, (args.batch, args.prompt_len), generator=g)
+    with Megakernel.from_model(args.bundle, model) as mk:
+        t0 = time.perf_counter()
+        ours = mk.generate(prompt.cuda(), args.max_new_tokens)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    ref = _torch_generate(model, c, prompt.cuda(), args.max_new_tokens, make_kv_caches)
+    for b in range(args.batch):
+        print(f"sequence {b}: prompt {prompt[b].tolist()}")
+        print(f"  etc:     {ours[b, args.prompt_len:].tolist()}")
+        print(f"  pytorch: {ref[b, args.prompt_len:].tolist()}")
+    same = torch.equal(ours.cpu(), ref.cpu())
+    print(f"{args.max_new_tokens} new tokens x {args.batch} in {seconds:.3f} s; "
+          f"{'same tokens as PyTorch' if same else 'DIFFERENT tokens from PyTorch'}")
+    return 0 if same else 1
+
+
+def _torch_generate(model, c, prompt, new, make_kv_caches):
+    import torch
+
+    batch, length = prompt.shape
+    k, v = make_kv_caches(c, batch, length + new, device=prompt.device)
+    out = [prompt]
+    token = prompt[:, 0]
+    with torch.no_grad():
+        for pos in range(length + new - 1):
+            logits, _, _ = model(token, torch.full((batch,), pos, device=prompt.device), k, v)
+            token = prompt[:, pos + 1] if pos + 1 < length else logits.argmax(-1)
+            if pos + 1 >= length:
+                out.append(token[:, None])
+    return torch.cat(out, dim=1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="etc", description="ETC, the Event Tensor Compiler")
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compile", help="compile a reference model as far as the pipeline goes")
+    c = sub.add_parser("compile", help="compile a reference model to a megakernel bundle")
     c.add_argument("--model", default=DEFAULT_MODEL, help=f"reference model config (default {DEFAULT_MODEL})")
     c.add_argument("--weights", default="meta", choices=("meta", "random"), help="meta: shapes only (default)")
-    c.add_argument("--batch", type=int, default=2, help="example batch for export (>= 2; batch stays symbolic)")
-    c.add_argument("--ctx", type=int, default=16, help="example KV length for export (stays symbolic)")
-    c.add_argument("--out", default="etc-out", help="output directory (default etc-out)")
+    c.add_argument("--schedule", default="static", choices=("static",), help="GPU schedule (static)")
+    c.add_argument("--num-sms", type=int, default=132, help="workers (SMs) to schedule for (H200: 132)")
+    c.add_argument("--kv-chunk", type=int, default=256, help="KV slots per attention split")
+    c.add_argument("--out", default=None, help="bundle directory (default etc-out/MODEL)")
+    g = sub.add_parser("generate", help="run a bundle on the GPU next to PyTorch (random weights)")
+    g.add_argument("--bundle", required=True)
+    g.add_argument("--model", default=None, help="reference model of the bundle (default: from bundle.json)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch", type=int, default=1)
+    g.add_argument("--prompt-len", type=int, default=4)
+    g.add_argument("--max-new-tokens", type=int, default=32)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return _compile(args)
+        return _compile(args) if args.command == "compile" else _generate(args)
     except EtcError as e:
         print(f"etc: error: {e}", file=sys.stderr)
         return 1

@@ -288,30 +288,38 @@ def constant_value(expr: ir.AffineExpr) -> int:
     return downcast(expr).value
 
 
+_BINARY_KINDS = ((ir.AffineAddExpr, "add"), (ir.AffineMulExpr, "mul"), (ir.AffineFloorDivExpr, "floordiv"),
+                 (ir.AffineCeilDivExpr, "ceildiv"), (ir.AffineModExpr, "mod"))
+
+
+def fold_affine(expr: ir.AffineExpr, constant: Callable, dim: Callable, symbol: Callable, binary: Callable):
+    """Fold an affine expression bottom-up: leaves through constant(value), dim(position) and
+    symbol(position); each binary node through binary(kind, lhs, rhs), kind one of add, mul, floordiv,
+    ceildiv, mod. Printers, evaluators and code emitters all walk expressions this way."""
+    expr = downcast(expr)
+    if isinstance(expr, ir.AffineConstantExpr):
+        return constant(expr.value)
+    if isinstance(expr, ir.AffineDimExpr):
+        return dim(expr.position)
+    if isinstance(expr, ir.AffineSymbolExpr):
+        return symbol(expr.position)
+    lhs = fold_affine(expr.lhs, constant, dim, symbol, binary)
+    rhs = fold_affine(expr.rhs, constant, dim, symbol, binary)
+    return binary(next(k for cls, k in _BINARY_KINDS if isinstance(expr, cls)), lhs, rhs)
+
+
+_PY_BINARY = {"add": "({} + {})", "mul": "({} * {})", "floordiv": "({} // {})", "ceildiv": "(-((-{}) // {}))",
+              "mod": "({} % {})"}  # Python's // and % round toward negative infinity, as affine maps do
+
+
 def compile_map(m: ir.AffineMap) -> Callable[[tuple, tuple], tuple[int, ...]]:
     """A Python function (dims, syms) -> results that evaluates affine map m on integers.
 
-    Affine semantics: floordiv and mod round toward negative infinity, ceildiv toward positive.
     Compiled once, so executors can evaluate maps per tile cheaply.
     """
     def emit(expr) -> str:
-        expr = downcast(expr)
-        if isinstance(expr, ir.AffineConstantExpr):
-            return str(expr.value)
-        if isinstance(expr, ir.AffineDimExpr):
-            return f"d[{expr.position}]"
-        if isinstance(expr, ir.AffineSymbolExpr):
-            return f"s[{expr.position}]"
-        lhs, rhs = emit(expr.lhs), emit(expr.rhs)
-        if isinstance(expr, ir.AffineAddExpr):
-            return f"({lhs} + {rhs})"
-        if isinstance(expr, ir.AffineMulExpr):
-            return f"({lhs} * {rhs})"
-        if isinstance(expr, ir.AffineFloorDivExpr):
-            return f"({lhs} // {rhs})"
-        if isinstance(expr, ir.AffineCeilDivExpr):
-            return f"(-((-{lhs}) // {rhs}))"
-        return f"({lhs} % {rhs})"  # AffineModExpr: Python's % is non-negative for positive rhs
+        return fold_affine(expr, str, lambda i: f"d[{i}]", lambda i: f"s[{i}]",
+                           lambda kind, a, b: _PY_BINARY[kind].format(a, b))
 
     body = ", ".join(emit(e) for e in m.results)
     return eval(f"lambda d, s: ({body}{',' if len(m.results) == 1 else ''})")  # noqa: S307 (our own text)

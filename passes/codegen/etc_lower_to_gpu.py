@@ -1,0 +1,78 @@
+"""etc-lower-to-gpu: build the persistent megakernel of a statically scheduled sm_task program as a
+`gpu.module` of the upstream GPU dialect.
+
+Matches: the func.func holding an sm_task.kernel, its tasks, counters and static queues.
+Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
+  - one tile function per task (`@etc_tile_<id>`, from the tile library: arith/math/scf/llvm/nvvm/gpu ops),
+  - one run function per task (`@etc_run_<id>`: the worker's tiles of the task, with counter waits and
+    signals around each),
+  - `gpu.func @etc_megakernel ... kernel`: each block is a worker that walks its static queue.
+The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
+dynamic shared memory the launch needs. Upstream passes then lower the gpu.module to
+PTX (etc.pipeline.codegen_pipeline).
+Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
+ordering on atomicrmw), counters follow the epoch scheme of sm_task.counter and are never reset.
+Programs with dynamic tasks are rejected for now, with a diagnostic at the task.
+
+Before:
+  "sm_task.task"(...) {id = 0 : i64, kind = "linear", ...}
+  "sm_task.static_queue"() {entries = array<i64: 0, 0, 4>, worker = 0 : i64}
+After:
+  gpu.module @etc {
+    func.func @etc_tile_0(...) { ... }   func.func @etc_run_0(...) { scf.for ... }
+    gpu.func @etc_megakernel(%buffers: !llvm.ptr, ...) kernel { ... scf.index_switch ... } }
+"""
+from __future__ import annotations
+
+from mlir import ir
+
+from etc import mlir_adapter as mlir
+from etc.codegen import kernel
+from etc.errors import EtcError
+from etc.passes.base import Pass
+from etc.sm_task_ir import SmTaskProgram
+
+
+class LowerToGpu(Pass):
+    NAME = "etc-lower-to-gpu"
+    SUMMARY = "Build the persistent megakernel (gpu.module) of a statically scheduled sm_task program."
+
+    def run(self, module_op) -> None:
+        from etc.codegen.tile_library import emit_tile_function
+
+        kernels = mlir.ops_named(module_op, "sm_task.kernel")
+        if not kernels:
+            return
+        try:
+            program = SmTaskProgram.of(module_op)
+        except EtcError as e:
+            self.error(kernels[0], str(e))
+            return
+        dynamic = [t for t in program.tasks if t.schedule != "static"]
+        for task in dynamic:
+            self.error(task.op, f"task '{task.name}' is scheduled '{task.schedule}'; the GPU kernel runs static "
+                                "schedules only so far")
+        if dynamic:
+            return
+        if not program.static_queues:
+            self.error(kernels[0], "the program has no static queues: run etc-static-schedule first")
+            return
+        layout = kernel.Layout.of(program)
+        buffer_index = {name: i for i, name in enumerate(layout.buffers)}
+        symbol_index = {name: i for i, name in enumerate(layout.symbols)}
+        tiles = {}
+        for task in program.tasks:
+            try:
+                tiles[task.id] = emit_tile_function(task, program, buffer_index, symbol_index)
+            except EtcError as e:
+                self.error(task.op, str(e))
+        if len(tiles) != len(program.tasks):
+            return
+        text = kernel.emit_gpu_module(program, tiles, layout)
+        with module_op.context, module_op.location:
+            gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
+            module_op.regions[0].blocks[0].append(gpu_module.operation)
+            module_op.attributes["gpu.container_module"] = ir.UnitAttr.get()
+            # the launch needs this much dynamic shared memory: the largest tile's
+            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(
+                max(kernel.shared_bytes(text) for text in tiles.values()))

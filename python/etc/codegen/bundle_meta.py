@@ -1,0 +1,55 @@
+"""The bundle's metadata (bundle.json) from a scheduled program and its kernel layout.
+
+Extents are written as expressions over symbol names (`batch`, `cdiv(kv_len, 8)`, `2 * batch`) that
+etc.bundle evaluates without MLIR.
+"""
+from __future__ import annotations
+
+from mlir import ir
+
+from etc import mlir_adapter as mlir
+from etc.codegen import abi
+from etc.codegen.kernel import Layout
+from etc.sm_task_ir import SmTaskProgram
+
+
+_TEXT = {"add": "({} + {})", "mul": "({} * {})", "floordiv": "({} // {})", "ceildiv": "cdiv({}, {})",
+         "mod": "({} % {})"}
+
+
+def expr_text(expr: ir.AffineExpr, symbols: list[str]) -> str:
+    """An extent as etc.bundle's expression text over symbol names."""
+    def no_dims(_):
+        raise ValueError("an extent cannot depend on tile coordinates")
+
+    return mlir.fold_affine(expr, str, no_dims, lambda i: symbols[i], lambda k, a, b: _TEXT[k].format(a, b))
+
+
+def _extents(m: ir.AffineMap, symbols: list[str]) -> list[str]:
+    return [expr_text(e, symbols) for e in m.results]
+
+
+def bundle_meta(program: SmTaskProgram, layout: Layout, *, etc_version: str, model: dict,
+                shared_bytes: int = 0) -> dict:
+    return {
+        "format": abi.BUNDLE_FORMAT,
+        "version": abi.BUNDLE_VERSION,
+        "etc_version": etc_version,
+        "kernel": abi.KERNEL_NAME,
+        "ptx": "kernel.ptx",
+        "num_workers": program.kernel.num_workers,
+        "block_size": program.kernel.block_size,
+        "shared_bytes": shared_bytes,
+        "symbols": [{"name": d.name, "min": d.min, "max": d.max} for d in program.dims],
+        "buffers": [{"name": b.name, "role": b.role, "dtype": b.element_type, "shape": _extents(b.sizes, b.symbols),
+                     "output_index": b.output_index} for b in program.buffers],
+        "counter_words": layout.counter_words,
+        "counters": [{"name": c.name, "offset": layout.counter_offset[c.name],
+                      "extents": list(layout.counter_extents[c.name]),
+                      "target": str(c.target), "symbols": c.symbols} for c in program.counters],
+        "static_queues": {"offsets": layout.queue_offsets, "entries": layout.queue_entries},
+        "ready_queue": None,
+        "tasks": [{"id": t.id, "name": t.name, "kind": t.kind, "schedule": t.schedule,
+                   "grid": _extents(t.grid, t.symbols)} for t in program.tasks],
+        "model": model,
+    }

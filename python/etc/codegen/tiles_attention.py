@@ -1,0 +1,217 @@
+"""Split-KV decode attention tiles: attention_partial (one KV chunk of one kv head group) and attention_merge.
+
+attention_partial tile (r, g, s): the G = num_heads / num_kv_heads query heads of kv group g against the
+visible slots t0 <= t < t1 = min(T, t0 + kv_chunk, positions[r] + 1) of chunk s. The chunk is walked in
+sub-chunks of at most SUB_CHUNK slots with an online softmax (one sub-chunk when kv_chunk <= SUB_CHUNK,
+which is then exactly the reference's max / exp / sum):
+  A. scores: one thread per slot reads its K row (16-byte loads) and dots it with the staged q heads;
+     z[h][t] = scale * q_h . k_t goes to shared memory.
+  B. one warp per head: running max m, e = exp(z - m) written back, l = l * exp(m_old - m) + sum e.
+  C. warps split the slots, lanes split head_dim: o_h = o_h * exp(m_old - m) + sum_t e[h][t] v_t
+     (f32 registers), reduced across warps in shared memory at the end.
+Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = (m, l); a chunk with no
+visible slot gives (-inf, 0) and o = 0.
+"""
+from __future__ import annotations
+
+import math
+
+from etc.codegen.tile_library import WARP, Tile
+from etc.codegen.tiles_builder import V
+
+SUB_CHUNK = 256  # slots scored at a time (shared memory: G * SUB_CHUNK f32)
+REDUCE_BYTES = 16 * 1024  # shared memory for the cross-warp sum of o
+
+
+def _attention_params(t: Tile) -> tuple[int, int, int, int]:
+    heads, kv_heads, d = int(t.param("num_heads")), int(t.param("num_kv_heads")), int(t.param("head_dim"))
+    if heads % kv_heads:
+        t.fail(f"num_heads {heads} is not a multiple of num_kv_heads {kv_heads}")
+    return heads, kv_heads, heads // kv_heads, d
+
+
+def emit_attention_partial(t: Tile) -> None:
+    b = t.b
+    H, KVH, G, D = _attention_params(t)
+    C = int(t.param("kv_chunk"))
+    scale = float(t.params.get("scale", 1.0 / math.sqrt(D)))
+    if D % 8 or (D > 64 and D % 32):
+        t.fail(f"head_dim {D} must be a multiple of 8 (and of 32 above 64)")
+    r, g, s = t.coords
+    qcols = t.shape("q")[1]
+    if qcols != H * D:
+        t.fail(f"q has {qcols} columns, num_heads * head_dim is {H * D}")
+    _, kvh, T, kd = t.shape("k_cache")
+    if kvh != KVH or kd != D or t.shape("v_cache")[1] != KVH or t.shape("v_cache")[3] != D:
+        t.fail(f"k/v caches must be [rows, {KVH}, slots, {D}]")
+    out_h, S = t.shape("partial_out")[1], t.shape("partial_out")[2]
+    if out_h != H or t.shape("partial_out")[3] != D or t.shape("partial_stats")[3] != 2:
+        t.fail(f"partial_out must be [rows, {H}, splits, {D}] and partial_stats [rows, {H}, splits, 2]")
+    for role in ("q", "k_cache", "v_cache"):
+        t.float_etype(role)
+    ot, mt = t.float_etype("partial_out"), t.float_etype("partial_stats")
+    SC = min(C, SUB_CHUNK)
+    E = max(2, D // WARP)  # head_dim elements per lane in phase C
+    lanes = D // E
+    NG_MAX = max(1, min(t.block_max // WARP, REDUCE_BYTES // (G * D * 4)))
+    qs = t.smem(G * D * 4)
+    z = t.smem(G * SC * 4)
+    state = t.smem(3 * G * 4)  # m, l, alpha per head
+    red = t.smem(NG_MAX * G * D * 4)
+
+    def st(kind: int, h) -> V:
+        return b.gep(state, b.add(b.mul(kind, G), h) if isinstance(h, V) else kind * G + h, "f32")
+
+    p = t.load("positions", r)
+    t0 = b.mul(s, C)
+    t1 = b.min(b.min(T, b.add(t0, C)), b.add(p, 1))
+    head0 = b.mul(g, G)
+
+    def stats_at(h, k: int):
+        return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), s), 2), k)
+
+    def out_at(h, d):
+        return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), s), D), d)
+
+    def empty():
+        def one(i):
+            t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), b.f32(0.0))
+        t.thread_loop(G * D, one)
+
+        def stat(h):
+            t.store("partial_stats", stats_at(h, 0), b.round_to(b.f32(float("-inf")), mt))
+            t.store("partial_stats", stats_at(h, 1), b.f32(0.0))
+        t.thread_loop(G, stat)
+
+    def visible():
+        # q heads of the group -> shared memory (f32), running state m = -inf, l = 0
+        qrow = b.add(b.mul(r, qcols), b.mul(head0, D))
+        t.thread_loop(G * D, lambda i: b.store(t.load("q", b.add(qrow, i)), b.gep(qs, i, "f32")))
+
+        def init(h):
+            b.store(b.f32(float("-inf")), st(0, h))
+            b.store(b.f32(0.0), st(1, h))
+        t.thread_loop(G, init)
+        b.barrier()
+        kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
+        ngroups = b.min(t.nwarps, NG_MAX)
+        active = b.land(b.cmp("lt", t.warp, ngroups), b.cmp("lt", t.lane, lanes))
+        with b.at_entry():
+            lane_e = b.mul(t.lane, E)
+
+        def sub_chunk(u0, acc):
+            n = b.min(b.sub(t1, u0), SC)
+
+            # A. scores, one thread per slot
+            def score(i):
+                krow = b.mul(b.add(kv_row0, b.add(u0, i)), D)
+                dots = [b.f32(0.0)] * G
+                for c in range(D // 8):
+                    ks = b.unpack_f32(t.load_vec("k_cache", b.add(krow, 8 * c)))
+                    for h in range(G):
+                        q = b.load(b.gep(qs, h * D + 8 * c, "f32"), "vector<8xf32>", 16, volatile=True)
+                        qv = [b.vec_extract(q, k) for k in range(8)]
+                        for k in range(8):
+                            dots[h] = b.fma(qv[k], ks[k], dots[h])
+                for h in range(G):
+                    b.store(b.mul(b.f32(scale), dots[h]), b.gep(z, b.add(i, h * SC), "f32"))
+            t.thread_loop(n, score)
+            b.barrier()
+
+            # B. online softmax statistics, one warp per head
+            with b.loop(t.warp, G, t.nwarps) as h:
+                zh = b.gep(z, b.mul(h, SC), "f32")
+                (mx,) = b.for_(t.lane, n, WARP, [b.f32(float("-inf"))],
+                               lambda i, a: [b.max(a[0], b.load(b.gep(zh, i, "f32"), "f32"))])
+                m_old, l_old = b.load(st(0, h), "f32"), b.load(st(1, h), "f32")
+                m_new = b.max(m_old, b.warp_max(mx))
+
+                def ex(i, a):
+                    e = b.exp(b.sub(b.load(b.gep(zh, i, "f32"), "f32"), m_new))
+                    b.store(e, b.gep(zh, i, "f32"))
+                    return [b.add(a[0], e)]
+                (sm,) = b.for_(t.lane, n, WARP, [b.f32(0.0)], ex)
+                alpha = b.exp(b.sub(m_old, m_new))  # exp(-inf) = 0 on the first sub-chunk
+                l_new = b.add(b.mul(l_old, alpha), b.warp_sum(sm))
+                b.warp_sync()  # every lane has read the old state
+                with b.when(b.cmp("eq", t.lane, 0)):
+                    b.store(m_new, st(0, h))
+                    b.store(l_new, st(1, h))
+                    b.store(alpha, st(2, h))
+            b.barrier()
+
+            # C. o = o * alpha + e @ v: warps split the slots, lanes split head_dim
+            alphas = [b.load(st(2, h), "f32") for h in range(G)]
+            acc = [b.mul(a, alphas[k // E]) for k, a in enumerate(acc)]
+
+            def accumulate():
+                def slot(i, a):
+                    vrow = b.add(b.mul(b.add(kv_row0, b.add(u0, i)), D), lane_e)
+                    vv = b.unpack_f32(t.load_vec("v_cache", vrow, E))
+                    a = list(a)
+                    for h in range(G):
+                        e = b.load(b.gep(z, b.add(i, h * SC), "f32"), "f32")
+                        for k in range(E):
+                            a[h * E + k] = b.fma(e, vv[k], a[h * E + k])
+                    return a
+                return b.for_(t.warp, n, ngroups, acc, slot)
+            acc = b.if_(active, [a.type for a in acc], accumulate, lambda: acc)
+            b.barrier()  # z and alpha are reused by the next sub-chunk
+            return acc
+
+        acc = b.for_(t0, t1, SC, [b.f32(0.0)] * (G * E), sub_chunk)
+
+        # cross-warp sum of o, then the outputs
+        with b.when(active):
+            for h in range(G):
+                for k in range(E):
+                    at = b.add(b.add(b.mul(t.warp, G * D), h * D + k), lane_e)
+                    b.store(acc[h * E + k], b.gep(red, at, "f32"))
+        b.barrier()
+
+        def out(i):
+            (o,) = b.for_(0, ngroups, 1, [b.f32(0.0)],
+                          lambda w, a: [b.add(a[0], b.load(b.gep(red, b.add(b.mul(w, G * D), i), "f32"), "f32"))])
+            t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), b.round_to(o, ot))
+        t.thread_loop(G * D, out)
+
+        def stat(h):
+            t.store("partial_stats", stats_at(h, 0), b.round_to(b.load(st(0, h), "f32"), mt))
+            t.store("partial_stats", stats_at(h, 1), b.round_to(b.load(st(1, h), "f32"), mt))
+        t.thread_loop(G, stat)
+
+    b.if_(b.cmp("gt", t1, t0), [], visible, empty)
+
+
+def emit_attention_merge(t: Tile) -> None:
+    b = t.b
+    H, KVH, G, D = _attention_params(t)
+    r, g = t.coords[0], t.coords[1]
+    _, ph, S, pd = t.shape("partial_out")
+    if ph != H or pd != D:
+        t.fail(f"partial_out must be [rows, {H}, splits, {D}]")
+    cols = t.shape("out")[1]
+    if cols != H * D:
+        t.fail(f"out has {cols} columns, num_heads * head_dim is {H * D}")
+    yt = t.float_etype("out")
+    t.float_etype("partial_out")
+    t.float_etype("partial_stats")
+
+    def one(i):
+        h = b.add(b.mul(g, G), b.div(i, D))
+        d = b.rem(i, D)
+        base = b.mul(b.add(b.mul(r, H), h), S)  # (r, h, split 0)
+
+        def m_of(sp):
+            return t.load("partial_stats", b.mul(b.add(base, sp), 2))
+        (top,) = b.for_(0, S, 1, [b.f32(float("-inf"))], lambda sp, a: [b.max(a[0], m_of(sp))])
+
+        def acc(sp, a):
+            m = m_of(sp)
+            l = t.load("partial_stats", b.add(b.mul(b.add(base, sp), 2), 1))
+            w = b.select(b.cmp("eq", m, float("-inf")), 0.0, b.exp(b.sub(m, top)))  # empty chunks weigh 0
+            o = t.load("partial_out", b.add(b.mul(b.add(base, sp), D), d))
+            return [b.add(a[0], b.mul(w, o)), b.add(a[1], b.mul(w, l))]
+        num, den = b.for_(0, S, 1, [b.f32(0.0), b.f32(0.0)], acc)
+        t.store("out", b.add(b.mul(r, cols), b.add(b.mul(h, D), d)), b.round_to(b.div(num, den), yt))
+    t.thread_loop(G * D, one)

@@ -1,0 +1,370 @@
+"""Test cases for the tile functions: a task, runtime sizes, random operands and the numpy reference's
+results (etc.reference.run_tile over every tile of the task's grid).
+
+Programs come from the tiny models (fused and unfused) and from hand-written one-task programs with the
+Llama-3.2-1B tile shapes (hidden 2048, MLP 8192, head_dim 64, GQA 32/8, kv_chunk 256, lm_head tile_n 976)
+but fewer output rows, so that the weights stay small; plus argmax, elementwise bodies and the param
+variants the models do not produce.
+
+    for case in all_cases(): case.arrays, case.expected     # buffer name -> numpy (reference storage)
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import zlib
+
+import numpy as np
+
+from etc.codegen.tiles_harness import program_of_text, program_text, unique_tasks
+from etc.reference import elementwise
+from etc.reference.numerics import round_bf16, rounder
+from etc.reference.tiles import Operand, TileAccess, run_tile
+from etc.reference.tiles import roles as tile_roles
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    program: object
+    task: object
+    sizes: dict
+    arrays: dict  # every operand buffer of the task: initial contents (bf16 as float32 values)
+    expected: dict  # every buffer the task writes: contents after all its tiles
+    block: int = 256
+
+    @property
+    def tiles(self) -> int:
+        return self.task.tile_count(self.sizes)
+
+
+# ---------------------------------------------------------------- inputs and reference
+
+
+def role_map(task) -> dict[str, str]:
+    reads, writes = tile_roles(task.kind, task.params, len(task.reads), len(task.writes))
+    return dict(zip(reads, task.reads)) | dict(zip(writes, task.writes))
+
+
+def _values(rng, shape, etype, scale=1.0, offset=0.0):
+    v = (offset + scale * rng.standard_normal(shape)).astype(np.float32)
+    return rounder(etype)(v) if etype in ("bf16", "f16") else v.astype(np.float64 if etype == "f64" else np.float32)
+
+
+def make_inputs(program, task, sizes, seed: int) -> dict[str, np.ndarray]:
+    """Random operands; each buffer from its own stream (seed, buffer name), so that cases at other sizes
+    share their weights."""
+    roles = role_map(task)
+    by_name = {name: role for role, name in roles.items()}
+    read = set(task.reads)
+    kv_len = sizes.get("kv_len", 16)
+    arrays = {}
+    for name in task.reads + task.writes:
+        if name in arrays:
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        buf = program.buffer(name)
+        shape = buf.shape(sizes)
+        et = buf.element_type
+        role = by_name[name]
+        if name not in read:  # written only: NaN / -1, so that a missing write shows
+            arrays[name] = np.full(shape, -1, np.int64) if et.startswith("i") else np.full(shape, np.nan, np.float32)
+            continue
+        if role == "tokens":
+            arrays[name] = rng.integers(0, program.buffer(roles["weight"]).shape(sizes)[0], shape).astype(np.int64)
+        elif role == "positions":
+            slots = kv_len
+            if "cache" in roles:
+                slots = program.buffer(roles["cache"]).shape(sizes)[2]
+            if "k_cache" in roles:
+                slots = program.buffer(roles["k_cache"]).shape(sizes)[2]
+            pos = rng.integers(0, slots, shape)
+            pos[0] = slots - 1  # one row sees every slot, one only the first few
+            if pos.size > 1:
+                pos[1] = min(3, slots - 1)
+            arrays[name] = pos.astype(np.int64)
+        elif role == "inv_freq":
+            d = 2 * shape[0]
+            arrays[name] = (1.0 / (10000.0 ** (np.arange(0, d, 2) / d))).astype(np.float32)
+        elif role in ("weight", "up_weight") and task.kind == "linear":
+            arrays[name] = _values(rng, shape, et, 1.0 / math.sqrt(shape[1]))
+        elif role in ("bias", "up_bias", "norm_bias"):
+            arrays[name] = _values(rng, shape, et, 0.1)
+        elif role in ("norm_weight", "head_norm_weight") or (role == "weight" and task.kind in ("rms_norm",
+                                                                                                 "layer_norm")):
+            arrays[name] = _values(rng, shape, et, 0.25, 1.0)
+        elif role == "partial_stats":
+            continue  # with partial_out below
+        elif role == "partial_out":
+            arrays.update(_partials(rng, program, roles, sizes))
+        elif et.startswith("i"):
+            arrays[name] = rng.integers(-5, 6, shape).astype(np.int64)
+        else:
+            arrays[name] = _values(rng, shape, et, 1.5)
+    if task.kind == "argmax":  # ties: the first maximum wins
+        x = arrays[roles["x"]]
+        if x.shape[0] > 1 and x.shape[1] > 8:
+            x[1, 3] = x[1, 7] = x[1].max() + 1
+    return arrays
+
+
+def _partials(rng, program, roles, sizes):
+    """Consistent split-KV partials: per (row, head) the first k splits visible, the rest (-inf, 0, o = 0)."""
+    out = program.buffer(roles["partial_out"]).shape(sizes)
+    rows, heads, splits, d = out
+    m = rng.standard_normal((rows, heads, splits)).astype(np.float32)
+    l = rng.uniform(1.0, 8.0, (rows, heads, splits)).astype(np.float32)
+    o = (rng.standard_normal(out) * l[..., None]).astype(np.float32)
+    visible = rng.integers(1, splits + 1, (rows, heads))
+    hidden = np.arange(splits)[None, None, :] >= visible[..., None]
+    m[hidden], l[hidden] = -np.inf, 0.0
+    o[hidden] = 0.0
+    return {roles["partial_out"]: o, roles["partial_stats"]: np.stack([m, l], axis=-1)}
+
+
+def reference_outputs(program, task, sizes, arrays) -> dict[str, np.ndarray]:
+    """Every tile of the task through etc.reference.run_tile; the written buffers afterwards."""
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    operands = {role: Operand(name, arrays[name], program.buffer(name).element_type)
+                for role, name in role_map(task).items()}
+    body_of = elementwise.resolver(program.module)
+    for coords in itertools.product(*(range(e) for e in task.grid_extents(sizes))):
+        access = TileAccess(operands)
+        run_tile(task.kind, task.params, coords, access, body_of)
+        access.commit()
+    return {name: arrays[name] for name in task.writes}
+
+
+def make_case(name, program, task, sizes, seed=0, block=256) -> Case:
+    arrays = make_inputs(program, task, sizes, seed)
+    return Case(name, program, task, dict(sizes), arrays, reference_outputs(program, task, sizes, arrays), block)
+
+
+# ---------------------------------------------------------------- programs
+
+
+_MODEL_PROGRAMS: dict = {}
+
+
+def model_program(model: str, fuse: bool):
+    """The scheduled sm_task program of a tiny model (kv_chunk 8, 8 SMs)."""
+    key = (model, fuse)
+    if key not in _MODEL_PROGRAMS:
+        import etc
+        from etc.models.decoder import CONFIGS, build_model, dynamic_shapes_for, example_inputs
+        from etc.sm_task_ir import SmTaskProgram
+
+        c = CONFIGS[model]
+        mod = etc.compile_to_tasks(build_model(model), example_inputs(c, batch=2, ctx=16), schedule="static",
+                                   num_sms=8, dynamic_shapes=dynamic_shapes_for(c), kv_chunk=8, fuse=fuse)
+        _MODEL_PROGRAMS[key] = SmTaskProgram.of(mod)
+    return _MODEL_PROGRAMS[key]
+
+
+DIMS = [("batch", 1, 64), ("kv_len", 2, 4096)]
+
+
+def _linear(name, k, n, tile_n, *, prologue="rms_norm", epilogue=(), head_dim=64, cache_heads=0, act="bf16",
+            **extra):
+    """A Llama-shaped linear program: x [s0, k] -> y [s0, n] (or the KV cache); act: x / residual / y dtype."""
+    bufs = [("x", "workspace", act, f"s0, {k}"), ("w", "weight", "bf16", f"{n}, {k}")]
+    reads, rr = ["x", "w"], ["x", "weight"]
+    params = {"in_features": k, "out_features": n, "tile_n": tile_n, "has_bias": bool(extra.get("bias")),
+              "prologue": prologue, "epilogue": list(epilogue), "head_dim": head_dim}
+    if extra.get("bias"):
+        bufs.append(("b", "weight", "bf16", f"{n}")); reads.append("b"); rr.append("bias")  # noqa: E702
+    if prologue != "none":
+        params["prologue_eps"] = 1e-5
+        bufs.append(("nw", "weight", "bf16", f"{k}")); reads.append("nw"); rr.append("norm_weight")  # noqa: E702
+    if "silu_mul" in epilogue:
+        bufs.append(("uw", "weight", "bf16", f"{n}, {k}")); reads.append("uw"); rr.append("up_weight")  # noqa: E702
+    if "residual_add" in epilogue:
+        bufs.append(("res", "workspace", act, f"s0, {n}")); reads.append("res"); rr.append("residual")  # noqa
+    if "head_rms_norm" in epilogue:
+        params["head_norm_eps"] = 1e-6
+        bufs.append(("hw", "weight", "bf16", f"{head_dim}")); reads.append("hw"); rr.append("head_norm_weight")  # noqa
+    if "rope" in epilogue or "kv_append" in epilogue:
+        bufs.append(("pos", "input", "i64", "s0")); reads.append("pos"); rr.append("positions")  # noqa: E702
+    if "rope" in epilogue:
+        bufs.append(("invf", "weight", "f32", f"{head_dim // 2}")); reads.append("invf"); rr.append("inv_freq")  # noqa
+    if "gelu" in epilogue:
+        params["gelu_approximate"] = extra.get("gelu_approximate", "tanh")
+    if "kv_append" in epilogue:
+        bufs.append(("cache", "kv_cache", "bf16", f"s0, {cache_heads}, s1, {head_dim}"))
+        writes, wr = ["cache"], ["cache"]
+    else:
+        bufs.append(("y", "workspace", act, f"s0, {n}"))
+        writes, wr = ["y"], ["y"]
+    params["read_roles"], params["write_roles"] = rr, wr
+    grid = str(-(-n // tile_n))
+    return program_of_text(program_text(DIMS, bufs, "linear", grid, reads, writes, params))
+
+
+def llama_programs() -> dict[str, object]:
+    """Llama-3.2-1B tile shapes with fewer output rows (the code depends on N only through the last tile)."""
+    attn = {"head_dim": 64, "kv_chunk": 256, "num_heads": 32, "num_kv_heads": 8, "scale": 0.125}
+    progs = {
+        "q_proj": _linear("q", 2048, 128, 64, epilogue=["rope"]),
+        "k_proj": _linear("k", 2048, 128, 64, epilogue=["rope", "kv_append"], cache_heads=2),
+        "v_proj": _linear("v", 2048, 128, 64, epilogue=["kv_append"], cache_heads=2),
+        "o_proj": _linear("o", 2048, 64, 16, prologue="none", epilogue=["residual_add"]),
+        "gate_up": _linear("gu", 2048, 128, 64, epilogue=["silu_mul"]),
+        "down": _linear("d", 8192, 32, 16, prologue="none", epilogue=["residual_add"]),
+        "lm_head": _linear("lm", 2048, 976 + 8, 976),  # a full tile of 976 and a short one
+    }
+    progs["attention_partial"] = program_of_text(program_text(
+        DIMS, [("q", "workspace", "bf16", "s0, 2048"), ("kc", "kv_cache", "bf16", "s0, 8, s1, 64"),
+               ("vc", "kv_cache", "bf16", "s0, 8, s1, 64"), ("pos", "input", "i64", "s0"),
+               ("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 64"),
+               ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2")],
+        "attention_partial", "s0, 8, s1 ceildiv 256", ["q", "kc", "vc", "pos"], ["po", "ps"],
+        attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"],
+                "write_roles": ["partial_out", "partial_stats"]}))
+    progs["attention_merge"] = program_of_text(program_text(
+        DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 64"),
+               ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("out", "workspace", "bf16", "s0, 2048")],
+        "attention_merge", "s0, 8", ["po", "ps"], ["out"],
+        attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
+    progs["embedding"] = program_of_text(program_text(
+        DIMS, [("w", "weight", "bf16", "100, 2048"), ("tok", "input", "i64", "s0"),
+               ("out", "workspace", "bf16", "s0, 2048")],
+        "embedding", "s0", ["w", "tok"], ["out"], {"read_roles": ["weight", "tokens"], "write_roles": ["out"]}))
+    return progs
+
+
+ELEMENTWISE_BODIES = """
+func.func private @scale_shift(%x: bf16, %s: bf16, %b: bf16, %c: f32) -> bf16 {
+  %p = arith.mulf %x, %s : bf16
+  %q = arith.addf %p, %b : bf16
+  %e = math.exp %q : bf16
+  %m = arith.maximumf %q, %e : bf16
+  %cf = arith.truncf %c : f32 to bf16
+  %y = arith.subf %m, %cf : bf16
+  return %y : bf16
+}
+func.func private @int_mix(%x: f32, %i: i64) -> f32 {
+  %zero = arith.constant 0 : i64
+  %pos = arith.cmpi sgt, %i, %zero : i64
+  %f = arith.sitofp %i : i64 to f32
+  %t = math.tanh %x : f32
+  %a = arith.mulf %t, %f : f32
+  %r = math.rsqrt %f : f32
+  %y = arith.select %pos, %r, %a : f32
+  return %y : f32
+}
+"""
+
+
+def extra_programs() -> dict[str, object]:
+    """Kinds and params the models do not produce."""
+    progs = {}
+    for name, (heads, kv_heads, d, chunk) in {"attention_subchunks": (8, 2, 64, 600),
+                                               "attention_d128": (8, 2, 128, 64)}.items():
+        attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
+                "scale": 1.0 / math.sqrt(d)}
+        splits = f"s1 ceildiv {chunk}"
+        progs[name] = program_of_text(program_text(
+            DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
+                   ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
+                   ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
+                   ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
+                   ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2")],
+            "attention_partial", f"s0, {kv_heads}, {splits}", ["q", "kc", "vc", "pos"], ["po", "ps"],
+            attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"],
+                    "write_roles": ["partial_out", "partial_stats"]}))
+        progs[name + "_merge"] = program_of_text(program_text(
+            DIMS, [("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
+                   ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2"),
+                   ("out", "workspace", "bf16", f"s0, {heads * d}")],
+            "attention_merge", f"s0, {kv_heads}", ["po", "ps"], ["out"],
+            attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
+    progs["argmax"] = program_of_text(program_text(
+        DIMS, [("x", "workspace", "bf16", "s0, 1000"), ("out", "output", "i64", "s0")],
+        "argmax", "s0", ["x"], ["out"], {"read_roles": ["x"], "write_roles": ["out"]}))
+    progs["elementwise_broadcast"] = program_of_text(program_text(
+        DIMS, [("x", "workspace", "bf16", "s0, 20"), ("s", "workspace", "bf16", "s0, 1"), ("b", "weight", "bf16", "20"),
+               ("c", "weight", "f32", "1"), ("y", "workspace", "bf16", "s0, 20")],
+        "elementwise", "s0, 3", ["x", "s", "b", "c"], ["y"],
+        {"tile_c": 8, "body": "scale_shift", "broadcast": ["full", "row", "col", "scalar"],
+         "read_roles": ["operand0", "operand1", "operand2", "operand3"], "write_roles": ["y"]},
+        extra=ELEMENTWISE_BODIES))
+    progs["elementwise_int"] = program_of_text(program_text(
+        DIMS, [("x", "workspace", "f32", "s0, 24"), ("i", "workspace", "i64", "s0, 24"),
+               ("y", "workspace", "f32", "s0, 24")],
+        "elementwise", "s0, 2", ["x", "i"], ["y"],
+        {"tile_c": 16, "body": "int_mix", "broadcast": ["full", "full"], "read_roles": ["operand0", "operand1"],
+         "write_roles": ["y"]}, extra=ELEMENTWISE_BODIES))
+    progs["gelu_erf"] = program_of_text(program_text(
+        DIMS, [("x", "workspace", "bf16", "s0, 300"), ("y", "workspace", "bf16", "s0, 300")],
+        "gelu", "s0, 3", ["x"], ["y"], {"tile_c": 128, "approximate": "none", "read_roles": ["x"],
+                                        "write_roles": ["y"]}))
+    progs["add_alpha"] = program_of_text(program_text(
+        DIMS, [("a", "workspace", "bf16", "s0, 72"), ("b", "workspace", "bf16", "s0, 72"),
+               ("y", "workspace", "bf16", "s0, 72")],
+        "add", "s0, 2", ["a", "b"], ["y"], {"tile_c": 64, "alpha": 0.5, "read_roles": ["a", "b"],
+                                             "write_roles": ["y"]}))
+    progs["layer_norm_nobias"] = program_of_text(program_text(
+        DIMS, [("x", "workspace", "bf16", "s0, 96"), ("w", "weight", "bf16", "48"),
+               ("y", "workspace", "bf16", "s0, 96")],
+        "layer_norm", "s0, 2", ["x", "w"], ["y"], {"dim": 48, "eps": 1e-5, "has_bias": False,
+                                                    "read_roles": ["x", "weight"], "write_roles": ["y"]}))
+    progs["rms_norm_odd"] = program_of_text(program_text(
+        DIMS, [("x", "workspace", "bf16", "s0, 60"), ("w", "weight", "bf16", "20"),
+               ("y", "workspace", "f32", "s0, 60")],
+        "rms_norm", "s0, 3", ["x", "w"], ["y"], {"dim": 20, "eps": 1e-6, "read_roles": ["x", "weight"],
+                                                  "write_roles": ["y"]}))
+    progs["linear_gelu_erf_bias"] = _linear("g", 128, 96, 32, prologue="layer_norm", epilogue=["gelu", "residual_add"],
+                                            bias=True, gelu_approximate="none")
+    progs["linear_partial_k"] = _linear("pk", 72, 40, 16, prologue="none")  # K % 256 != 0, last tile short
+    progs["linear_f32"] = _linear("f", 264, 48, 16, prologue="rms_norm", epilogue=["silu_mul", "residual_add"],
+                                  act="f32")
+    progs["linear_heads_gelu_y"] = _linear("hg", 64, 64, 32, prologue="none", head_dim=16,
+                                           epilogue=["head_rms_norm", "residual_add", "rope"])
+    return progs
+
+
+# ---------------------------------------------------------------- the case list
+
+
+def model_cases(model: str, fuse: bool, sizes=None) -> list[Case]:
+    program = model_program(model, fuse)
+    sizes = sizes or {"batch": 3, "kv_len": 20}
+    tag = f"{model}{'' if fuse else '-unfused'}"
+    return [make_case(f"{tag}/{t.id}-{t.kind}", program, t, sizes, seed=t.id) for t in unique_tasks(program)]
+
+
+def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, extra=True) -> list[Case]:
+    cases = []
+    for model in models:
+        for fuse in (True, False):
+            cases += model_cases(model, fuse)
+    if "tiny-llama" in models:  # batch 1 and two row groups (10 rows > 8)
+        program = model_program("tiny-llama", True)
+        for t in program.tasks:
+            if t.kind == "linear" and t.id in (1, 7, 17):
+                for batch in (1, 10):
+                    cases.append(make_case(f"tiny-llama/{t.id}-linear-b{batch}", program, t,
+                                           {"batch": batch, "kv_len": 20}, seed=100 + t.id))
+    if llama:
+        progs = llama_programs()
+        for name, program in progs.items():
+            # kv_len 520: chunks of 256, 256 and 8 slots
+            sizes = {"batch": 2 if name.startswith("attention") else 3, "kv_len": 520}
+            cases.append(make_case(f"llama-1b/{name}", program, program.tasks[0], sizes, seed=7))
+        lm = progs["gate_up"]
+        cases.append(make_case("llama-1b/gate_up-b9", lm, lm.tasks[0], {"batch": 9, "kv_len": 520}, seed=7))
+    if extra:
+        progs = extra_programs()
+        for name, program in progs.items():
+            sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
+            cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
+        lin = progs["linear_partial_k"]
+        cases.append(make_case("extra/linear_partial_k-block128", lin, lin.tasks[0], {"batch": 5, "kv_len": 20},
+                               seed=12, block=128))
+    return cases
+
+
+def bf16_bits(values: np.ndarray) -> np.ndarray:
+    """bf16 values (float32 storage) as their uint16 bit patterns."""
+    return (round_bf16(values.astype(np.float32)).view(np.uint32) >> np.uint32(16)).astype(np.uint16)

@@ -1,0 +1,340 @@
+"""The linear tile: y[:, cols] = x @ weight[cols].T with a fused prologue norm and epilogue steps.
+
+Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 8):
+  1. stage:   x rows -> shared memory `xs[RB][K]` in x's dtype, normalized (rms_norm / layer_norm, one
+              warp per row) and rounded as the unfused norm would; one barrier.
+  2. dot:     one warp per output column; each lane streams 16-byte chunks (8 bf16) of the weight row,
+              8 chunks in flight, and FMAs them against every staged row (f32 accumulators); warp
+              butterfly sums; lane rr then finishes row rr: bias, rounding, the per-column epilogue
+              steps (silu_mul with the up projection computed in the same pass, gelu, residual_add),
+              and stores y -- or, when per-head steps follow, stages the rounded values in `st[RB][tile_n]`.
+  3. heads:   (only with head_rms_norm / rope / kv_append) one warp per (row, head) segment of `st`
+              runs the remaining steps in order, then stores y and/or the KV cache.
+The dot phase is emitted for 1, 2, 4 and RB rows and picked at run time, so batch 1 does no wasted work.
+"""
+from __future__ import annotations
+
+from etc.codegen.tile_library import WARP, Tile, gelu, rope_pair, silu
+from etc.codegen.tiles_builder import ELEM_BYTES, V
+
+ROW_GROUP = 8  # rows sharing one pass over the weights
+X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
+UNROLL = 8  # weight chunks in flight per lane
+HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
+ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
+HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
+
+
+def emit_linear(t: Tile) -> None:
+    Linear(t).emit()
+
+
+class Linear:
+    def __init__(self, t: Tile):
+        self.t = t
+        self.b = t.b
+        p = t.params
+        self.K = int(t.param("in_features"))
+        self.N = int(t.param("out_features"))
+        self.TN = int(t.param("tile_n"))
+        rows, kx = t.shape("x")
+        if kx != self.K:
+            t.fail(f"x has {kx} columns, in_features is {self.K}")
+        if list(t.shape("weight")) != [self.N, self.K]:
+            t.fail(f"weight shape {t.shape('weight')} is not [{self.N}, {self.K}]")
+        if self.K % 8:
+            t.fail(f"in_features {self.K} is not a multiple of 8")
+        self.rows = rows
+        self.xt = t.float_etype("x")
+        t.float_etype("weight")
+        self.has_y, self.has_cache = t.has("y"), t.has("cache")
+        if not self.has_y and not self.has_cache:
+            t.fail("writes neither y nor cache")
+        self.rt = t.float_etype("y" if self.has_y else "cache")  # the activation dtype of the unfused ops
+        self.prologue = p.get("prologue", "none")
+        if self.prologue not in ("none", "rms_norm", "layer_norm"):
+            t.fail(f"unknown prologue '{self.prologue}'")
+        self.has_bias = bool(p.get("has_bias", t.has("bias")))
+        self.steps = [str(s) for s in p.get("epilogue", ())]
+        self.check_steps()
+        max_rows = int(t.max_shape("x")[0])
+        self.RB = max(1, min(ROW_GROUP, max_rows, X_STAGE_BYTES // (self.K * ELEM_BYTES[self.xt])))
+        self.variants = [v for v in (1, 2, 4) if v < self.RB] + [self.RB]
+
+    def check_steps(self) -> None:
+        t = self.t
+        first_head = next((i for i, s in enumerate(self.steps) if s in HEAD_STEPS), len(self.steps))
+        self.prefix, self.rest = self.steps[:first_head], self.steps[first_head:]
+        for s in self.steps:
+            if s not in ELEMENTWISE_STEPS + HEAD_STEPS:
+                t.fail(f"unknown epilogue step '{s}'")
+        if "silu_mul" in self.rest:
+            t.fail("epilogue 'silu_mul' after a per-head step is not supported")
+        needs = {"silu_mul": ["up_weight"], "residual_add": ["residual"], "head_rms_norm": ["head_norm_weight"],
+                 "rope": ["positions", "inv_freq"], "kv_append": ["positions", "cache"]}
+        for s in self.steps:
+            for role in needs.get(s, []):
+                if not t.has(role):
+                    t.fail(f"epilogue '{s}' needs a '{role}' operand")
+        if "silu_mul" in self.steps and list(t.shape("up_weight")) != [self.N, self.K]:
+            t.fail(f"up_weight shape {t.shape('up_weight')} is not [{self.N}, {self.K}]")
+        if self.rest:
+            self.D = int(t.param("head_dim"))
+            if self.TN % self.D or self.N % self.D:
+                t.fail(f"epilogue '{self.rest[0]}' needs whole heads: tile_n {self.TN} and out_features {self.N} "
+                       f"must be multiples of head_dim {self.D}")
+            if "rope" in self.rest and self.D % 2:
+                t.fail(f"rope needs an even head_dim, not {self.D}")
+        if self.has_y and t.shape("y")[1] != self.N:
+            t.fail(f"y has {t.shape('y')[1]} columns, out_features is {self.N}")
+
+    # ------------------------------------------------------------ the tile
+
+    def emit(self) -> None:
+        t, b = self.t, self.b
+        K, TN, RB, xt = self.K, self.TN, self.RB, self.xt
+        j = t.coords[0]
+        self.n0 = b.mul(j, TN)
+        self.ncols = TN if self.N % TN == 0 else b.max(b.min(b.sub(self.N, self.n0), TN), 0)
+        self.xs = t.smem(RB * K * ELEM_BYTES[xt])
+        self.st = t.smem(RB * TN * 4) if self.rest else None
+        with b.at_entry():
+            self.lane8 = b.mul(t.lane, 8)
+            self.xs_lane = b.gep(self.xs, self.lane8, xt)
+            self.wptr = t.ptr("weight")
+            self.uptr = t.ptr("up_weight") if "silu_mul" in self.steps else None
+
+        with b.loop(0, self.rows, RB) as rg:
+            nr = b.min(b.sub(self.rows, rg), RB)
+            b.barrier()  # the previous group is done with xs / st
+            self.stage(rg, nr)
+            b.barrier()
+            self.dispatch(rg, nr, 0)
+            if self.rest:
+                b.barrier()
+                self.heads(rg, nr)
+
+    def dispatch(self, rg: V, nr: V, i: int) -> None:
+        """Run the dot phase of the smallest variant >= nr."""
+        b = self.b
+        v = self.variants[i]
+        if i == len(self.variants) - 1:
+            self.dot(rg, nr, v)
+            return
+        b.if_(b.cmp("le", nr, v), [], lambda: self.dot(rg, nr, v), lambda: self.dispatch(rg, nr, i + 1))
+
+    # ------------------------------------------------------------ 1. stage x (normalized)
+
+    def stage(self, rg: V, nr: V) -> None:
+        t, b = self.t, self.b
+        K, xt = self.K, self.xt
+        src = b.mul(rg, K)
+        if self.prologue == "none":
+            def copy(i):
+                off = b.mul(i, 8)
+                b.store(t.load_vec("x", b.add(src, off)), b.gep(self.xs, off, xt), min(16, 8 * ELEM_BYTES[xt]))
+            t.thread_loop(b.mul(nr, K // 8), copy)
+            return
+        eps = float(t.param("prologue_eps"))
+        with b.loop(t.warp, nr, t.nwarps) as rr:  # one warp per row
+            row = b.add(src, b.mul(rr, K))
+            dst = b.gep(self.xs, b.mul(rr, K), xt)
+
+            def chunks(fn, inits):
+                def body(k8, acc):
+                    return fn(b.mul(k8, 8), b.unpack_f32(t.load_vec("x", b.add(row, b.mul(k8, 8)))), acc)
+                return b.for_(t.lane, K // 8, WARP, inits, body)
+
+            def write(fn):
+                def body(k8, _):
+                    k = b.mul(k8, 8)
+                    xs = b.unpack_f32(t.load_vec("x", b.add(row, k)))
+                    ws = b.unpack_f32(t.load_vec("norm_weight", k))
+                    bs = b.unpack_f32(t.load_vec("norm_bias", k)) if t.has("norm_bias") else [None] * 8
+                    ys = [b.cast(fn(x, w, bb), xt) for x, w, bb in zip(xs, ws, bs)]
+                    b.store(b.vec_from(ys), b.gep(dst, k, xt), min(16, 8 * ELEM_BYTES[xt]))
+                    return []
+                b.for_(t.lane, K // 8, WARP, [], body)
+
+            if self.prologue == "rms_norm":
+                (ss,) = chunks(lambda k, xs, acc: [_sumsq(b, xs, acc[0])], [b.f32(0.0)])
+                rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(K)), eps)))
+                write(lambda x, w, _: b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt))
+            else:
+                (s,) = chunks(lambda k, xs, acc: [_sum(b, xs, acc[0])], [b.f32(0.0)])
+                mean = b.div(b.warp_sum(s), float(K))
+                (ss,) = chunks(lambda k, xs, acc: [_sumsq(b, [b.sub(x, mean) for x in xs], acc[0])], [b.f32(0.0)])
+                std = b.sqrt(b.add(b.div(b.warp_sum(ss), float(K)), eps))
+
+                def ln(x, w, bias):
+                    y = b.mul(b.div(b.sub(x, mean), std), w)
+                    return b.round_to(y if bias is None else b.add(y, bias), xt)
+                write(ln)
+
+    # ------------------------------------------------------------ 2. dot products and per-column epilogue
+
+    def dot(self, rg: V, nr: V, v: int) -> list:
+        t, b = self.t, self.b
+        K = self.K
+        K8 = K // 8
+        silu_mul = self.uptr is not None
+        with b.loop(t.warp, self.ncols, t.nwarps) as c:
+            n = b.add(self.n0, c)
+            wrow = b.gep(b.gep(self.wptr, b.mul(n, K), t.etype("weight")), self.lane8, t.etype("weight"))
+            urow = b.gep(b.gep(self.uptr, b.mul(n, K), t.etype("up_weight")), self.lane8,
+                         t.etype("up_weight")) if silu_mul else None
+            nacc = v * (2 if silu_mul else 1)
+            # x is the same for every column: let LLVM keep it in registers when it is small
+            hoist = v * K // WARP <= HOIST_X_VALUES
+
+            def chunk(acc: list[V], kbase, i: int) -> list[V]:
+                """Accumulate chunk `kbase + 256 * i` (elements, relative to this lane's 8) into acc."""
+                off = 256 * i if kbase is None else b.add(kbase, 256 * i)
+                ws = b.unpack_f32(b.load(b.gep(wrow, off, t.etype("weight")), f"vector<8x{t.etype('weight')}>",
+                                         min(16, 8 * ELEM_BYTES[t.etype("weight")]), invariant=True))
+                us = b.unpack_f32(b.load(b.gep(urow, off, t.etype("up_weight")), f"vector<8x{t.etype('up_weight')}>",
+                                         min(16, 8 * ELEM_BYTES[t.etype("up_weight")]), invariant=True)) \
+                    if silu_mul else None
+                acc = list(acc)
+                for rr in range(v):
+                    xoff = rr * K + 256 * i if kbase is None else b.add(kbase, rr * K + 256 * i)
+                    xv = b.unpack_f32(b.load(b.gep(self.xs_lane, xoff, self.xt), f"vector<8x{self.xt}>",
+                                             min(16, 8 * ELEM_BYTES[self.xt]), volatile=not hoist))
+                    acc[rr] = _dot8(b, ws, xv, acc[rr])
+                    if silu_mul:
+                        acc[v + rr] = _dot8(b, us, xv, acc[v + rr])
+                return acc
+
+            acc = [b.f32(0.0)] * nacc
+            full = K8 // WARP  # chunks every lane has
+            blocks = full // UNROLL if full > UNROLL else 0
+            if blocks:
+                def block(it, carried):
+                    kbase = b.mul(it, UNROLL * 256)
+                    for i in range(UNROLL):
+                        carried = chunk(carried, kbase, i)
+                    return carried
+                acc = b.for_(0, blocks, 1, acc, block)
+            for i in range(blocks * UNROLL, full):
+                acc = chunk(acc, None, i)
+            if K8 % WARP:  # a last partial chunk round: lanes < K8 % 32
+                acc = b.if_(b.cmp("lt", t.lane, K8 % WARP), [a.type for a in acc],
+                            lambda: chunk(acc, None, full), lambda: acc)
+            sums = [b.warp_sum(a) for a in acc]
+            # lane rr finishes row rr
+            y = sums[0]
+            up = sums[v] if silu_mul else None
+            for rr in range(1, v):
+                is_rr = b.cmp("eq", t.lane, rr)
+                y = b.select(is_rr, sums[rr], y)
+                if silu_mul:
+                    up = b.select(is_rr, sums[v + rr], up)
+            with b.when(b.cmp("lt", t.lane, nr)):
+                self.finish_column(b.add(rg, t.lane), t.lane, n, c, y, up)
+        return []
+
+    def finish_column(self, r: V, rr: V, n: V, c: V, y: V, up: V | None) -> None:
+        t, b = self.t, self.b
+        rt = self.rt
+        if self.has_bias:
+            y = b.add(y, t.load("bias", n))
+        y = b.round_to(y, rt)
+        if up is not None:
+            if self.has_bias:
+                up = b.add(up, t.load("up_bias", n))
+            up = b.round_to(up, rt)
+        for step in self.prefix:
+            y = self.elementwise_step(step, y, up, r, n)
+        if self.rest:
+            b.store(y, b.gep(self.st, b.add(b.mul(rr, self.TN), c), "f32"))
+        elif self.has_y:
+            t.store("y", b.add(b.mul(r, self.N), n), y)
+
+    def elementwise_step(self, step: str, y: V, up: V | None, r: V, n: V) -> V:
+        t, b = self.t, self.b
+        rt = self.rt
+        if step == "silu_mul":
+            return b.round_to(b.mul(b.round_to(silu(b, y), rt), up), rt)
+        if step == "gelu":
+            approximate = t.params.get("gelu_approximate", "none")
+            if approximate not in ("none", "tanh"):
+                t.fail(f"gelu_approximate must be 'none' or 'tanh', got '{approximate}'")
+            return b.round_to(gelu(b, y, approximate), rt)
+        # residual_add
+        return b.round_to(b.add(t.load("residual", b.add(b.mul(r, t.shape("residual")[1]), n)), y), rt)
+
+    # ------------------------------------------------------------ 3. per-head steps
+
+    def heads(self, rg: V, nr: V) -> None:
+        t, b = self.t, self.b
+        D, TN, rt = self.D, self.TN, self.rt
+        hpt = self.ncols // D if isinstance(self.ncols, int) else b.div(self.ncols, D)
+        with b.loop(t.warp, b.mul(nr, hpt), t.nwarps) as s:  # one warp per (row, head) segment
+            rr, hl = b.div(s, hpt), b.rem(s, hpt)
+            r = b.add(rg, rr)
+            seg = b.gep(self.st, b.add(b.mul(rr, TN), b.mul(hl, D)), "f32")
+            col0 = b.add(self.n0, b.mul(hl, D))  # first output column of the head
+            head = b.div(col0, D)
+
+            def each(n_elems: int, fn):
+                with b.loop(t.lane, n_elems, WARP) as e:
+                    fn(e)
+
+            def at(e):
+                return b.gep(seg, e, "f32")
+
+            for k, step in enumerate(self.rest):
+                if k:
+                    b.warp_sync()  # lanes read what other lanes wrote in the previous step
+                if step in ("gelu", "residual_add"):
+                    each(D, lambda e: b.store(self.elementwise_step(step, b.load(at(e), "f32"), None, r,
+                                                                    b.add(col0, e)), at(e)))
+                elif step == "head_rms_norm":
+                    eps = float(t.param("head_norm_eps"))
+                    (ss,) = b.for_(t.lane, D, WARP, [b.f32(0.0)],
+                                   lambda e, acc: [b.fma(b.load(at(e), "f32"), b.load(at(e), "f32"), acc[0])])
+                    rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(D)), eps)))
+                    each(D, lambda e: b.store(b.round_to(b.mul(t.load("head_norm_weight", e),
+                                                               b.round_to(b.mul(b.load(at(e), "f32"), rstd), rt)),
+                                                         rt), at(e)))
+                elif step == "rope":
+                    pos = b.cast(t.load("positions", r), "f32")
+
+                    def pair(i):
+                        i2 = b.add(i, D // 2)
+                        y1, y2 = rope_pair(b, b.load(at(i), "f32"), b.load(at(i2), "f32"), pos,
+                                           t.load("inv_freq", i), rt)
+                        b.store(y1, at(i))
+                        b.store(y2, at(i2))
+                    each(D // 2, pair)
+                else:  # kv_append
+                    _, kv_heads, slots, cd = t.shape("cache")
+                    if cd != D:
+                        t.fail(f"cache head dim {cd} is not head_dim {D}")
+                    ct = t.float_etype("cache")
+                    p = t.load("positions", r)
+                    with b.when(b.land(b.cmp("ge", p, 0), b.cmp("lt", p, slots))):  # the reference raises
+                        dst = b.mul(b.add(b.mul(b.add(b.mul(r, kv_heads), head), slots), p), D)
+                        each(D, lambda e: t.store("cache", b.add(dst, e), b.round_to(b.load(at(e), "f32"), ct)))
+            if self.has_y:
+                b.warp_sync()
+                yrow = b.add(b.mul(r, self.N), col0)
+                each(D, lambda e: t.store("y", b.add(yrow, e), b.load(at(e), "f32")))
+
+
+def _dot8(b, ws: list[V], xs: list[V], acc: V) -> V:
+    for w, x in zip(ws, xs):
+        acc = b.fma(w, x, acc)
+    return acc
+
+
+def _sum(b, xs: list[V], acc: V) -> V:
+    for x in xs:
+        acc = b.add(acc, x)
+    return acc
+
+
+def _sumsq(b, xs: list[V], acc: V) -> V:
+    for x in xs:
+        acc = b.fma(x, x, acc)
+    return acc

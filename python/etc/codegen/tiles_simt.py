@@ -1,0 +1,572 @@
+"""A CPU interpreter for the tile library's GPU code: runs a gpu.func kernel of a gpu.module (MLIR text,
+before lowering) over a grid of blocks, every block's threads in lockstep with per-thread masks, numpy
+per op. It checks what the emitted ops compute (indexing, rounding points, reductions, control flow)
+against the numpy reference without a GPU. It does not model timing or memory ordering: every op
+finishes for all threads before the next, so a missing barrier goes unnoticed here.
+
+    sim = Simulator(module_text)
+    sim.run("etc_check_3", grid=12, block=128, shared_bytes=4096, args=[buffers_table_addr, sizes_addr])
+
+Memory is a set of byte regions at distinct base addresses (`Memory.add`); pointers are i64 addresses.
+Values are numpy arrays over the block's threads (vectors get a trailing axis); bf16/f16 live in float32
+arrays holding representable values. Transcendentals come from numpy/math (not libdevice), fma is
+computed in f64 and rounded once to f32 -- close to, not bit-identical with, the GPU.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from etc.errors import EtcError
+from etc.reference.numerics import round_bf16
+
+REGION_SHIFT = 40
+_DTYPES = {"i1": np.bool_, "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "index": np.int64,
+           "f32": np.float32, "f64": np.float64, "bf16": np.float32, "f16": np.float32}
+_SIZES = {"i1": 1, "i8": 1, "i16": 2, "i32": 4, "i64": 8, "index": 8, "f32": 4, "f64": 8, "bf16": 2, "f16": 2}
+_CMPF = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno",
+         "true"]
+_CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
+_erf64 = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def parse_type(t: str) -> tuple[str, int]:
+    """(element type, lanes) of a scalar or 1-D vector type; pointers are i64."""
+    if t.startswith("vector<"):
+        n, e = t[len("vector<"):-1].split("x")
+        return e, int(n)
+    if t.startswith("!llvm.ptr"):
+        return "i64", 0
+    return t, 0
+
+
+def type_bytes(t: str) -> int:
+    e, n = parse_type(t)
+    return _SIZES[e] * max(n, 1)
+
+
+class Memory:
+    """Byte regions addressed by (region << REGION_SHIFT) + offset."""
+
+    def __init__(self):
+        self.regions: list[np.ndarray] = [np.zeros(0, np.uint8)]  # region 0: null
+
+    def add(self, data: np.ndarray | int) -> int:
+        if isinstance(data, int):
+            arr = np.zeros(data, np.uint8)
+        else:
+            arr = np.ascontiguousarray(data).view(np.uint8).reshape(-1).copy()
+        self.regions.append(arr)
+        return (len(self.regions) - 1) << REGION_SHIFT
+
+    def view(self, addr: int) -> np.ndarray:
+        return self.regions[addr >> REGION_SHIFT]
+
+    def _gather(self, addr: np.ndarray, nbytes: int) -> np.ndarray:
+        out = np.zeros((addr.size, nbytes), np.uint8)
+        for rid in np.unique(addr >> REGION_SHIFT):
+            sel = (addr >> REGION_SHIFT) == rid
+            off = addr[sel] & ((1 << REGION_SHIFT) - 1)
+            region = self.regions[int(rid)]
+            idx = off[:, None] + np.arange(nbytes)[None, :]
+            if idx.size and (idx.min() < 0 or idx.max() >= region.size):
+                raise EtcError(f"out-of-bounds load at region {rid} offset {int(off.min())}..{int(off.max())} "
+                               f"(size {region.size})")
+            out[sel] = region[idx]
+        return out
+
+    def load(self, addr: np.ndarray, t: str) -> np.ndarray:
+        e, n = parse_type(t)
+        raw = self._gather(addr.astype(np.int64), type_bytes(t))
+        return _from_bytes(raw, e, n)
+
+    def store(self, addr: np.ndarray, value: np.ndarray, t: str) -> None:
+        e, n = parse_type(t)
+        raw = _to_bytes(value, e, n, addr.size)
+        nbytes = raw.shape[1]
+        addr = addr.astype(np.int64)
+        for rid in np.unique(addr >> REGION_SHIFT):
+            sel = (addr >> REGION_SHIFT) == rid
+            off = addr[sel] & ((1 << REGION_SHIFT) - 1)
+            region = self.regions[int(rid)]
+            idx = off[:, None] + np.arange(nbytes)[None, :]
+            if idx.size and (idx.min() < 0 or idx.max() >= region.size):
+                raise EtcError(f"out-of-bounds store at region {rid} offset {int(off.min())}..{int(off.max())} "
+                               f"(size {region.size})")
+            region[idx] = raw[sel]
+
+
+def _from_bytes(raw: np.ndarray, e: str, n: int) -> np.ndarray:
+    lanes = max(n, 1)
+    if e == "bf16":
+        bits = raw.view(np.uint16).reshape(-1, lanes).astype(np.uint32) << np.uint32(16)
+        v = bits.view(np.float32)
+    elif e == "f16":
+        v = raw.view(np.float16).reshape(-1, lanes).astype(np.float32)
+    elif e == "i1":
+        v = raw.reshape(-1, lanes) != 0
+    else:
+        v = raw.view(_DTYPES[e]).reshape(-1, lanes)
+    return v if n else v[:, 0]
+
+
+def _to_bytes(value: np.ndarray, e: str, n: int, count: int) -> np.ndarray:
+    lanes = max(n, 1)
+    v = np.broadcast_to(value, (count, lanes) if n else (count,)).reshape(count, lanes)
+    if e == "bf16":
+        bits = (round_bf16(v.astype(np.float32)).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+        return bits.view(np.uint8).reshape(count, -1)
+    if e == "f16":
+        return v.astype(np.float16).view(np.uint8).reshape(count, -1)
+    return np.ascontiguousarray(v.astype(_DTYPES[e])).view(np.uint8).reshape(count, -1)
+
+
+class Op:
+    __slots__ = ("name", "operands", "results", "attrs", "regions", "rtypes", "otypes")
+
+
+class Simulator:
+    def __init__(self, module_text: str):
+        from mlir import ir
+
+        self.ctx = ir.Context()
+        with self.ctx:
+            self.module = ir.Module.parse(module_text)
+        self.funcs: dict[str, tuple[list[int], list[Op]]] = {}
+        self._ids: dict = {}
+        self.memory = Memory()
+        gpu_modules = [op for op in self.module.body.operations if op.operation.name == "gpu.module"]
+        for gm in gpu_modules:
+            for op in gm.operation.regions[0].blocks[0].operations:
+                op = op.operation
+                if op.name == "llvm.mlir.global":
+                    continue  # the dynamic shared memory declaration
+                if op.name in ("func.func", "gpu.func"):
+                    name = op.attributes["sym_name"].maybe_downcast().value
+                    block = op.regions[0].blocks[0]
+                    self.funcs[name] = ([self._id(a) for a in block.arguments], self._block(block))
+
+    def _id(self, value) -> int:
+        if value not in self._ids:
+            self._ids[value] = len(self._ids)
+        return self._ids[value]
+
+    def _block(self, block) -> list[Op]:
+        ops = []
+        for mop in block.operations:
+            mop = mop.operation
+            op = Op()
+            op.name = mop.name
+            op.operands = [self._id(v) for v in mop.operands]
+            op.otypes = [str(v.type) for v in mop.operands]
+            op.results = [self._id(r) for r in mop.results]
+            op.rtypes = [str(r.type) for r in mop.results]
+            attrs = mop.attributes
+            op.attrs = {attrs[i].name: attrs[i].attr for i in range(len(attrs))}
+            op.regions = [([self._id(a) for a in r.blocks[0].arguments], self._block(r.blocks[0]))
+                          for r in mop.regions if len(r.blocks)]
+            ops.append(op)
+        return ops
+
+    # ------------------------------------------------------------ running
+
+    def run(self, kernel: str, grid: int, block: int, shared_bytes: int, args: list) -> None:
+        if block % 32:
+            raise EtcError("block size must be a multiple of 32")
+        argv, body = self.funcs[kernel]
+        self.B, self.G = block, grid
+        for bid in range(grid):
+            self.bid = bid
+            self.shared = self.memory.add(max(shared_bytes, 16))
+            env = {a: np.full(block, v, dtype=np.int64) for a, v in zip(argv, args)}
+            self._exec(body, env, np.ones(block, bool))
+            self.memory.regions[self.shared >> REGION_SHIFT] = np.zeros(0, np.uint8)  # free it
+
+    def _exec(self, ops: list[Op], env: dict, mask: np.ndarray):
+        """Run ops under mask; returns the operands of the terminator (yield / return)."""
+        for op in ops:
+            out = self._op(op, env, mask)
+            if out is not None and op.name in ("scf.yield", "func.return", "gpu.return"):
+                return out
+            if op.name in ("scf.yield", "func.return", "gpu.return"):
+                return []
+        return []
+
+    def _op(self, op: Op, env: dict, mask: np.ndarray):
+        name = op.name
+        x = [env[i] for i in op.operands]
+        B = self.B
+        if name in ("scf.yield", "func.return", "gpu.return"):
+            return x
+        if name == "scf.for":
+            return self._for(op, env, mask, x)
+        if name == "scf.if":
+            return self._if(op, env, mask, x)
+        if name == "func.call":
+            callee = op.attrs["callee"].maybe_downcast().value
+            argv, body = self.funcs[callee]
+            res = self._exec(body, dict(zip(argv, x)), mask)
+            for r, v in zip(op.results, res):
+                env[r] = v
+            return None
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise EtcError(f"simulator: unsupported op '{name}'")
+        res = handler(self, op, x, mask)
+        if op.results:
+            if not isinstance(res, tuple):
+                res = (res,)
+            for r, v in zip(op.results, res):
+                v = np.asarray(v)
+                if v.ndim == 0:
+                    v = np.full(B, v)
+                env[r] = v
+        return None
+
+    def _for(self, op: Op, env, mask, x):
+        lo, hi, step, inits = x[0], x[1], x[2], x[3:]
+        argv, body = op.regions[0]
+        iv = lo.copy()
+        carried = [v.copy() for v in inits]
+        while True:
+            active = mask & (iv < hi)
+            if not active.any():
+                break
+            local = dict(env)
+            local[argv[0]] = iv
+            for a, v in zip(argv[1:], carried):
+                local[a] = v
+            outs = self._exec(body, local, active)
+            carried = [_where(active, o, c) for o, c in zip(outs, carried)]
+            iv = np.where(active, iv + step, iv)
+        for r, v in zip(op.results, carried):
+            env[r] = v
+        return None
+
+    def _if(self, op: Op, env, mask, x):
+        cond = x[0].astype(bool)
+        then_mask, else_mask = mask & cond, mask & ~cond
+        outs_t = self._exec(op.regions[0][1], dict(env), then_mask) if then_mask.any() or op.results else []
+        outs_e = []
+        if len(op.regions) > 1:
+            outs_e = self._exec(op.regions[1][1], dict(env), else_mask) if else_mask.any() or op.results else []
+        for i, r in enumerate(op.results):
+            env[r] = _where(cond, outs_t[i], outs_e[i])
+        return None
+
+
+def _where(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.ndim > 1:
+        c = c[:, None]
+    return np.where(c, a, b)
+
+
+# ---------------------------------------------------------------- op handlers
+
+
+def _attr_value(attr):
+    a = attr.maybe_downcast()
+    return a.value if hasattr(a, "value") else a
+
+
+def _round(v: np.ndarray, t: str) -> np.ndarray:
+    """Values computed in f32/f64 stored as type t (bf16/f16 rounded, i.e. arith.truncf)."""
+    if t == "bf16":
+        return round_bf16(v.astype(np.float32))
+    if t == "f16":
+        with np.errstate(over="ignore"):
+            return v.astype(np.float32).astype(np.float16).astype(np.float32)
+    return v.astype(_DTYPES[t])
+
+
+def h_constant(sim, op, x, mask):
+    t = op.rtypes[0]
+    e, n = parse_type(t)
+    v = _attr_value(op.attrs["value"])
+    if isinstance(v, bool) or str(op.attrs["value"]) in ("true", "false"):
+        v = str(op.attrs["value"]) == "true" if not isinstance(v, bool) else v
+    return np.full(sim.B, _round(np.array(v, dtype=np.float64), e) if e in ("bf16", "f16", "f32", "f64")
+                   else v, dtype=_DTYPES[e])
+
+
+def _int_type(op) -> str:
+    return parse_type(op.rtypes[0])[0]
+
+
+def _wrap(v: np.ndarray, t: str) -> np.ndarray:
+    return v.astype(_DTYPES[t]) if t != "i1" else v.astype(bool)
+
+
+def _float_bin(fn):
+    def h(sim, op, x, mask):
+        e = parse_type(op.rtypes[0])[0]
+        with np.errstate(all="ignore"):
+            return _round(fn(x[0], x[1]), e)
+    return h
+
+
+def _int_bin(fn):
+    def h(sim, op, x, mask):
+        t = _int_type(op)
+        with np.errstate(all="ignore"):
+            return _wrap(fn(x[0].astype(np.int64), x[1].astype(np.int64)), t)
+    return h
+
+
+def _divsi(a, b):
+    b = np.where(b == 0, 1, b)
+    q = np.abs(a) // np.abs(b)
+    return np.where((a < 0) ^ (b < 0), -q, q)
+
+
+def _remsi(a, b):
+    return a - np.where(b == 0, 1, b) * _divsi(a, b)
+
+
+def _bitwise(fn):
+    def h(sim, op, x, mask):
+        t = _int_type(op)
+        if t == "i1":
+            return fn(x[0].astype(bool), x[1].astype(bool))
+        return _wrap(fn(x[0].astype(np.int64), x[1].astype(np.int64)), t)
+    return h
+
+
+def h_shrui(sim, op, x, mask):
+    t = _int_type(op)
+    bits = {"i32": 32, "i64": 64}[t]
+    a = x[0].astype(np.int64).view(np.uint64) & np.uint64((1 << bits) - 1)
+    return _wrap((a >> x[1].astype(np.uint64)).astype(np.int64), t)
+
+
+def h_cmpi(sim, op, x, mask):
+    pred = _CMPI[int(_attr_value(op.attrs["predicate"]))]
+    a, b = x[0].astype(np.int64), x[1].astype(np.int64)
+    if pred.startswith("u"):
+        a, b = a.view(np.uint64), b.view(np.uint64)
+    return {"eq": a == b, "ne": a != b, "slt": a < b, "sle": a <= b, "sgt": a > b, "sge": a >= b,
+            "ult": a < b, "ule": a <= b, "ugt": a > b, "uge": a >= b}[pred]
+
+
+def h_cmpf(sim, op, x, mask):
+    pred = _CMPF[int(_attr_value(op.attrs["predicate"]))]
+    a, b = x[0], x[1]
+    uno = np.isnan(a) | np.isnan(b)
+    with np.errstate(invalid="ignore"):
+        base = {"eq": a == b, "gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b, "ne": a != b}
+    if pred == "false":
+        return np.zeros(a.shape, bool)
+    if pred == "true":
+        return np.ones(a.shape, bool)
+    if pred == "ord":
+        return ~uno
+    if pred == "uno":
+        return uno
+    if pred[0] == "o":
+        return base[pred[1:]] & ~uno
+    return base[pred[1:]] | uno
+
+
+def h_select(sim, op, x, mask):
+    return _where(x[0].astype(bool), x[1], x[2])
+
+
+def h_cast(sim, op, x, mask):
+    s, t = parse_type(op.otypes[0])[0], parse_type(op.rtypes[0])[0]
+    v = x[0]
+    name = op.name
+    with np.errstate(all="ignore"):
+        if name in ("arith.extf", "arith.truncf"):
+            return _round(v.astype(np.float64) if t == "f64" else v, t)
+        if name in ("arith.sitofp",):
+            return _round(v.astype(np.int64).astype(np.float64 if t == "f64" else np.float32), t)
+        if name == "arith.uitofp":
+            bits = {"i1": 1, "i32": 32, "i64": 64}[s]
+            u = v.astype(np.int64).view(np.uint64) & np.uint64((1 << bits) - 1 if bits < 64 else ~0 & (2 ** 64 - 1))
+            return _round(u.astype(np.float64), t)
+        if name in ("arith.fptosi", "arith.fptoui"):
+            return _wrap(np.trunc(np.nan_to_num(v.astype(np.float64))).astype(np.int64), t)
+        if name in ("arith.extsi", "arith.trunci", "arith.index_cast"):
+            return _wrap(v.astype(np.int64), t) if s != "i1" else _wrap(np.where(v, -1, 0), t)
+        if name == "arith.extui":
+            if s == "i1":
+                return _wrap(v.astype(np.int64), t)
+            bits = {"i8": 8, "i16": 16, "i32": 32}[s]
+            return _wrap(v.astype(np.int64) & ((1 << bits) - 1), t)
+    raise EtcError(f"simulator: unsupported cast {name}")
+
+
+def _unary(fn):
+    def h(sim, op, x, mask):
+        e = parse_type(op.rtypes[0])[0]
+        with np.errstate(all="ignore"):
+            v = x[0].astype(np.float64)
+            return _round(fn(v), e) if e != "f64" else fn(v)
+    return h
+
+
+def h_fma(sim, op, x, mask):
+    e = parse_type(op.rtypes[0])[0]
+    a, b, c = (v.astype(np.float64) for v in x)
+    with np.errstate(all="ignore"):
+        return _round(a * b + c, e)
+
+
+def h_gep(sim, op, x, mask):
+    elem = str(op.attrs["elem_type"]).strip()
+    size = type_bytes(elem)
+    from mlir import ir
+    raw = list(ir.DenseI32ArrayAttr(op.attrs["rawConstantIndices"]))
+    base = x[0].astype(np.int64)
+    dyn = iter(x[1:])
+    if len(raw) != 1:
+        raise EtcError("simulator: only single-index getelementptr is supported")
+    idx = next(dyn).astype(np.int64) if raw[0] == -2147483648 else raw[0]
+    return base + idx * size
+
+
+def h_load(sim, op, x, mask):
+    t = op.rtypes[0]
+    addr = np.where(mask, x[0], 0)
+    e, n = parse_type(t)
+    out = np.zeros((sim.B, n) if n else (sim.B,), _DTYPES[e])
+    if mask.any():
+        out[mask] = sim.memory.load(addr[mask], t)
+    return out
+
+
+def h_store(sim, op, x, mask):
+    if mask.any():
+        sim.memory.store(x[1][mask], x[0][mask], op.otypes[0])
+
+
+def h_identity(sim, op, x, mask):
+    return x[0].astype(np.int64)
+
+
+def h_thread(sim, op, x, mask):
+    name = op.name
+    if name == "gpu.thread_id":
+        return np.arange(sim.B, dtype=np.int64)
+    if name == "gpu.block_dim":
+        return np.full(sim.B, sim.B, np.int64)
+    if name == "gpu.block_id":
+        return np.full(sim.B, sim.bid, np.int64)
+    if name == "gpu.grid_dim":
+        return np.full(sim.B, sim.G, np.int64)
+    raise EtcError(f"simulator: unsupported op '{name}'")
+
+
+def h_shuffle(sim, op, x, mask):
+    mode = str(op.attrs["mode"])
+    v, off = x[0], x[1].astype(np.int64)
+    lane = np.arange(sim.B) & 31
+    base = np.arange(sim.B) & ~31
+    src = base + ((lane ^ off) if "xor" in mode else off) % 32
+    return v[src], np.ones(sim.B, bool)
+
+
+_INTRINSICS = {"llvm.nvvm.sqrt.rn.f": np.sqrt, "llvm.nvvm.sqrt.rn.d": np.sqrt}
+
+
+def h_intrinsic(sim, op, x, mask):
+    name = _attr_value(op.attrs["intrin"])
+    if name not in _INTRINSICS:
+        raise EtcError(f"simulator: unsupported intrinsic '{name}'")
+    e = parse_type(op.rtypes[0])[0]
+    with np.errstate(all="ignore"):
+        return _round(_INTRINSICS[name](x[0].astype(np.float64)), e)
+
+
+def h_noop(sim, op, x, mask):
+    return None
+
+
+def h_dyn_smem(sim, op, x, mask):
+    return np.full(sim.B, sim.shared, np.int64)
+
+
+def h_vec_extract(sim, op, x, mask):
+    from mlir import ir
+    pos = list(ir.DenseI64ArrayAttr(op.attrs["static_position"]))[0]
+    return x[0][:, pos]
+
+
+def h_vec_from(sim, op, x, mask):
+    e = parse_type(op.rtypes[0])[0]
+    return np.stack([v for v in x], axis=1).astype(_DTYPES[e])
+
+
+_HANDLERS = {
+    "arith.constant": h_constant,
+    "arith.addf": _float_bin(np.add), "arith.subf": _float_bin(np.subtract), "arith.mulf": _float_bin(np.multiply),
+    "arith.divf": _float_bin(np.divide), "arith.maximumf": _float_bin(np.maximum),
+    "arith.minimumf": _float_bin(np.minimum), "arith.maxnumf": _float_bin(np.fmax),
+    "arith.minnumf": _float_bin(np.fmin), "arith.remf": _float_bin(np.fmod),
+    "arith.negf": lambda sim, op, x, mask: -x[0],
+    "arith.addi": _int_bin(np.add), "arith.subi": _int_bin(np.subtract), "arith.muli": _int_bin(np.multiply),
+    "arith.divsi": _int_bin(_divsi), "arith.remsi": _int_bin(_remsi), "arith.divui": _int_bin(_divsi),
+    "arith.remui": _int_bin(_remsi), "arith.maxsi": _int_bin(np.maximum), "arith.minsi": _int_bin(np.minimum),
+    "arith.maxui": _int_bin(np.maximum), "arith.minui": _int_bin(np.minimum),
+    "arith.shli": _int_bin(lambda a, b: a << b), "arith.shrsi": _int_bin(lambda a, b: a >> b),
+    "arith.shrui": h_shrui,
+    "arith.andi": _bitwise(lambda a, b: a & b), "arith.ori": _bitwise(lambda a, b: a | b),
+    "arith.xori": _bitwise(lambda a, b: a ^ b),
+    "arith.cmpi": h_cmpi, "arith.cmpf": h_cmpf, "arith.select": h_select,
+    "arith.extf": h_cast, "arith.truncf": h_cast, "arith.sitofp": h_cast, "arith.uitofp": h_cast,
+    "arith.fptosi": h_cast, "arith.fptoui": h_cast, "arith.extsi": h_cast, "arith.extui": h_cast,
+    "arith.trunci": h_cast, "arith.index_cast": h_cast,
+    "math.exp": _unary(np.exp), "math.exp2": _unary(np.exp2), "math.log": _unary(np.log),
+    "math.log2": _unary(np.log2), "math.sqrt": _unary(np.sqrt), "math.tanh": _unary(np.tanh),
+    "math.sin": _unary(np.sin), "math.cos": _unary(np.cos), "math.absf": _unary(np.abs),
+    "math.floor": _unary(np.floor), "math.ceil": _unary(np.ceil), "math.erf": _unary(_erf64),
+    "math.fma": h_fma, "llvm.call_intrinsic": h_intrinsic,
+    "llvm.getelementptr": h_gep, "llvm.load": h_load, "llvm.store": h_store, "llvm.inttoptr": h_identity,
+    "memref.extract_aligned_pointer_as_index": h_identity,
+    "gpu.thread_id": h_thread, "gpu.block_dim": h_thread, "gpu.block_id": h_thread, "gpu.grid_dim": h_thread,
+    "gpu.shuffle": h_shuffle, "gpu.barrier": h_noop, "nvvm.bar.warp.sync": h_noop,
+    "gpu.dynamic_shared_memory": h_dyn_smem,
+    "vector.extract": h_vec_extract, "vector.from_elements": h_vec_from,
+}
+
+
+# ---------------------------------------------------------------- running a tile case
+
+
+def to_storage(values: np.ndarray, etype: str) -> np.ndarray:
+    """Reference storage (bf16/f16 as float32 values) -> the bytes a GPU buffer holds."""
+    if etype == "bf16":
+        return (round_bf16(values.astype(np.float32)).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+    if etype == "f16":
+        return values.astype(np.float16)
+    return values.astype(_DTYPES[etype])
+
+
+def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
+    if etype == "bf16":
+        return (raw.view(np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32).reshape(shape)
+    if etype == "f16":
+        return raw.view(np.float16).astype(np.float32).reshape(shape)
+    return raw.view(_DTYPES[etype]).reshape(shape).copy()
+
+
+def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None) -> dict:
+    """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards."""
+    from etc.codegen.tile_library import tile_shared_bytes
+    from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
+
+    buffer_index, symbol_index = default_indices(program)
+    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index))
+    addrs = [0] * len(buffer_index)
+    for name, arr in arrays.items():
+        addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))
+    table = sim.memory.add(np.array(addrs, np.int64))
+    size_values = [0] * len(symbol_index)
+    for sym, i in symbol_index.items():
+        size_values[i] = sizes.get(sym, 1)
+    size_table = sim.memory.add(np.array(size_values, np.int64))
+    shared = tile_shared_bytes(task, program, buffer_index, symbol_index)
+    sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table])
+    return {name: from_storage(sim.memory.view(addrs[buffer_index[name]]), program.buffer(name).element_type,
+                               arrays[name].shape) for name in task.writes}

@@ -1,0 +1,246 @@
+"""The tile library (etc.codegen.tile_library): every tile kind of etc.tiles as MLIR tile functions.
+
+- Numerics: every task of the tiny models (fused and unfused), Llama-3.2-1B-shaped tasks and the param
+  variants the models do not produce run on the CPU SIMT simulator (etc.codegen.tiles_simt) and must
+  match etc.reference.run_tile.
+- Lowering: each program's tile functions, wrapped in kernels, go through the upstream pipeline to PTX
+  and `ptxas -arch=sm_90a -v` (skipped without ptxas): they assemble, and nothing spills.
+- The GPU check bundle (tools/gpu/check_tiles.py --prepare) round-trips through --simulate.
+- Unsupported params are one-line EtcErrors.
+"""
+import dataclasses
+import importlib.util
+import os
+import re
+
+import numpy as np
+import pytest
+
+from etc import tiles as contract
+from etc.codegen import ptxas
+from etc.codegen.tile_library import _emitters, emit_tile_function, tile_shared_bytes
+from etc.codegen.tiles_cases import all_cases, extra_programs
+from etc.codegen.tiles_harness import default_indices, harness_module_text, program_of_text, program_text, unique_tasks
+from etc.codegen.tiles_simt import simulate
+from etc.errors import EtcError
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+HAVE_PTXAS = ptxas.ptxas_path() is not None
+
+
+def _load_check_tiles():
+    spec = importlib.util.spec_from_file_location("check_tiles", os.path.join(ROOT, "tools", "gpu", "check_tiles.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_tiles = _load_check_tiles()
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return all_cases()
+
+
+def _groups(cases):
+    groups = {}
+    for case in cases:
+        groups.setdefault(id(case.program), []).append(case)
+    return list(groups.values())
+
+
+# ---------------------------------------------------------------- numerics (CPU simulator)
+
+
+@pytest.mark.parametrize("prefix", ["tiny-llama", "tiny-qwen3", "tiny-gpt", "llama-1b", "extra"])
+def test_tiles_match_the_reference(cases, prefix):
+    selected = [c for c in cases if c.name.startswith(prefix + "/") or c.name.startswith(prefix + "-")]
+    assert selected
+    failures = []
+    for case in selected:
+        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block)
+        for name in case.task.writes:
+            etype = case.program.buffer(name).element_type
+            storage = check_tiles.STORAGE[etype]
+            want = case.expected[name]
+            rel, _, ok = check_tiles.compare(_storage(got[name], etype, storage), _storage(want, etype, storage), etype)
+            if not ok:
+                failures.append(f"{case.name} {name}: max_rel={rel:.3g}")
+    assert not failures, "\n".join(failures)
+
+
+def _storage(values, etype, storage):
+    from etc.codegen.tiles_simt import to_storage
+    return to_storage(values, etype).astype(storage)
+
+
+def test_cases_cover_every_kind_and_linear_variant(cases):
+    kinds = {c.task.kind for c in cases}
+    assert kinds == set(contract.KINDS)
+    linear = {(c.task.params.get("prologue", "none"), tuple(c.task.params.get("epilogue", ())))
+              for c in cases if c.task.kind == "linear"}
+    for want in [("rms_norm", ("rope",)), ("rms_norm", ("rope", "kv_append")), ("rms_norm", ("kv_append",)),
+                 ("none", ("residual_add",)), ("rms_norm", ("silu_mul",)), ("rms_norm", ()),
+                 ("rms_norm", ("head_rms_norm", "rope")), ("rms_norm", ("head_rms_norm", "rope", "kv_append")),
+                 ("layer_norm", ("rope",)), ("layer_norm", ("gelu",)), ("none", ())]:
+        assert want in linear, want
+    assert any(c.task.params.get("tile_n") == 976 and c.task.params["in_features"] == 2048 for c in cases)
+    assert any(c.task.params.get("in_features") == 8192 for c in cases)
+
+
+# ---------------------------------------------------------------- lowering and ptxas
+
+
+def _check_lowering(program, tasks):
+    ptx = ptxas.compile_ptx_text(harness_module_text(program, tasks))
+    assert ".target sm_90a" in ptx
+    assert ".extern .shared .align 16 .b8 etc_dynamic_smem[]" in ptx or ".shared" not in ptx
+    if not HAVE_PTXAS:
+        return {}
+    report = ptxas.ptxas_report(ptx)
+    for task in tasks:
+        assert f"etc_check_{task.id}" in report, report.keys()
+    spills = {f: r for f, r in report.items() if r["spill_stores"] or r["spill_loads"]}
+    assert not spills, spills
+    return report
+
+
+def test_case_programs_lower_and_assemble_without_spills(cases):
+    for group in _groups(cases):
+        _check_lowering(group[0].program, list({c.task.id: c.task for c in group}.values()))
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_llama_3_2_1b_tasks_lower_without_spills(fuse):
+    """The real front end's tasks for one Llama-3.2-1B layer and the lm_head (vocab 128256, tile_n 976)."""
+    import etc
+    from etc.models.decoder import CONFIGS, build_model, dynamic_shapes_for, example_inputs
+    from etc.sm_task_ir import SmTaskProgram
+
+    c = dataclasses.replace(CONFIGS["llama-3.2-1b"], num_layers=1)
+    module = etc.compile_to_tasks(build_model(c, weights="meta"), example_inputs(c, batch=2, ctx=16, device="meta"),
+                                  schedule="static", num_sms=132, dynamic_shapes=dynamic_shapes_for(c), fuse=fuse)
+    program = SmTaskProgram.of(module)
+    tasks = unique_tasks(program)
+    lm_head = [t for t in tasks if t.kind == "linear" and t.params["out_features"] == 128256]
+    assert lm_head and lm_head[0].params["tile_n"] == 976
+    kinds = {"embedding", "linear", "attention_partial", "attention_merge"}
+    assert kinds | (set() if fuse else {"rms_norm", "rope", "kv_append", "add", "silu_mul"}) <= {t.kind for t in tasks}
+    report = _check_lowering(program, tasks)
+    if report:  # registers of the wrapping kernels stay well under the 255 limit
+        assert max(r["registers"] for f, r in report.items() if f.startswith("etc_check_")) < 200
+    shared = {t.id: tile_shared_bytes(t, program) for t in tasks}
+    assert max(shared.values()) <= 80 * 1024, shared
+
+
+def test_ptxas_report_parsing():
+    text = """ptxas info    : 272 bytes gmem
+ptxas info    : Compiling entry function 'etc_check_9' for 'sm_90a'
+ptxas info    : Function properties for etc_check_9
+    1264 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 255 registers, used 1 barriers, 1264 bytes cumulative stack size, 1 bytes smem
+ptxas info    : Compile time = 222.279 ms
+ptxas info    : Function properties for etc_tile_9
+    0 bytes stack frame, 1574 bytes spill stores, 1744 bytes spill loads
+"""
+    report = ptxas.parse_ptxas_report(text)
+    assert report["etc_check_9"] == {"registers": 255, "spill_stores": 0, "spill_loads": 0, "stack": 1264}
+    assert report["etc_tile_9"] == {"registers": None, "spill_stores": 1574, "spill_loads": 1744, "stack": 0}
+
+
+# ---------------------------------------------------------------- the function text and its ABI
+
+
+def test_tile_function_signature_and_shared_bytes():
+    program = extra_programs()["linear_heads_gelu_y"]
+    task = program.tasks[0]
+    buffer_index, symbol_index = default_indices(program)
+    text = emit_tile_function(task, program, buffer_index, symbol_index)
+    assert text.startswith("func.func @etc_tile_0(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, "
+                           "%c2: i64)")
+    shared = int(re.search(r"etc.shared_bytes = (\d+) : i64", text).group(1))
+    assert shared == tile_shared_bytes(task, program) > 0
+    assert "gpu.dynamic_shared_memory" in text and "scf.for" in text
+    assert set(_emitters()) == set(contract.KINDS)
+
+
+def test_buffer_and_size_tables_follow_the_given_indices():
+    program = extra_programs()["attention_subchunks"]
+    task = program.tasks[0]
+    buffer_index = {"q": 7, "kc": 3, "vc": 5, "pos": 0, "po": 1, "ps": 2}
+    text = emit_tile_function(task, program, buffer_index, {"batch": 4, "kv_len": 2})
+    for i in buffer_index.values():
+        assert f"llvm.getelementptr %buffers[{i}]" in text or (i == 0 and "llvm.load %buffers" in text)
+    assert "llvm.getelementptr %sizes[2]" in text  # the KV length is a runtime size
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _linear_program(**params):
+    base = {"in_features": 64, "out_features": 32, "tile_n": 16, "has_bias": False, "prologue": "none",
+            "epilogue": [], "read_roles": ["x", "weight"], "write_roles": ["y"]}
+    base.update(params)
+    return program_of_text(program_text(
+        [("batch", 1, 8)], [("x", "workspace", "bf16", "s0, 64"), ("w", "weight", "bf16", "32, 64"),
+                            ("y", "workspace", "bf16", "s0, 32")], "linear", "2", ["x", "w"], ["y"], base))
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"epilogue": ["softmax"]}, r"linear tile of task 'linear': unknown epilogue step 'softmax'"),
+    ({"prologue": "batch_norm"}, r"unknown prologue 'batch_norm'"),
+    ({"epilogue": ["residual_add"]}, r"epilogue 'residual_add' needs a 'residual' operand"),
+    ({"in_features": 60}, r"x has 64 columns, in_features is 60"),
+])
+def test_unsupported_params_are_one_line_errors(params, message):
+    program = _linear_program(**params)
+    buffer_index, symbol_index = default_indices(program)
+    with pytest.raises(EtcError, match=message) as info:
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)
+    assert "\n" not in str(info.value)
+
+
+def test_elementwise_body_with_an_unknown_op_names_it():
+    body = """
+func.func private @bad(%x: f32) -> f32 {
+  %y = math.acos %x : f32
+  return %y : f32
+}"""
+    program = program_of_text(program_text([("batch", 1, 8)], [("x", "workspace", "f32", "s0, 8"),
+                                                               ("y", "workspace", "f32", "s0, 8")],
+                                           "elementwise", "s0, 1", ["x"], ["y"],
+                                           {"tile_c": 8, "body": "bad", "broadcast": ["full"]}, extra=body))
+    buffer_index, symbol_index = default_indices(program)
+    with pytest.raises(EtcError, match=r"elementwise body @bad: unsupported op 'math.acos' on \(f32\) -> f32 at "
+                                       r"tile-case.mlir:\d+:\d+"):
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)
+
+
+# ---------------------------------------------------------------- the GPU check bundle
+
+
+def test_check_bundle_round_trips_through_the_simulator(tmp_path, cases, capsys):
+    picked = [c for c in cases if c.name in ("tiny-qwen3/2-linear", "extra/argmax", "extra/elementwise_int",
+                                             "tiny-gpt-unfused/9-attention_partial")]
+    assert len(picked) == 4
+    check_tiles.prepare(str(tmp_path), picked)
+    manifest = check_tiles.load_manifest(str(tmp_path))
+    assert [c["name"] for c in manifest["cases"]] == [c.name for c in picked] or \
+        sorted(c["name"] for c in manifest["cases"]) == sorted(c.name for c in picked)
+    assert check_tiles.simulate(str(tmp_path))
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 4 and "FAIL" not in out
+
+
+def test_compare_flags_wrong_values_and_missing_writes():
+    want = np.array([1.0, 2.0, -3.0, 0.0], np.float32)
+    ok = check_tiles.compare(want.copy(), want, "f32")
+    assert ok[2] and ok[0] == 0
+    bad = want.copy()
+    bad[2] = -2.0
+    assert not check_tiles.compare(bad, want, "f32")[2]
+    nan = want.copy()
+    nan[0] = np.nan
+    assert not check_tiles.compare(nan, want, "f32")[2]
+    assert not check_tiles.compare(np.array([1, 2]), np.array([1, 3]), "i64")[2]
