@@ -521,9 +521,11 @@ class Megakernel:
         inputs = {f"k_caches.{i}": k for i, k in enumerate(k_caches)}
         inputs.update({f"v_caches.{i}": v for i, v in enumerate(v_caches)})
         positions = torch.empty(batch, dtype=torch.int64, device=self.device)
+        tokens = torch.empty(batch, dtype=torch.int64, device=self.device)  # aligned, unlike a column of out
         for t in range(slots):
             positions.fill_(t)
-            inputs["tokens"] = out[:, t].contiguous()
+            tokens.copy_(out[:, t])
+            inputs["tokens"] = tokens
             inputs["positions"] = positions
             logits = self.step(inputs)[logits_name]
             if t + 1 >= length:

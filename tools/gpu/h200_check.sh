@@ -11,13 +11,13 @@ export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1
 bash tools/gpu/build_runtime.sh > "$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
 export ETC_RUNTIME_LIB=$PWD/runtime/build/libetc_runtime.so
 if [ -d .gpu/tiles ]; then
-  timeout 240 python3 tools/gpu/check_tiles.py --run .gpu/tiles > "$OUT/tiles.txt" 2>&1; echo "tiles rc=$?"
+  timeout 100 python3 tools/gpu/check_tiles.py --run .gpu/tiles > "$OUT/tiles.txt" 2>&1; echo "tiles rc=$?"
   grep -c PASS "$OUT/tiles.txt"; grep FAIL "$OUT/tiles.txt" | head -20
 fi
 ETC_GPU_BUNDLES=$PWD/.gpu/bundles ETC_GPU_RESULTS=$OUT/gpu.jsonl timeout ${GPU_TEST_TIMEOUT:-300} \
   python3 -m pytest -q -p no:cacheprovider test/python/test_gpu.py ${GPU_TEST_ARGS:-} 2>&1 | tail -25 | tee "$OUT/pytest.txt"
 if [ -z "${SKIP_MEMCHECK:-}" ]; then
-  timeout 240 compute-sanitizer --tool memcheck --print-limit 20 python3 -m etc.cli generate \
+  timeout 100 compute-sanitizer --tool memcheck --print-limit 20 python3 -m etc.cli generate \
     --bundle .gpu/bundles/tiny-llama.static --max-new-tokens 8 > "$OUT/memcheck.txt" 2>&1; echo "memcheck rc=$?"
   tail -4 "$OUT/memcheck.txt"
 fi

@@ -260,13 +260,9 @@ def _kernel(program: SmTaskProgram) -> str:
 
 def compile_to_ptx(gpu_module_text: str, chip: str = "sm_90a") -> str:
     """Lower a gpu.module (MLIR text) through the upstream GPU and NVVM dialects to PTX text."""
-    from etc.pipeline import codegen_pipeline
+    from etc.codegen.ptxas import compile_ptx_text
 
-    ctx = mlir.new_context()
-    module = mlir.parse(f"module attributes {{gpu.container_module}} {{\n{gpu_module_text}\n}}", ctx,
-                        source_name="<megakernel>")
-    mlir.run_upstream(module, codegen_pipeline(chip).removeprefix("etc-lower-to-gpu,"), ctx)
-    return ptx_of(module)
+    return compile_ptx_text(f"module attributes {{gpu.container_module}} {{\n{gpu_module_text}\n}}", chip)
 
 
 def ptx_of(module) -> str:

@@ -1,6 +1,6 @@
 """PTX from a gpu.module (upstream pipeline) and `ptxas -v` resource reports.
 
-    ptx = compile_ptx_text(module_text)          # through PIPELINE, in its own MLIR context
+    ptx = compile_ptx_text(module_text)          # the megakernel's upstream lowering, in its own context
     report = ptxas_report(ptx)                   # {"etc_megakernel": {"registers": 96, "spill_stores": 0, ...}}
 """
 from __future__ import annotations
@@ -13,53 +13,20 @@ import tempfile
 
 from etc.errors import EtcError
 
-# The tile functions use scf, so the gpu.module needs convert-scf-to-cf before convert-gpu-to-nvvm.
-PIPELINE = ("builtin.module(gpu.module(convert-scf-to-cf), "
-            "nvvm-attach-target{chip=sm_90a features=+ptx80 O=3}, gpu.module(convert-gpu-to-nvvm), "
-            "reconcile-unrealized-casts, gpu-module-to-binary{format=isa})")
 ARCH = "sm_90a"
 
 
-def compile_ptx_text(module_text: str, pipeline: str = PIPELINE) -> str:
-    """PTX of the one gpu.module in `module_text` (a builtin.module with gpu.container_module)."""
-    from mlir import ir, passmanager
-
+def compile_ptx_text(module_text: str, chip: str = ARCH) -> str:
+    """PTX of the one gpu.module in `module_text` (a builtin.module with gpu.container_module), through
+    the same upstream lowering as the megakernel (etc.pipeline.codegen_pipeline)."""
     from etc import mlir_adapter as mlir
+    from etc.codegen.kernel import ptx_of
+    from etc.pipeline import codegen_pipeline
 
-    ctx = ir.Context()
-    with ctx:
-        try:
-            module = ir.Module.parse(module_text)
-            passmanager.PassManager.parse(pipeline).run(module.operation)
-        except ir.MLIRError as e:
-            raise mlir.DiagnosticsError(mlir.diagnostics_of(e)) from None
-        for op in module.body.operations:
-            if op.operation.name == "gpu.binary":
-                obj = ir.ArrayAttr(op.operation.attributes["objects"])[0]
-                return _object_assembly(obj)
-    raise EtcError("the pipeline produced no gpu.binary")
-
-
-def _object_assembly(obj) -> str:
-    """The PTX text of a #gpu.object (its `assembly` property; older bindings: the object string)."""
-    for attr in ("object", "properties"):
-        try:
-            value = getattr(obj, attr)
-        except AttributeError:
-            continue
-        if attr == "object":
-            text = value if isinstance(value, str) else bytes(value).decode()
-            if ".version" in text:
-                return text
-        else:
-            from mlir import ir
-            if value is not None and "assembly" in value:
-                return ir.StringAttr(value["assembly"]).value
-    text = str(obj)
-    start = text.index('assembly = "') + len('assembly = "')
-    end = text.index('"', start)
-    raw = text[start:end]
-    return re.sub(r"\\([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), raw)
+    ctx = mlir.new_context()
+    module = mlir.parse(module_text, ctx, source_name="<gpu module>")
+    mlir.run_upstream(module, codegen_pipeline(chip).removeprefix("etc-lower-to-gpu,"), ctx)
+    return ptx_of(module)
 
 
 def ptxas_path() -> str | None:

@@ -5,7 +5,7 @@
     #     attributes {etc.shared_bytes = N : i64} { ... }
 
 The text goes inside the kernel's gpu.module. It uses arith/math/scf/vector/llvm/nvvm/gpu ops; lowering
-needs `convert-scf-to-cf` on the gpu.module before `convert-gpu-to-nvvm` (etc.codegen.ptxas.PIPELINE),
+needs `convert-scf-to-cf` on the gpu.module before `convert-gpu-to-nvvm` (etc.pipeline.codegen_pipeline),
 and math ops (exp, cos, erf, ...) lower to libdevice calls, which gpu-module-to-binary links.
 
 Shared memory: a tile uses `gpu.dynamic_shared_memory` from offset 0 (scratch, valid during one call

@@ -1,0 +1,128 @@
+"""etc.compile: a tiny model to a bundle; the PTX keeps the memory ordering the counters need."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import etc
+from etc.codegen import ptxas
+from etc.models.decoder import CONFIGS, build_model, dynamic_shapes_for, example_inputs
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    c = CONFIGS["tiny-llama"]
+    out = tmp_path_factory.mktemp("bundle") / "tiny-llama"
+    etc.compile(build_model("tiny-llama"), example_inputs(c, batch=2, ctx=16), dynamic_shapes=dynamic_shapes_for(c),
+                num_sms=8, kv_chunk=16, out=out)
+    return out
+
+
+def functions(ptx: str) -> dict[str, str]:
+    """PTX function name -> body text."""
+    parts = re.split(r"\n(?=\.(?:visible |weak )?\.(?:entry|func) )", ptx)
+    named = {}
+    for part in parts:
+        m = re.match(r"\.(?:visible |weak )?\.(?:entry|func)\s+(?:\([^)]*\)\s*)?(\w+)", part)
+        if m:
+            named[m.group(1)] = part
+    return named
+
+
+def test_bundle_is_self_contained_and_versioned(tiny_bundle):
+    meta = json.loads((tiny_bundle / "bundle.json").read_text())
+    assert meta["format"] == "etc-bundle" and meta["version"] == 1
+    assert meta["num_workers"] == 8 and meta["shared_bytes"] > 0
+    assert {b["role"] for b in meta["buffers"]} == {"input", "weight", "kv_cache", "workspace", "output"}
+    assert sorted(p.name for p in tiny_bundle.iterdir()) == ["bundle.json", "kernel.ptx"]  # no weights
+    loaded = etc.load(tiny_bundle)
+    assert loaded.num_workers == 8
+    meta["version"] = 99
+    (tiny_bundle.parent / "other").mkdir()
+    (tiny_bundle.parent / "other" / "bundle.json").write_text(json.dumps(meta))
+    (tiny_bundle.parent / "other" / "kernel.ptx").write_text((tiny_bundle / "kernel.ptx").read_text())
+    with pytest.raises(etc.EtcError, match="version"):
+        etc.load(tiny_bundle.parent / "other")
+
+
+def blocks(body: str) -> list[tuple[str, list[str]]]:
+    """(label, instructions) per basic block of a PTX function, in text order."""
+    out = [("entry", [])]
+    for line in body.splitlines():
+        line = line.strip()
+        if re.match(r"\$L__\w+:", line):
+            out.append((line[:-1], []))
+        elif line and not line.startswith("//"):
+            out[-1][1].append(line)
+    return out
+
+
+def predecessors(bs, index: int) -> list[int]:
+    label = bs[index][0]
+    preds = [k for k, (_, ins) in enumerate(bs) if any(re.search(rf"bra(\.uni)?\s+{re.escape(label)};", x) for x in ins)]
+    prev = bs[index - 1][1] if index > 0 else []
+    if prev and not re.match(r"(bra\.uni|ret)\b", prev[-1]):
+        preds.append(index - 1)  # falls through
+    return preds
+
+
+def writes_memory(instruction: str) -> bool:
+    """A global store, or a call (a tile function that was not inlined writes global memory)."""
+    return instruction.startswith(("st.global", "call"))
+
+
+def fenced_on_every_path(bs, index: int) -> bool:
+    """Walking back from block `index`, every path meets a release fence before any global store."""
+    seen, stack = set(), predecessors(bs, index)
+    if not stack:
+        return False
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        ins = bs[k][1]
+        fences = [j for j, x in enumerate(ins) if x.startswith("fence.acq_rel.gpu")]
+        stores = [j for j, x in enumerate(ins) if writes_memory(x)]
+        if fences and (not stores or fences[-1] > stores[-1]):
+            continue  # this path is fenced after its last store
+        if stores:
+            return False
+        preds = predecessors(bs, k)
+        if not preds:
+            return False  # reached the function entry without a fence
+        stack += preds
+    return True
+
+
+def test_signals_are_release_ordered_and_waits_acquire(tiny_bundle):
+    """Each signal (atom.add on a counter) is reached only through a block whose last global write is
+    followed by fence.acq_rel.gpu: LLVM 22 drops release ordering on atomicrmw, so the fence carries it."""
+    ptx = (tiny_bundle / "kernel.ptx").read_text()
+    runs = {name: body for name, body in functions(ptx).items() if name.startswith("etc_run_")}
+    assert runs
+    waited = signals = 0
+    for name, body in runs.items():
+        bs = blocks(body)
+        for k, (_, ins) in enumerate(bs):
+            for i, line in enumerate(ins):
+                if line.startswith("atom.") and ".add." in line:
+                    signals += 1
+                    before = ins[:i]
+                    fences = [j for j, x in enumerate(before) if x.startswith("fence.acq_rel.gpu")]
+                    writes = [j for j, x in enumerate(before) if writes_memory(x)]
+                    if fences and (not writes or fences[-1] > writes[-1]):
+                        continue  # fenced in this block, after its last write
+                    assert not writes, f"{name}: a global write between the release fence and a signal"
+                    assert fenced_on_every_path(bs, k), f"{name}: a path to a signal has no release fence"
+            waited += sum(x.startswith("ld.acquire.gpu") for x in ins)
+    assert signals > 0 and waited > 0
+
+
+@pytest.mark.skipif(ptxas.ptxas_path() is None, reason="ptxas is not installed")
+def test_ptxas_accepts_the_kernel_without_spills(tiny_bundle):
+    report = ptxas.ptxas_report((tiny_bundle / "kernel.ptx").read_text())
+    assert "etc_megakernel" in report
+    assert all(r["spill_stores"] == 0 and r["spill_loads"] == 0 for r in report.values())
