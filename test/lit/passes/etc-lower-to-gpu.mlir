@@ -1,4 +1,4 @@
-// RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu" --verify-diagnostics | FileCheck %s
+// RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task{policy=hybrid},etc-static-schedule{num-sms=2},etc-dynamic-schedule,etc-lower-to-gpu" --verify-diagnostics | FileCheck %s
 
 // Positive: a linear (2 tiles) feeding a per-row GELU through counter "h.done". The gpu.module holds the
 // tile functions, a run function per task (acquire-load spin before the tile, release fence before the
@@ -29,7 +29,7 @@ func.func @step() {
   %y = "event_tensor.buffer"(%b) {name = "y", role = "output", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 64)>, output_index = 0 : i64} : (index) -> !event_tensor.buf
   %e = "event_tensor.event_tensor"(%b) {name = "h.done", shape = affine_map<()[s0] -> (1)>, wait_count = affine_map<(d0)[s0] -> (2)>} : (index) -> !event_tensor.event
   "event_tensor.task_grid"(%b, %x, %w, %h, %e) {operandSegmentSizes = array<i32: 1, 2, 1, 0, 1>, name = "proj", kind = "linear", grid = affine_map<()[s0] -> (2)>, wait_maps = [], notify_maps = [affine_map<(d0)[s0] -> (0)>], params = {in_features = 64 : i64, out_features = 64 : i64, tile_n = 32 : i64, has_bias = false, read_roles = ["x", "weight"], write_roles = ["y"]}} : (index, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.event) -> ()
-  "event_tensor.task_grid"(%b, %h, %y, %e) {operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>, name = "act", kind = "gelu", grid = affine_map<()[s0] -> (s0, 1)>, wait_maps = [affine_map<(d0, d1)[s0] -> (0)>], notify_maps = [], params = {tile_c = 64 : i64, approximate = "tanh", read_roles = ["x"], write_roles = ["y"]}} : (index, !event_tensor.buf, !event_tensor.buf, !event_tensor.event) -> ()
+  "event_tensor.task_grid"(%b, %h, %y, %e) {operandSegmentSizes = array<i32: 1, 1, 1, 1, 0>, name = "act", kind = "gelu", schedule = "static", grid = affine_map<()[s0] -> (s0, 1)>, wait_maps = [affine_map<(d0, d1)[s0] -> (0)>], notify_maps = [], params = {tile_c = 64 : i64, approximate = "tanh", read_roles = ["x"], write_roles = ["y"]}} : (index, !event_tensor.buf, !event_tensor.buf, !event_tensor.event) -> ()
   return
 }
 
@@ -39,5 +39,17 @@ func.func @step() {
 // CHECK-LABEL: func.func @nothing
 // CHECK-NOT: gpu.module
 func.func @nothing() {
+  return
+}
+
+// -----
+
+// Error: the GPU kernel runs static schedules only so far.
+func.func @step() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 8 : i64} : () -> index
+  %x = "event_tensor.buffer"(%b) {name = "x", role = "input", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 64)>} : (index) -> !event_tensor.buf
+  %y = "event_tensor.buffer"(%b) {name = "y", role = "output", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 64)>, output_index = 0 : i64} : (index) -> !event_tensor.buf
+  // expected-error @+1 {{task 'act' is scheduled 'dynamic'; the GPU kernel runs static schedules only so far}}
+  "event_tensor.task_grid"(%b, %x, %y) {operandSegmentSizes = array<i32: 1, 1, 1, 0, 0>, name = "act", kind = "gelu", schedule = "dynamic", grid = affine_map<()[s0] -> (s0, 1)>, wait_maps = [], notify_maps = [], params = {tile_c = 64 : i64, approximate = "tanh", read_roles = ["x"], write_roles = ["y"]}} : (index, !event_tensor.buf, !event_tensor.buf) -> ()
   return
 }
