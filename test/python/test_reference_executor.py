@@ -15,26 +15,15 @@ from etc import mlir_adapter as mlir
 from etc.errors import EtcError
 from etc.reference import DeadlockError, Executor, RaceError, execute
 
+from etc.codegen.tiles_harness import attr_text  # noqa: E402
+
 BF = torch.bfloat16
 
 
 # ---------------------------------------------------------------- writing sm_task IR
 
 
-def attr(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return f"{v} : i64"
-    if isinstance(v, float):
-        return f"{v:.17e} : f64"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, list):
-        return "[" + ", ".join(attr(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {attr(x)}" for k, x in v.items()) + "}"
-    raise TypeError(v)
+attr = attr_text  # Python values as MLIR attribute text
 
 
 class Program:

@@ -73,7 +73,8 @@ def unique_tasks(program) -> list:
 # ---------------------------------------------------------------- hand-written one-task programs
 
 
-def _attr(v) -> str:
+def attr_text(v) -> str:
+    """A Python value as MLIR attribute text (ints i64, floats f64), for hand-written test IR."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -83,9 +84,9 @@ def _attr(v) -> str:
     if isinstance(v, str):
         return f'"{v}"'
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_attr(x) for x in v) + "]"
+        return "[" + ", ".join(attr_text(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_attr(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{k} = {attr_text(x)}" for k, x in v.items()) + "}"
     raise TypeError(v)
 
 
@@ -116,7 +117,7 @@ def program_text(dims, buffers, kind: str, grid: str, reads, writes, params: dic
     lines.append(f'  "sm_task.task"({", ".join(operands)}) {{operandSegmentSizes = array<i32: {n}, {len(reads)}, '
                  f'{len(writes)}, 0, 0>, id = 0 : i64, name = "{kind}", kind = "{kind}", '
                  f"grid = affine_map<(){syms} -> ({grid})>, wait_maps = [], signal_maps = [], "
-                 f'params = {_attr(params)}, schedule = "static"}} : ({", ".join(types)}) -> ()')
+                 f'params = {attr_text(params)}, schedule = "static"}} : ({", ".join(types)}) -> ()')
     lines.append('  "sm_task.static_queue"() {worker = 0 : i64, entries = array<i64: 0, 0, 1>} : () -> ()')
     lines += ["  return", "}", extra]
     return "\n".join(lines)
