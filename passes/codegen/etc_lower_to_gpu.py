@@ -3,7 +3,9 @@
 
 Matches: the func.func holding an sm_task.kernel, its tasks, counters and static queues.
 Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
-  - one tile function per task (`@etc_tile_<id>`, from the tile library: arith/math/scf/llvm/nvvm/gpu ops),
+  - one tile function per distinct tile (`@etc_tile_<id>` of the first task using it, from the tile
+    library: arith/math/scf/llvm/nvvm/gpu ops); it reaches buffers through its task's operand table,
+    so the 16 layers of a model share their tile functions,
   - one run function per task (`@etc_run_<id>`: the worker's tiles of the task, with counter waits and
     signals around each),
   - `gpu.func @etc_megakernel ... kernel`: each block is a worker that walks its static queue.
@@ -12,7 +14,8 @@ dynamic shared memory the launch needs. Upstream passes then lower the gpu.modul
 PTX (etc.pipeline.codegen_pipeline).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
 ordering on atomicrmw), counters follow the epoch scheme of sm_task.counter and are never reset.
-Programs with dynamic tasks are rejected for now, with a diagnostic at the task.
+Schedules may be all static or all dynamic (the ready queue; a dynamic tile is pushed by the last
+signal it waits for); hybrid schedules and early push are rejected for now, with a diagnostic.
 
 Before:
   "sm_task.task"(...) {id = 0 : i64, kind = "linear", ...}
@@ -27,7 +30,7 @@ from __future__ import annotations
 from mlir import ir
 
 from etc import mlir_adapter as mlir
-from etc.codegen import kernel
+from etc.codegen import abi, kernel
 from etc.errors import EtcError
 from etc.passes.base import Pass
 from etc.sm_task_ir import SmTaskProgram
@@ -48,27 +51,39 @@ class LowerToGpu(Pass):
         except EtcError as e:
             self.error(kernels[0], str(e))
             return
-        dynamic = [t for t in program.tasks if t.schedule != "static"]
-        for task in dynamic:
-            self.error(task.op, f"task '{task.name}' is scheduled '{task.schedule}'; the GPU kernel runs static "
-                                "schedules only so far")
-        if dynamic:
+        dynamic = [t for t in program.tasks if t.schedule == "dynamic"]
+        if dynamic and len(dynamic) != len(program.tasks):
+            for task in dynamic:  # a worker would have to pop while it spins on a static wait
+                self.error(task.op, f"task '{task.name}' is dynamic in a hybrid schedule; the GPU kernel runs "
+                                    "all-static or all-dynamic schedules so far")
             return
-        if not program.static_queues:
+        if dynamic and (program.ready_queue is None or program.ready_queue.early_push):
+            self.error(kernels[0], "the GPU kernel needs a ready queue without early push for dynamic tasks "
+                                   "(run etc-dynamic-schedule with early-push=false)")
+            return
+        if not dynamic and not program.static_queues:
             self.error(kernels[0], "the program has no static queues: run etc-static-schedule first")
             return
         layout = kernel.Layout.of(program)
-        buffer_index = {name: i for i, name in enumerate(layout.buffers)}
         symbol_index = {name: i for i, name in enumerate(layout.symbols)}
-        tiles = {}
+        tiles: dict[str, str] = {}  # tile function name -> text, one per distinct tile
+        by_text: dict[str, str] = {}
+        tile_of_task: dict[int, str] = {}
         for task in program.tasks:
             try:
-                tiles[task.id] = emit_tile_function(task, program, buffer_index, symbol_index)
+                text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index)
             except EtcError as e:
                 self.error(task.op, str(e))
-        if len(tiles) != len(program.tasks):
+                continue
+            name = abi.tile_function_name(task.id)
+            key = text.replace(f"@{name}(", "@TILE(")
+            if key not in by_text:  # tasks that differ only in their buffers share a tile function
+                by_text[key] = name
+                tiles[name] = text
+            tile_of_task[task.id] = by_text[key]
+        if len(tile_of_task) != len(program.tasks):
             return
-        text = kernel.emit_gpu_module(program, tiles, layout)
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)

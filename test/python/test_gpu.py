@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 STEPS = 32
 MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "llama-3.2-1b"]
-SCHEDULES = ["static"]
+SCHEDULES = ["static", "dynamic"]
 
 
 def bundle_dir(name: str, schedule: str, tmp_root: Path) -> Path:

@@ -48,7 +48,7 @@ def bundle_meta(program: SmTaskProgram, layout: Layout, *, etc_version: str, mod
                       "extents": list(layout.counter_extents[c.name]),
                       "target": str(c.target), "symbols": c.symbols} for c in program.counters],
         "static_queues": {"offsets": layout.queue_offsets, "entries": layout.queue_entries},
-        "ready_queue": None,
+        "ready_queue": {"words": layout.ready_words} if layout.ready_words else None,
         "tasks": [{"id": t.id, "name": t.name, "kind": t.kind, "schedule": t.schedule,
                    "grid": _extents(t.grid, t.symbols)} for t in program.tasks],
         "model": model,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from mlir import ir
+
 from etc import mlir_adapter as mlir
 from etc.codegen import abi
 from etc.codegen.emit import Emitter
@@ -23,6 +25,7 @@ from etc.errors import EtcError
 from etc.sm_task_ir import SmTaskProgram, Task
 
 I64 = "i64"
+TILE_BITS = 20  # a ready-queue slot holds (task id << TILE_BITS | tile) + 1
 
 
 @dataclasses.dataclass
@@ -35,6 +38,15 @@ class Layout:
     counter_words: int
     queue_offsets: list[int]
     queue_entries: list[int]
+    ready_capacity: int = 0  # slots for every dynamic tile at the max sizes
+    pending_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # dynamic task -> first pending word
+
+    @property
+    def ready_words(self) -> int:
+        """u32 words of ready-queue state: [head, tail, unused], slots, then one pending count per dynamic tile."""
+        if not self.pending_offset:
+            return 0
+        return abi.READY_HEADER_WORDS + self.ready_capacity + self.ready_capacity
 
     @classmethod
     def of(cls, program: SmTaskProgram) -> "Layout":
@@ -52,21 +64,36 @@ class Layout:
             for entry in program.static_queues.get(w, []):
                 entries += [entry.task, entry.first, entry.stride]
             q_offsets.append(len(entries))
+        pending, capacity = {}, 0
+        for t in program.tasks:
+            if t.schedule == "dynamic":
+                n = t.tile_count(maxima)
+                if n >= 1 << TILE_BITS or t.id >= 1 << (31 - TILE_BITS):
+                    raise EtcError(f"task '{t.name}': {n} tiles at the largest sizes do not fit a ready-queue slot")
+                pending[t.id], capacity = capacity, capacity + n
         return cls([d.name for d in program.dims], [b.name for b in program.buffers], offsets, extents, words,
-                   q_offsets, entries)
+                   q_offsets, entries, capacity, pending)
 
 
-def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[int, str], layout: Layout) -> str:
-    """MLIR text of `gpu.module @etc` for a statically scheduled program."""
-    dynamic = [t.id for t in program.tasks if t.schedule != "static"]
-    if dynamic:
-        raise EtcError(f"the GPU kernel runs static schedules only so far; tasks {dynamic[:4]} are dynamic "
-                       "(compile with schedule='static')")
+def operand_index(task: Task) -> dict[str, int]:
+    """Buffer name -> slot in the task's operand table (reads, then writes; a buffer named twice keeps
+    its first slot). Tile functions address buffers through this table, so tasks that differ only in
+    their buffers share one tile function."""
+    slots: dict[str, int] = {}
+    for name in task.reads + task.writes:
+        slots.setdefault(name, len(slots))
+    return slots
+
+
+def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
+                    layout: Layout) -> str:
+    """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
+    a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel."""
     from etc.codegen.tile_library import DYNAMIC_SHARED_DECL
 
-    parts = [DYNAMIC_SHARED_DECL] + [tile_functions[t.id] for t in program.tasks]
-    parts += [_run_function(t, program, layout) for t in program.tasks]
-    parts.append(_kernel(program))
+    parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
+    parts += [_run_function(t, program, layout, tile_of_task[t.id]) for t in program.tasks]
+    parts.append(_kernel(program, layout))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
 
@@ -78,12 +105,22 @@ def shared_bytes(tile_function_text: str) -> int:
 
 
 _RUN_ARGS = ("%buffers: !llvm.ptr, %sizes: !llvm.ptr, %counters: !llvm.ptr, %progress: !llvm.ptr, "
-             "%epoch: i64, %first: i64, %stride: i64")
+             "%ready: !llvm.ptr, %epoch: i64, %first: i64, %stride: i64")
+_RUN_TYPES = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i64, i64, i64)"
+# The slot a block's thread 0 popped, for the whole block.
+POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : i32"
 
 
-def _run_function(task: Task, program: SmTaskProgram, layout: Layout) -> str:
-    """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task."""
+def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str) -> str:
+    """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
+    task: the one tile `first`, popped ready, so it does not wait)."""
     e = Emitter()
+    operands = operand_index(task)
+    table = e.emit(f"llvm.alloca {e.const(len(operands))} x i64 : (i64) -> !llvm.ptr")
+    for name, slot in operands.items():  # the task's operand table: addresses from the kernel's buffer table
+        src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        dst = e.emit(f"llvm.getelementptr {table}[{slot}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr")
     symbols = [layout.symbols.index(s) for s in task.symbols]
     extents = e.affine_map(task.grid, [], symbols)
     if len(extents) > abi.MAX_GRID_RANK:
@@ -97,6 +134,8 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout) -> str:
     worker = e.emit("gpu.block_id x")
     worker64 = e.emit(f"arith.index_cast {worker} : index to i64")
     shifted_epoch = e.binary("shli", "%epoch", e.const(32))
+    dynamic = task.schedule == "dynamic"
+    upper = e.binary("addi", "%first", e.const(1)) if dynamic else count  # a dynamic call runs one tile
     lines = e.lines
     # The tile loop.
     loop = Emitter(prefix="t")
@@ -104,7 +143,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout) -> str:
     loop._size_values = dict(e._size_values)  # sizes already loaded above dominate the loop body
     coords = _delinearize(loop, "%tile", extents)
     coords += [loop.const(0)] * (abi.MAX_GRID_RANK - len(coords))
-    waits = [(c, m) for c, m in zip(task.waits, task.wait_maps)]
+    waits = [] if dynamic else [(c, m) for c, m in zip(task.waits, task.wait_maps)]
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     # thread 0: progress and waits
     lead = Emitter(prefix="w")
@@ -122,9 +161,23 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout) -> str:
         word = _counter_word(signal, layout, name, m, coords[:m.n_dims], symbols)
         ptr = signal.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
         signal.emit(f"llvm.atomicrmw umax {ptr}, {shifted_epoch} monotonic : !llvm.ptr, i64")
-        signal.emit(f"llvm.atomicrmw add {ptr}, {signal.const(1)} monotonic : !llvm.ptr, i64")
+        before = signal.emit(f"llvm.atomicrmw add {ptr}, {signal.const(1)} monotonic : !llvm.ptr, i64")
+        consumers = [(d, wm) for d in program.tasks if d.schedule == "dynamic"
+                     for c, wm in zip(d.waits, d.wait_maps) if c == name]
+        if consumers:  # the last signal of the element pushes the dynamic tiles it completes
+            target = _target(signal, program, layout, name, m, coords[:m.n_dims], symbols, shifted_epoch)
+            last = signal.emit(f"arith.cmpi eq, {signal.binary('addi', before, signal.const(1))}, {target} : i64")
+            elem = signal.affine_map(m, coords[:m.n_dims], symbols)
+            push = Emitter(prefix=f"p{len(signal.lines)}_")
+            push._size_values = dict(signal._size_values)
+            push.line('llvm.fence syncscope("device") acq_rel')
+            for consumer, wait_map in consumers:
+                _release_consumers(push, layout, consumer, wait_map, elem)
+            signal.line(f"scf.if {last} {{")
+            signal.lines += ["  " + line for line in push.lines]
+            signal.line("}")
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
-    call = (f"func.call @{abi.tile_function_name(task.id)}(%buffers, %sizes, {coords[0]}, {coords[1]}, {coords[2]})"
+    call = (f"func.call @{tile_function}({table}, %sizes, {coords[0]}, {coords[1]}, {coords[2]})"
             " : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
     loop_body = loop.body("      ") + f"""
       scf.if {is_leader} {{
@@ -140,7 +193,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout) -> str:
       }}"""
     return f"""func.func @etc_run_{task.id}({_RUN_ARGS}) {{
 {chr(10).join("    " + l for l in lines)}
-    scf.for %tile = %first to {count} step %stride : i64 {{
+    scf.for %tile = %first to {upper} step %stride : i64 {{
 {loop_body}
     }}
     return
@@ -218,14 +271,17 @@ def _progress_word(e: Emitter, worker: str, word: str, target: str) -> None:
         e.line(f"llvm.store volatile {e.emit(f'arith.trunci {value} : i64 to i32')}, {ptr} : i32, !llvm.ptr")
 
 
-def _kernel(program: SmTaskProgram) -> str:
-    """The worker loop over this block's static queue; a switch on the task id picks the run function."""
-    cases = "\n".join(
-        f"""      case {t.id} {{
-        func.call @etc_run_{t.id}(%buffers, %sizes, %counters, %progress, %epoch, %first, %stride) : (!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()
+def _kernel(program: SmTaskProgram, layout: Layout) -> str:
+    """The worker loop: this block's static queue (a switch on the task id picks the run function), then,
+    when the program has dynamic tasks, popping the ready queue until every dynamic tile has run."""
+    call = ("func.call @etc_run_{id}(%buffers, %sizes, %counters, %progress, %ready, %epoch, {first}, {stride})"
+            f" : {_RUN_TYPES} -> ()")
+    static_cases = "\n".join(f"""      case {t.id} {{
+        {call.format(id=t.id, first="%first", stride="%stride")}
         scf.yield
-      }}""" for t in program.tasks)
+      }}""" for t in program.tasks if t.schedule == "static")
     params = ", ".join(f"%{p}: {'i64' if p == 'epoch' else '!llvm.ptr'}" for p in abi.KERNEL_PARAMS)
+    dynamic = [t for t in program.tasks if t.schedule == "dynamic"]
     return f"""gpu.func @{abi.KERNEL_NAME}({params}) kernel {{
     %w = gpu.block_id x
     %w64 = arith.index_cast %w : index to i64
@@ -249,13 +305,99 @@ def _kernel(program: SmTaskProgram) -> str:
       %stride = arith.extsi %st32 : i32 to i64
       %task = arith.index_cast %task32 : i32 to index
       scf.index_switch %task
-{cases}
+{static_cases}
       default {{
         scf.yield
       }}
     }}
+{_dynamic_loop(program, layout, dynamic, call) if dynamic else ""}
     gpu.return
   }}"""
+
+
+def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], call: str) -> str:
+    """Block 0 pushes the dynamic tiles that wait on nothing; then every block pops slots in order
+    (thread 0 claims the next slot and spins until it is filled) until all dynamic tiles have run.
+    Claims follow push order, and a tile is pushed only when its waits are met, so some claimed tile can
+    always run: the loop cannot deadlock."""
+    e = Emitter(prefix="d")
+    total = e.const(0)
+    counts = {}
+    for t in dynamic:
+        symbols = [layout.symbols.index(s) for s in t.symbols]
+        n = e.const(1)
+        for x in e.affine_map(t.grid, [], symbols):
+            n = e.binary("muli", n, x)
+        counts[t.id] = n
+        total = e.binary("addi", total, n)
+    tid = e.emit("gpu.thread_id x")
+    leader = e.emit(f"arith.cmpi eq, {tid}, {e.emit('arith.constant 0 : index')} : index")
+    block0 = e.emit(f"arith.cmpi eq, %w64, {e.const(0)} : i64")
+    first = e.emit(f"arith.andi {leader}, {block0} : i1")
+    e.line(f"scf.if {first} {{")
+    e.line('  llvm.fence syncscope("device") release')
+    for t in dynamic:
+        if t.waits:
+            continue
+        e.line(f"  scf.for %i{t.id} = {e.const(0)} to {counts[t.id]} step {e.const(1)} : i64 {{")
+        body = Emitter(prefix=f"i{t.id}_")
+        _push(body, layout, t.id, f"%i{t.id}")
+        e.lines += ["    " + line for line in body.lines]
+        e.line("  }")
+    e.line("}")
+    total32 = e.emit(f"arith.trunci {total} : i64 to i32")
+    smem = e.emit("llvm.mlir.addressof @etc_popped : !llvm.ptr<3>")
+    zero32, one32 = e.const(0, "i32"), e.const(1, "i32")
+    header, mask, shift = e.const(abi.READY_HEADER_WORDS), e.const((1 << TILE_BITS) - 1), e.const(TILE_BITS)
+    cases = "\n".join(f"""        case {t.id} {{
+          {call.format(id=t.id, first="%tile", stride="%one")}
+          scf.yield
+        }}""" for t in dynamic)
+    return e.body("    ") + f"""
+    %popped = scf.while : () -> i32 {{
+      scf.if {leader} {{
+        %headp = llvm.getelementptr %ready[0] : (!llvm.ptr) -> !llvm.ptr, i32
+        %claim = llvm.atomicrmw add %headp, {one32} monotonic : !llvm.ptr, i32
+        %inrange = arith.cmpi ult, %claim, {total32} : i32
+        %value = scf.if %inrange -> (i32) {{
+          %c64 = arith.extui %claim : i32 to i64
+          %at = arith.addi %c64, {header} : i64
+          %slotp = llvm.getelementptr %ready[%at] : (!llvm.ptr, i64) -> !llvm.ptr, i32
+          %got = scf.while (%seen = {zero32}) : (i32) -> i32 {{
+            %v = llvm.load %slotp atomic syncscope("device") acquire {{alignment = 4 : i64}} : !llvm.ptr -> i32
+            %empty = arith.cmpi eq, %v, {zero32} : i32
+            scf.condition(%empty) %v : i32
+          }} do {{
+          ^bb0(%x: i32):
+            %pause = arith.constant 32 : i32
+            nvvm.nanosleep %pause
+            scf.yield %x : i32
+          }}
+          scf.yield %got : i32
+        }} else {{
+          scf.yield {zero32} : i32
+        }}
+        llvm.store %value, {smem} : i32, !llvm.ptr<3>
+      }}
+      gpu.barrier
+      %slot = llvm.load {smem} : !llvm.ptr<3> -> i32
+      gpu.barrier
+      %more = arith.cmpi ne, %slot, {zero32} : i32
+      scf.condition(%more) %slot : i32
+    }} do {{
+    ^bb0(%packed: i32):
+      %p64 = arith.extui %packed : i32 to i64
+      %unpacked = arith.subi %p64, %one : i64
+      %tile = arith.andi %unpacked, {mask} : i64
+      %tid64 = arith.shrui %unpacked, {shift} : i64
+      %dtask = arith.index_cast %tid64 : i64 to index
+      scf.index_switch %dtask
+{cases}
+        default {{
+          scf.yield
+        }}
+      scf.yield
+    }}"""
 
 
 def compile_to_ptx(gpu_module_text: str, chip: str = "sm_90a") -> str:
@@ -273,3 +415,54 @@ def ptx_of(module) -> str:
     for op in mlir.ops_named(module.operation, "gpu.binary"):
         return gpu.ObjectAttr(ir.ArrayAttr(op.attributes["objects"])[0]).object.decode()
     raise EtcError("the GPU lowering produced no gpu.binary")
+
+
+def _push(e: Emitter, layout: Layout, task_id: int, tile: str) -> None:
+    """Append tile `tile` of dynamic task `task_id` to the ready queue (after the caller's fence)."""
+    tail = e.emit("llvm.getelementptr %ready[1] : (!llvm.ptr) -> !llvm.ptr, i32")
+    slot = e.emit(f"llvm.atomicrmw add {tail}, {e.const(1, 'i32')} monotonic : !llvm.ptr, i32")
+    index = e.binary("addi", e.emit(f"arith.extui {slot} : i32 to i64"), e.const(abi.READY_HEADER_WORDS))
+    ptr = e.emit(f"llvm.getelementptr %ready[{index}] : (!llvm.ptr, i64) -> !llvm.ptr, i32")
+    packed = e.binary("addi", e.binary("ori", e.const(task_id << TILE_BITS), tile), e.const(1))
+    e.line(f"llvm.store volatile {e.emit(f'arith.trunci {packed} : i64 to i32')}, {ptr} : i32, !llvm.ptr")
+
+
+def _release_consumers(e: Emitter, layout: Layout, consumer: Task, wait_map, elem: list[str]) -> None:
+    """Count one met wait for every tile of `consumer` whose wait_map lands on counter element `elem`;
+    push the tiles whose waits are now all met. Those tiles form a box: a wait coordinate d_k fixes
+    tile dim k, d_k floordiv c bounds it to c values, a dim the map does not use is free."""
+    symbols = [layout.symbols.index(s) for s in consumer.symbols]
+    extents = e.affine_map(consumer.grid, [], symbols)
+    lo = [e.const(0) for _ in extents]
+    hi = list(extents)
+    for value, expr in zip(elem, wait_map.results):
+        expr = mlir.downcast(expr)
+        if isinstance(expr, ir.AffineDimExpr):
+            lo[expr.position], hi[expr.position] = value, e.binary("addi", value, e.const(1))
+        elif isinstance(expr, ir.AffineFloorDivExpr) and isinstance(mlir.downcast(expr.lhs), ir.AffineDimExpr) \
+                and mlir.is_constant(expr.rhs):
+            k, c = mlir.downcast(expr.lhs).position, mlir.constant_value(expr.rhs)
+            lo[k] = e.binary("muli", value, e.const(c))
+            hi[k] = e.binary("minsi", e.binary("addi", lo[k], e.const(c)), extents[k])
+        elif not mlir.is_constant(expr):
+            raise EtcError(f"task '{consumer.name}': wait coordinate {expr} cannot be inverted for the ready queue")
+    coords = [f"%q{consumer.id}_{k}_{len(e.lines)}" for k in range(len(extents))]
+    for k, c in enumerate(coords):
+        e.line(f"scf.for {c} = {lo[k]} to {hi[k]} step {e.const(1)} : i64 {{")
+    inner = Emitter(prefix=f"r{consumer.id}_{len(e.lines)}_")
+    tile = inner.const(0)
+    for c, x in zip(coords, extents):
+        tile = inner.binary("addi", inner.binary("muli", tile, x), c)
+    base = layout.pending_offset[consumer.id] + abi.READY_HEADER_WORDS + layout.ready_capacity
+    ptr = inner.emit(f"llvm.getelementptr %ready[{inner.binary('addi', tile, inner.const(base))}] "
+                     ": (!llvm.ptr, i64) -> !llvm.ptr, i32")
+    met = inner.emit(f"llvm.atomicrmw add {ptr}, {inner.const(1, 'i32')} monotonic : !llvm.ptr, i32")
+    ready = inner.emit(f"arith.cmpi eq, {met}, {inner.const(len(consumer.waits) - 1, 'i32')} : i32")
+    inner.line(f"scf.if {ready} {{")
+    body = Emitter(prefix=f"u{consumer.id}_{len(e.lines)}_")
+    _push(body, layout, consumer.id, tile)
+    inner.lines += ["  " + line for line in body.lines]
+    inner.line("}")
+    e.lines += ["  " * len(coords) + line for line in inner.lines]
+    for k in reversed(range(len(coords))):
+        e.line("  " * k + "}")
