@@ -2,10 +2,12 @@
 
   etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
+  etc bench    --model NAME [--bundle DIR] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
 
 `compile` turns a reference model's decode step into a megakernel bundle (PTX, task tables, metadata;
 no weights) and prints what it built. `generate` runs a bundle on the GPU with the reference model's
-seeded random weights, next to PyTorch, and prints both greedy continuations.
+seeded random weights, next to PyTorch, and prints both greedy continuations. `bench` times a decode
+step of the bundle against PyTorch eager, a CUDA graph and torch.compile on the GPU (etc.bench).
 """
 from __future__ import annotations
 
@@ -91,6 +93,18 @@ def _generate(args) -> int:
     return 0 if same else 1
 
 
+def _bench(args) -> int:
+    from etc import bench
+
+    rows = [bench.run(args.model, batch=b, ctx=args.ctx, bundle=args.bundle, iters=args.iters,
+                      with_compile=not args.no_compile) for b in args.batch]
+    print(bench.table(rows))
+    if args.out:
+        bench.write_rows(rows, args.out)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
 def _torch_generate(model, c, prompt, new, make_kv_caches):
     import torch
 
@@ -124,9 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--batch", type=int, default=1)
     g.add_argument("--prompt-len", type=int, default=4)
     g.add_argument("--max-new-tokens", type=int, default=32)
+    b = sub.add_parser("bench", help="time a decode step: ETC vs eager, CUDA graph, torch.compile (GPU)")
+    b.add_argument("--model", default=DEFAULT_MODEL)
+    b.add_argument("--bundle", default=None, help="the model's bundle (without: baselines only)")
+    b.add_argument("--batch", type=int, nargs="+", default=[1])
+    b.add_argument("--ctx", type=int, default=1024)
+    b.add_argument("--iters", type=int, default=100, help="timed steps per measurement (median)")
+    b.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of autotuning)")
+    b.add_argument("--out", default=None, help="append JSON rows here")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    commands = {"compile": _compile, "generate": _generate, "bench": _bench}
     try:
-        return _compile(args) if args.command == "compile" else _generate(args)
+        return commands[args.command](args)
     except EtcError as e:
         print(f"etc: error: {e}", file=sys.stderr)
         return 1

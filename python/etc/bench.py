@@ -1,0 +1,168 @@
+"""Decode latency, side by side in one run: the ETC megakernel, PyTorch eager, the same model captured in
+a CUDA graph, and torch.compile(max-autotune-no-cudagraphs) captured in a CUDA graph.
+
+Method: CUDA events around each step, warm-up first, the median of at least 100 steps. The floor is the
+bytes one step must read (every weight once, plus the KV cache up to the context) over a read bandwidth
+measured in the same run. Needs a CUDA GPU; the byte counting and the report work anywhere.
+
+    row = run(model_name, batch=1, ctx=1024, bundle="etc-out/llama-3.2-1b")
+    print(table([row]))
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+import subprocess
+from pathlib import Path
+
+from etc.errors import EtcError
+
+ROW_KEYS = ("model", "batch", "ctx", "etc_ms", "eager_ms", "cudagraph_ms", "compile_ms", "floor_ms", "read_GBps",
+            "gpu", "commit", "date")
+
+
+def step_bytes(config, batch: int, ctx: int) -> int:
+    """Bytes one decode step must read: every weight once (tied embeddings once) and the K and V caches
+    of every layer up to `ctx` slots."""
+    c = config
+    attn = c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim * c.hidden_size
+    mlp = (3 if c.mlp == "silu" else 2) * c.hidden_size * c.intermediate_size
+    norms = 2 * c.hidden_size + (2 * c.head_dim if c.qk_norm else 0)
+    params = c.num_layers * (attn + mlp + norms) + c.vocab_size * c.hidden_size * (1 if c.tie_embeddings else 2)
+    params += c.hidden_size
+    item = 2  # bf16
+    kv = c.num_layers * 2 * batch * c.num_kv_heads * ctx * c.head_dim * item
+    return params * item + kv
+
+
+def median_ms(fn, *, warmup: int = 20, iters: int = 100) -> float:
+    """Median milliseconds of fn() over `iters` runs, each between two CUDA events, after a warm-up."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def read_bandwidth_gbps(nbytes: int = 4 << 30) -> float:
+    """GB/s of a pure read (a sum over a large bf16 tensor), measured now."""
+    import torch
+
+    x = torch.randn(nbytes // 2, dtype=torch.bfloat16, device="cuda")
+    ms = median_ms(lambda: x.sum(dtype=torch.float32), warmup=5, iters=30)
+    del x
+    return nbytes / (ms * 1e-3) / 1e9
+
+
+def _graph(fn):
+    """fn captured in a CUDA graph (static inputs): returns the replay function."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 0, iters: int = 100,
+        with_compile: bool = True) -> dict:
+    """One benchmark row for reference model `name` (random weights, bf16) at `batch` and `ctx`."""
+    import torch
+
+    from etc.models.decoder import CONFIGS, build_model, make_kv_caches
+
+    if not torch.cuda.is_available():
+        raise EtcError("etc bench needs a CUDA GPU; none is visible to PyTorch")
+    if name not in CONFIGS:
+        raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
+    c = CONFIGS[name]
+    if ctx > c.max_context:
+        raise EtcError(f"ctx {ctx} exceeds {name}'s max context {c.max_context}")
+    model = build_model(name, seed=seed).cuda().eval()
+    tokens = torch.randint(0, c.vocab_size, (batch,), device="cuda")
+    positions = torch.full((batch,), ctx - 1, dtype=torch.int64, device="cuda")
+    k, v = make_kv_caches(c, batch, ctx, device="cuda")
+    for t in k + v:
+        t.normal_()
+    row = {"model": name, "batch": batch, "ctx": ctx}
+    read = read_bandwidth_gbps()
+    row["read_GBps"] = round(read, 1)
+    row["floor_ms"] = step_bytes(c, batch, ctx) / (read * 1e9) * 1e3
+
+    def eager():
+        with torch.no_grad():
+            model(tokens, positions, k, v)
+
+    row["eager_ms"] = median_ms(eager, iters=iters)
+    row["cudagraph_ms"] = median_ms(_graph(eager), iters=iters)
+    if with_compile:
+        compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
+
+        def compiled_step():
+            with torch.no_grad():
+                compiled(tokens, positions, k, v)
+
+        compiled_step()
+        row["compile_ms"] = median_ms(_graph(compiled_step), iters=iters)
+    else:
+        row["compile_ms"] = None
+    if bundle is not None:
+        from etc.runtime import Megakernel
+
+        with Megakernel.from_model(bundle, model) as mk:
+            row["etc_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=iters)
+    else:
+        row["etc_ms"] = None
+    row.update(gpu=torch.cuda.get_device_name(), commit=_commit(), date=datetime.date.today().isoformat())
+    return {key: row.get(key) for key in ROW_KEYS}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def table(rows: list[dict]) -> str:
+    """The report: per row the times, the floor, the fraction of the floor reached, the speed-ups."""
+    def ms(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    def ratio(a, b):
+        return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+    head = (f"{'model':<14} {'B':>3} {'ctx':>5} {'etc':>8} {'eager':>8} {'graph':>8} {'compile':>8} {'floor':>7} "
+            f"{'floor/etc':>9} {'vs eager':>8} {'vs graph':>8} {'vs comp.':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        etc_ms = r["etc_ms"]
+        reached = "-" if etc_ms is None else f"{r['floor_ms'] / etc_ms:.0%}"
+        lines.append(
+            f"{r['model']:<14} {r['batch']:>3} {r['ctx']:>5} {ms(etc_ms):>8} {ms(r['eager_ms']):>8} "
+            f"{ms(r['cudagraph_ms']):>8} {ms(r['compile_ms']):>8} {ms(r['floor_ms']):>7} {reached:>9} "
+            f"{ratio(r['eager_ms'], etc_ms):>8} {ratio(r['cudagraph_ms'], etc_ms):>8} {ratio(r['compile_ms'], etc_ms):>8}")
+    return "\n".join(lines)
+
+
+def write_rows(rows: list[dict], path) -> None:
+    with open(path, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")

@@ -1,0 +1,33 @@
+"""etc.bench: the bytes a step must read, the report, and a clear error without a GPU."""
+import pytest
+import torch
+
+from etc import bench, cli
+from etc.models.decoder import CONFIGS
+
+
+@pytest.mark.parametrize("name,gigabytes", [("qwen3-0.6b", 1.31), ("llama-3.2-1b", 2.51), ("qwen3-8b", 16.5)])
+def test_step_bytes_match_the_anchor_table(name, gigabytes):
+    # ../shared/ANCHORS.md: weights + KV at batch 1, context 1024, bf16
+    assert round(bench.step_bytes(CONFIGS[name], 1, 1024) / 1e9, 2 if gigabytes < 10 else 1) == gigabytes
+
+
+def test_kv_bytes_grow_with_batch_and_context():
+    c = CONFIGS["llama-3.2-1b"]
+    per_slot = c.num_layers * 2 * c.num_kv_heads * c.head_dim * 2
+    assert bench.step_bytes(c, 4, 1024) - bench.step_bytes(c, 1, 1024) == 3 * 1024 * per_slot
+    assert bench.step_bytes(c, 1, 2048) - bench.step_bytes(c, 1, 1024) == 1024 * per_slot
+
+
+def test_table_reports_floor_fraction_and_speedups():
+    row = dict.fromkeys(bench.ROW_KEYS)
+    row.update(model="llama-3.2-1b", batch=1, ctx=1024, etc_ms=0.8, eager_ms=9.6, cudagraph_ms=2.0, compile_ms=1.6,
+               floor_ms=0.6)
+    text = bench.table([row])
+    assert "75%" in text and "12.00x" in text and "2.50x" in text and "2.00x" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_bench_without_a_gpu_is_a_one_line_error(capsys):
+    assert cli.main(["bench", "--model", "tiny-llama"]) == 1
+    assert capsys.readouterr().err.strip() == "etc: error: etc bench needs a CUDA GPU; none is visible to PyTorch"
