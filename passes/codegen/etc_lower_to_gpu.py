@@ -12,6 +12,8 @@ Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
 The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
 dynamic shared memory the launch needs. Upstream passes then lower the gpu.module to
 PTX (etc.pipeline.codegen_pipeline).
+With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
+signals, into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
 ordering on atomicrmw), counters follow the epoch scheme of sm_task.counter and are never reset.
 Schedules may be all static or all dynamic (the ready queue; a dynamic tile is pushed by the last
@@ -32,13 +34,15 @@ from mlir import ir
 from etc import mlir_adapter as mlir
 from etc.codegen import abi, kernel
 from etc.errors import EtcError
-from etc.passes.base import Pass
+from etc.passes.base import Option, Pass
 from etc.sm_task_ir import SmTaskProgram
 
 
 class LowerToGpu(Pass):
     NAME = "etc-lower-to-gpu"
-    SUMMARY = "Build the persistent megakernel (gpu.module) of a statically scheduled sm_task program."
+    SUMMARY = "Build the persistent megakernel (gpu.module) of a scheduled sm_task program."
+    OPTIONS = (Option("profile", bool, False, "stamp %globaltimer at every tile's start and end into the "
+                                              "workspace buffer 'etc.profile'"),)
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
@@ -46,6 +50,8 @@ class LowerToGpu(Pass):
         kernels = mlir.ops_named(module_op, "sm_task.kernel")
         if not kernels:
             return
+        if self.option("profile"):
+            _add_profile_buffer(module_op, kernels[0])
         try:
             program = SmTaskProgram.of(module_op)
         except EtcError as e:
@@ -91,3 +97,15 @@ class LowerToGpu(Pass):
             # the launch needs this much dynamic shared memory: the largest tile's
             kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(
                 max(kernel.shared_bytes(text) for text in tiles.values()))
+
+
+def _add_profile_buffer(module_op, kernel_op) -> None:
+    """The profiling build's record buffer, sized for every tile at the max sizes (3 i64 words a tile)."""
+    program = SmTaskProgram.of(module_op)
+    maxima = program.default_sizes()
+    words = 3 * max(1, sum(t.tile_count(maxima) for t in program.tasks))
+    with module_op.context, kernel_op.location, ir.InsertionPoint(kernel_op):
+        ir.Operation.create("event_tensor.buffer", results=[ir.Type.parse("!event_tensor.buf")], attributes={
+            "name": ir.StringAttr.get(abi.PROFILE_BUFFER), "role": ir.StringAttr.get("workspace"),
+            "element_type": ir.TypeAttr.get(ir.IntegerType.get_signless(64)),
+            "sizes": ir.AffineMapAttr.get(ir.AffineMap.get(0, 0, [ir.AffineConstantExpr.get(words)]))})

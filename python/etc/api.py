@@ -33,10 +33,12 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
 
 
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
-            num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 256, model_info: dict | None = None):
+            num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 256, model_info: dict | None = None,
+            profile: bool = False):
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
-    etc.load(out) reads it back without MLIR."""
+    etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
+    %globaltimer stamps; etc.Megakernel.profile() reads them)."""
     import importlib.metadata
     import time
 
@@ -55,7 +57,7 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     run_pipeline(module, scheduling_pipeline(schedule, num_sms))
     seconds["schedule"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run_pipeline(module, codegen_pipeline(target))
+    run_pipeline(module, codegen_pipeline(target, profile))
     program = SmTaskProgram.of(module.operation)
     ptx = ptx_of(module)
     shared = mlir.int_attr(program.kernel.op, "shared_bytes")

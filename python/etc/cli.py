@@ -3,11 +3,14 @@
   etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
   etc bench    --model NAME [--bundle DIR] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
+  etc profile  --bundle DIR [--model NAME] [--batch 1] [--ctx 1024] [--out DIR]
 
 `compile` turns a reference model's decode step into a megakernel bundle (PTX, task tables, metadata;
 no weights) and prints what it built. `generate` runs a bundle on the GPU with the reference model's
 seeded random weights, next to PyTorch, and prints both greedy continuations. `bench` times a decode
 step of the bundle against PyTorch eager, a CUDA graph and torch.compile on the GPU (etc.bench).
+`profile` runs one step of a profiling bundle (etc compile --profile) and writes the per-stage
+breakdown and a per-SM timeline picture.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ DEFAULT_MODEL = "llama-3.2-1b"
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
-                      kv_chunk: int = 256, seed: int = 0) -> Path:
+                      kv_chunk: int = 256, seed: int = 0, profile: bool = False) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
@@ -35,7 +38,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     model = build_model(name, weights=weights, seed=seed)
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
-                kv_chunk=kv_chunk, out=out, model_info={"name": name})
+                kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile)
     return Path(out)
 
 
@@ -43,7 +46,7 @@ def _compile(args) -> int:
     out = Path(args.out or f"etc-out/{args.model}")
     t0 = time.perf_counter()
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
-                      kv_chunk=args.kv_chunk)
+                      kv_chunk=args.kv_chunk, profile=args.profile)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
     kinds = collections.Counter(t["kind"] for t in meta["tasks"])
@@ -105,6 +108,38 @@ def _bench(args) -> int:
     return 0
 
 
+def _profile(args) -> int:
+    import torch
+
+    from etc.models import CONFIGS, build_model, make_kv_caches
+    from etc.profile import breakdown, format_breakdown, timeline_png
+    from etc.runtime import Megakernel
+
+    if not torch.cuda.is_available():
+        raise EtcError("profile needs a CUDA GPU; none is visible to PyTorch")
+    meta = json.loads((Path(args.bundle) / "bundle.json").read_text())
+    name = args.model or meta.get("model", {}).get("name")
+    if name not in CONFIGS:
+        raise EtcError(f"say which reference model the bundle was compiled from (--model); got {name!r}")
+    c = CONFIGS[name]
+    model = build_model(name, seed=0).cuda().eval()
+    tokens = torch.randint(0, c.vocab_size, (args.batch,), device="cuda")
+    positions = torch.full((args.batch,), args.ctx - 1, dtype=torch.int64, device="cuda")
+    k, v = make_kv_caches(c, args.batch, args.ctx, device="cuda")
+    with Megakernel.from_model(args.bundle, model) as mk:
+        for _ in range(3):  # warm up, then keep the last step's records
+            mk(tokens, positions, k, v)
+        recs = mk.profile()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = format_breakdown(breakdown(recs))
+    (out / "breakdown.txt").write_text(text + "\n")
+    timeline_png(recs, out / "timeline.png", title=f"{name} batch {args.batch} ctx {args.ctx}")
+    print(text)
+    print(f"wrote {out / 'breakdown.txt'} and {out / 'timeline.png'}")
+    return 0
+
+
 def _torch_generate(model, c, prompt, new, make_kv_caches):
     import torch
 
@@ -127,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compile", help="compile a reference model to a megakernel bundle")
     c.add_argument("--model", default=DEFAULT_MODEL, help=f"reference model config (default {DEFAULT_MODEL})")
     c.add_argument("--weights", default="meta", choices=("meta", "random"), help="meta: shapes only (default)")
-    c.add_argument("--schedule", default="static", choices=("static",), help="GPU schedule (static)")
+    c.add_argument("--schedule", default="static", choices=("static", "dynamic"),
+                   help="static per-SM queues, or the on-GPU ready queue")
     c.add_argument("--num-sms", type=int, default=132, help="workers (SMs) to schedule for (H200: 132)")
     c.add_argument("--kv-chunk", type=int, default=256, help="KV slots per attention split")
     c.add_argument("--out", default=None, help="bundle directory (default etc-out/MODEL)")
+    c.add_argument("--profile", action="store_true", help="stamp %%globaltimer per tile (for etc profile)")
     g = sub.add_parser("generate", help="run a bundle on the GPU next to PyTorch (random weights)")
     g.add_argument("--bundle", required=True)
     g.add_argument("--model", default=None, help="reference model of the bundle (default: from bundle.json)")
@@ -146,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--iters", type=int, default=100, help="timed steps per measurement (median)")
     b.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of autotuning)")
     b.add_argument("--out", default=None, help="append JSON rows here")
+    p = sub.add_parser("profile", help="per-stage breakdown and per-SM timeline of one step (GPU)")
+    p.add_argument("--bundle", required=True, help="a bundle compiled with --profile")
+    p.add_argument("--model", default=None)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--ctx", type=int, default=1024)
+    p.add_argument("--out", default="etc-profile")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    commands = {"compile": _compile, "generate": _generate, "bench": _bench}
+    commands = {"compile": _compile, "generate": _generate, "bench": _bench, "profile": _profile}
     try:
         return commands[args.command](args)
     except EtcError as e:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from etc.bundle import Bundle, load
+from etc.codegen.abi import PROFILE_BUFFER  # abi imports nothing: no MLIR on the GPU machine
 from etc.errors import EtcError
 
 if TYPE_CHECKING:
@@ -304,10 +305,24 @@ class Megakernel:
             if b.role == "output":
                 self._outputs[b.name] = torch.empty(numel, dtype=torch_dtype(b.dtype), device=self.device)
                 self._rt.bind({i: self._outputs[b.name].data_ptr()})
+            elif b.name == PROFILE_BUFFER:  # the profiling build's tile records, read back by profile()
+                self._profile = torch.zeros(numel, dtype=torch.int64, device=self.device)
+                self._rt.bind({i: self._profile.data_ptr()})
             elif b.role == "workspace":
                 self._rt.allocate(i, numel * b.itemsize)
         self._per_call = [b.name for b in self.bundle.buffers if b.role in ("input", "kv_cache")]
         self.num_layers = sum(1 for n in self._per_call if n.startswith("k_caches."))
+
+    def profile(self):
+        """The last step's tile records (a profiling bundle only): etc.profile.Record per tile that ran."""
+        from etc.profile import records
+
+        if getattr(self, "_profile", None) is None:
+            raise EtcError("this bundle was not compiled with profile=True")
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        return records(self.bundle.meta, self._profile.cpu().tolist())
 
     @classmethod
     def from_model(cls, bundle, model, *, device="cuda", **kwargs) -> "Megakernel":

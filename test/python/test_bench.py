@@ -31,3 +31,9 @@ def test_table_reports_floor_fraction_and_speedups():
 def test_bench_without_a_gpu_is_a_one_line_error(capsys):
     assert cli.main(["bench", "--model", "tiny-llama"]) == 1
     assert capsys.readouterr().err.strip() == "etc: error: etc bench needs a CUDA GPU; none is visible to PyTorch"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_profile_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
+    assert cli.main(["profile", "--bundle", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "etc: error: profile needs a CUDA GPU; none is visible to PyTorch"

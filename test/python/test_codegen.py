@@ -126,3 +126,29 @@ def test_ptxas_accepts_the_kernel_without_spills(tiny_bundle):
     report = ptxas.ptxas_report((tiny_bundle / "kernel.ptx").read_text())
     assert "etc_megakernel" in report
     assert all(r["spill_stores"] == 0 and r["spill_loads"] == 0 for r in report.values())
+
+
+def test_profiling_build_stamps_every_tile(tmp_path):
+    from etc.profile import breakdown, format_breakdown, records
+
+    c = CONFIGS["tiny-llama"]
+    out = tmp_path / "profiled"
+    etc.compile(build_model("tiny-llama"), example_inputs(c, batch=2, ctx=16), dynamic_shapes=dynamic_shapes_for(c),
+                num_sms=8, kv_chunk=16, out=out, profile=True)
+    meta = json.loads((out / "bundle.json").read_text())
+    ptx = (out / "kernel.ptx").read_text()
+    assert "%globaltimer" in ptx
+    profile = next(b for b in meta["buffers"] if b["name"] == "etc.profile")
+    assert profile["role"] == "workspace" and profile["dtype"] == "i64"
+    offsets = {int(k): v for k, v in meta["profile"]["offsets"].items()}
+    assert sorted(offsets) == [t["id"] for t in meta["tasks"]]
+    # Synthetic records: task 0's tile 0 ran on worker 3 for 2 us; a tile that never ran stays zero.
+    words = [0] * int(profile["shape"][0])
+    first = offsets[0]
+    words[3 * first: 3 * first + 3] = [1_000, 3_000, 3]
+    words[3 * offsets[1]: 3 * offsets[1] + 3] = [2_000, 6_000, 5]
+    recs = records(meta, words)
+    assert [(r.task, r.tile, r.worker, r.end_ns - r.start_ns) for r in recs] == [(0, 0, 3, 2000), (1, 0, 5, 4000)]
+    rows = breakdown(recs)
+    assert rows[0]["start_us"] == 0 and rows[1]["end_us"] == 5.0
+    assert "step: 5.0 us" in format_breakdown(rows)

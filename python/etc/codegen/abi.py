@@ -33,6 +33,8 @@ PROGRESS_IDLE, PROGRESS_WAITING, PROGRESS_RUNNING, PROGRESS_DONE = range(4)
 # Ready queue (dynamic tasks): u32 words [head, tail, pushed, slots[capacity] (task id << 20 | tile) ...],
 # then per dynamic task its tiles' pending-wait counts (u32).
 READY_HEADER_WORDS = 3
+# The profiling build's workspace buffer: per tile an i64 record [start ns, end ns, worker] (%globaltimer).
+PROFILE_BUFFER = "etc.profile"
 BUNDLE_FORMAT = "etc-bundle"
 BUNDLE_VERSION = 1
 MAX_GRID_RANK = 3

@@ -52,4 +52,6 @@ def bundle_meta(program: SmTaskProgram, layout: Layout, *, etc_version: str, mod
         "tasks": [{"id": t.id, "name": t.name, "kind": t.kind, "schedule": t.schedule,
                    "grid": _extents(t.grid, t.symbols)} for t in program.tasks],
         "model": model,
+        "profile": {"buffer": abi.PROFILE_BUFFER, "offsets": {str(k): v for k, v in layout.profile_offset.items()}}
+        if layout.profile_offset else None,
     }

@@ -40,6 +40,7 @@ class Layout:
     queue_entries: list[int]
     ready_capacity: int = 0  # slots for every dynamic tile at the max sizes
     pending_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # dynamic task -> first pending word
+    profile_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # task -> first profile record
 
     @property
     def ready_words(self) -> int:
@@ -71,8 +72,12 @@ class Layout:
                 if n >= 1 << TILE_BITS or t.id >= 1 << (31 - TILE_BITS):
                     raise EtcError(f"task '{t.name}': {n} tiles at the largest sizes do not fit a ready-queue slot")
                 pending[t.id], capacity = capacity, capacity + n
+        profile, records = {}, 0
+        if any(b.name == abi.PROFILE_BUFFER for b in program.buffers):
+            for t in program.tasks:  # one (start, end, worker) record per tile at the max sizes
+                profile[t.id], records = records, records + t.tile_count(maxima)
         return cls([d.name for d in program.dims], [b.name for b in program.buffers], offsets, extents, words,
-                   q_offsets, entries, capacity, pending)
+                   q_offsets, entries, capacity, pending, profile)
 
 
 def operand_index(task: Task) -> dict[str, int]:
@@ -155,6 +160,8 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         _progress_word(lead, worker64, word, target)
         _spin(lead, word, target)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
+    if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
+        _stamp(lead, layout, task.id, "%tile", 0, worker64)
     signal = Emitter(prefix="s")
     signal._size_values = dict(loop._size_values)
     for name, m in signals:
@@ -176,6 +183,8 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
             signal.line(f"scf.if {last} {{")
             signal.lines += ["  " + line for line in push.lines]
             signal.line("}")
+    if layout.profile_offset:  # ... and when it has signalled
+        _stamp(signal, layout, task.id, "%tile", 1, None)
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
     call = (f"func.call @{tile_function}({table}, %sizes, {coords[0]}, {coords[1]}, {coords[2]})"
             " : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
@@ -252,6 +261,17 @@ def _spin(e: Emitter, word: str, target: str) -> None:
     e.line(f"  nvvm.nanosleep {pause}")
     e.line("  scf.yield")
     e.line("}")
+
+
+def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, worker: str | None) -> None:
+    """Profile record of (task, tile): i64 words [start ns, end ns, worker]; write `field` (and the worker)."""
+    src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(abi.PROFILE_BUFFER)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+    base = e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
+    record = e.binary("muli", e.binary("addi", tile, e.const(layout.profile_offset[task_id])), e.const(3))
+    now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
+    for k, value in [(field, now)] + ([(2, worker)] if worker else []):
+        ptr = e.emit(f"llvm.getelementptr {base}[{e.binary('addi', record, e.const(k))}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
+        e.line(f"llvm.store {value}, {ptr} : i64, !llvm.ptr")
 
 
 def _progress(e: Emitter, worker: str, state: int, task_id: int, tile: str) -> None:

@@ -25,7 +25,7 @@ def compile_ptx_text(module_text: str, chip: str = ARCH) -> str:
 
     ctx = mlir.new_context()
     module = mlir.parse(module_text, ctx, source_name="<gpu module>")
-    mlir.run_upstream(module, codegen_pipeline(chip).removeprefix("etc-lower-to-gpu,"), ctx)
+    mlir.run_upstream(module, codegen_pipeline(chip).split(",", 1)[1], ctx)  # the upstream steps only
     return ptx_of(module)
 
 
