@@ -64,20 +64,28 @@ def _compile(args) -> int:
     return 0
 
 
+def _gpu_model(command: str, bundle: str, model_name: str | None, seed: int = 0):
+    """(name, config, model on the GPU) of the reference model a bundle was compiled from."""
+    import torch
+
+    from etc.models import CONFIGS, build_model
+
+    if not torch.cuda.is_available():
+        raise EtcError(f"{command} needs a CUDA GPU; none is visible to PyTorch")
+    meta = json.loads((Path(bundle) / "bundle.json").read_text())
+    name = model_name or meta.get("model", {}).get("name")
+    if name not in CONFIGS:
+        raise EtcError(f"say which reference model the bundle was compiled from (--model); got {name!r}")
+    return name, CONFIGS[name], build_model(name, seed=seed).cuda().eval()
+
+
 def _generate(args) -> int:
     import torch
 
-    from etc.models import CONFIGS, build_model, make_kv_caches
+    from etc.models import make_kv_caches
     from etc.runtime import Megakernel
 
-    if not torch.cuda.is_available():
-        raise EtcError("generate needs a CUDA GPU; none is visible to PyTorch")
-    meta = json.loads((Path(args.bundle) / "bundle.json").read_text())
-    name = args.model or meta.get("model", {}).get("name")
-    if name not in CONFIGS:
-        raise EtcError(f"say which reference model the bundle was compiled from (--model); got {name!r}")
-    c = CONFIGS[name]
-    model = build_model(name, seed=args.seed).cuda().eval()
+    name, c, model = _gpu_model("generate", args.bundle, args.model, args.seed)
     g = torch.Generator().manual_seed(args.seed)
     prompt = torch.randint(0, c.vocab_size, (args.batch, args.prompt_len), generator=g)
     with Megakernel.from_model(args.bundle, model) as mk:
@@ -111,18 +119,11 @@ def _bench(args) -> int:
 def _profile(args) -> int:
     import torch
 
-    from etc.models import CONFIGS, build_model, make_kv_caches
+    from etc.models import make_kv_caches
     from etc.profile import breakdown, format_breakdown, timeline_png
     from etc.runtime import Megakernel
 
-    if not torch.cuda.is_available():
-        raise EtcError("profile needs a CUDA GPU; none is visible to PyTorch")
-    meta = json.loads((Path(args.bundle) / "bundle.json").read_text())
-    name = args.model or meta.get("model", {}).get("name")
-    if name not in CONFIGS:
-        raise EtcError(f"say which reference model the bundle was compiled from (--model); got {name!r}")
-    c = CONFIGS[name]
-    model = build_model(name, seed=0).cuda().eval()
+    name, c, model = _gpu_model("profile", args.bundle, args.model)
     tokens = torch.randint(0, c.vocab_size, (args.batch,), device="cuda")
     positions = torch.full((args.batch,), args.ctx - 1, dtype=torch.int64, device="cuda")
     k, v = make_kv_caches(c, args.batch, args.ctx, device="cuda")
