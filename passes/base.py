@@ -60,6 +60,12 @@ class Pass:
         op.location.emit_error(message)
         self.failed = True
 
+    def report(self, problems) -> bool:
+        """error() each (op, message) pair; True when there was any."""
+        for op, message in problems:
+            self.error(op, message)
+        return bool(problems)
+
     def run(self, module_op) -> None:
         raise NotImplementedError
 

@@ -306,12 +306,12 @@ class _Former:
                     continue
                 prole = next(r for r, b in producer.writes if b is buf)
                 notify, wait, shape = self.event_maps(producer, prole, grid, role, buf)
-                key = (producer.name, tuple(str(e) for e in notify), tuple(str(e) for e in shape))
+                key = (producer.name, tuple(notify), tuple(shape))  # affine exprs compare and hash by value
                 if key not in events:
                     events[key] = dict(producer=producer, notify=notify, shape=shape,
                                        name=self.unique(f"{producer.name}.done"))
                     producer.notifies.append((key, notify))
-                if (key, tuple(str(e) for e in wait)) not in [(k, tuple(str(e) for e in w)) for k, w in grid.waits]:
+                if (key, tuple(wait)) not in {(k, tuple(w)) for k, w in grid.waits}:
                     grid.waits.append((key, wait))
         return events
 

@@ -77,10 +77,7 @@ class DynamicSchedule(Pass):
         if capacity < 0:
             self.error(kernel, f"etc-dynamic-schedule: capacity must be >= 0, got {capacity}")
             return
-        problems = schedule_problems(program)
-        for op, message in problems:
-            self.error(op, message)
-        if problems:
+        if self.report(schedule_problems(program)):
             return
         end = list(func.regions[0].blocks[0].operations)[-1]
         with kernel.context:

@@ -122,10 +122,7 @@ class StaticSchedule(Pass):
         if program.static_queues:
             self.error(kernel, f"kernel '{program.kernel.name}' already has static queues")
             return
-        problems = schedule_problems(program)
-        for op, message in problems:
-            self.error(op, message)
-        if problems:
+        if self.report(schedule_problems(program)):
             return
         try:
             sizes = cost_model.representative_sizes(program.dims, cost_model.parse_sizes(self.option("sizes")))

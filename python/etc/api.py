@@ -1,6 +1,8 @@
 """The Python entry points: PyTorch module -> event_tensor IR -> scheduled sm_task IR."""
 from __future__ import annotations
 
+import time
+
 from etc import mlir_adapter as mlir
 from etc.frontend.torch_import import export_torch_ir
 from etc.pipeline import frontend_pipeline, run_pipeline, scheduling_pipeline
@@ -27,9 +29,19 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
     """
+    return _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms, dynamic_shapes=dynamic_shapes,
+                        early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk)[0]
+
+
+def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, early_push=False, fuse, tile_n,
+                 kv_chunk):
+    """compile_to_tasks, with the seconds each stage took."""
+    t0 = time.perf_counter()
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
                           kv_chunk=kv_chunk)
-    return run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push))
+    t1 = time.perf_counter()
+    run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push))
+    return module, {"import": t1 - t0, "schedule": time.perf_counter() - t1}
 
 
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
@@ -39,35 +51,24 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
     %globaltimer stamps; etc.Megakernel.profile() reads them)."""
-    import importlib.metadata
-    import time
-
     from etc import bundle
     from etc.codegen.bundle_meta import bundle_meta
     from etc.codegen.kernel import Layout, ptx_of
     from etc.pipeline import codegen_pipeline
     from etc.sm_task_ir import SmTaskProgram
 
-    seconds = {}
-    t0 = time.perf_counter()
-    module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
-                          kv_chunk=kv_chunk)
-    seconds["import"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_pipeline(module, scheduling_pipeline(schedule, num_sms))
-    seconds["schedule"] = time.perf_counter() - t0
+    module, seconds = _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms,
+                                   dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk)
     t0 = time.perf_counter()
     run_pipeline(module, codegen_pipeline(target, profile))
     program = SmTaskProgram.of(module.operation)
     ptx = ptx_of(module)
-    shared = mlir.int_attr(program.kernel.op, "shared_bytes")
     seconds["codegen"] = time.perf_counter() - t0
     info = {"class": type(model).__name__, "target": target, "schedule": schedule, **(model_info or {})}
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "num_layers"):
         info.update(num_layers=config.num_layers, vocab_size=config.vocab_size, max_context=config.max_context)
-    meta = bundle_meta(program, Layout.of(program), etc_version=importlib.metadata.version("etc-compiler"),
-                       model=info, shared_bytes=shared)
+    meta = bundle_meta(program, Layout.of(program), model=info)
     meta["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     bundle.write(out, meta, ptx)
     return out

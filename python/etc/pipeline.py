@@ -208,12 +208,16 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
                      "etc-form-task-grids", "etc-derive-wait-counts", "etc-verify-event-tensor"])
 
 
-def codegen_pipeline(target: str = "sm_90a", profile: bool = False) -> str:
-    """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
-    GPU -> NVVM -> PTX (`gpu.binary` with the PTX as its assembly)."""
+def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
+    """Upstream passes from a gpu.module to PTX (a `gpu.binary` whose assembly is the PTX)."""
     if not isinstance(target, str) or not target.startswith("sm_"):
         raise PipelineError(f"target must name an NVIDIA chip such as 'sm_90a', got {target!r}")
-    return (f"etc-lower-to-gpu{{profile={'true' if profile else 'false'}}},"
-            f"nvvm-attach-target{{chip={target} features=+ptx80 O=3}},"
+    return (f"nvvm-attach-target{{chip={target} features=+ptx80 O=3}},"
             "gpu.module(convert-scf-to-cf,arith-expand,convert-gpu-to-nvvm),reconcile-unrealized-casts,"
             "gpu-module-to-binary{format=isa}")
+
+
+def codegen_pipeline(target: str = "sm_90a", profile: bool = False) -> str:
+    """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
+    GPU -> NVVM -> PTX."""
+    return f"etc-lower-to-gpu{{profile={'true' if profile else 'false'}}}," + gpu_lowering_pipeline(target)

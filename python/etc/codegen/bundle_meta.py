@@ -29,17 +29,14 @@ def _extents(m: ir.AffineMap, symbols: list[str]) -> list[str]:
     return [expr_text(e, symbols) for e in m.results]
 
 
-def bundle_meta(program: SmTaskProgram, layout: Layout, *, etc_version: str, model: dict,
-                shared_bytes: int = 0) -> dict:
+def bundle_meta(program: SmTaskProgram, layout: Layout, *, model: dict) -> dict:
+    """bundle.json's fields for a program lowered by etc-lower-to-gpu (etc.bundle.write adds the format,
+    version and file names)."""
+    kernel = program.kernel
     return {
-        "format": abi.BUNDLE_FORMAT,
-        "version": abi.BUNDLE_VERSION,
-        "etc_version": etc_version,
-        "kernel": abi.KERNEL_NAME,
-        "ptx": "kernel.ptx",
-        "num_workers": program.kernel.num_workers,
-        "block_size": program.kernel.block_size,
-        "shared_bytes": shared_bytes,
+        "num_workers": kernel.num_workers,
+        "block_size": kernel.block_size,
+        "shared_bytes": mlir.int_attr(kernel.op, "shared_bytes"),
         "symbols": [{"name": d.name, "min": d.min, "max": d.max} for d in program.dims],
         "buffers": [{"name": b.name, "role": b.role, "dtype": b.element_type, "shape": _extents(b.sizes, b.symbols),
                      "output_index": b.output_index} for b in program.buffers],

@@ -21,8 +21,14 @@ class Emitter:
         self._names = itertools.count()
         self._prefix = prefix
         self._consts: dict[tuple, str] = {}
-        self.sizes_ptr = "%sizes"
         self._size_values: dict[int, str] = {}
+
+    def child(self, prefix: str) -> "Emitter":
+        """An emitter for a nested region: new names and constants, but the sizes already loaded here
+        (they dominate the region) are reused."""
+        nested = Emitter(prefix)
+        nested._size_values = dict(self._size_values)
+        return nested
 
     def fresh(self) -> str:
         return f"%{self._prefix}{next(self._names)}"
@@ -44,7 +50,7 @@ class Emitter:
     def size(self, symbol_index: int) -> str:
         """sizes[symbol_index] as i64 (loaded once per function)."""
         if symbol_index not in self._size_values:
-            ptr = self.emit(f"llvm.getelementptr {self.sizes_ptr}[{symbol_index}] : (!llvm.ptr) -> !llvm.ptr, i64")
+            ptr = self.emit(f"llvm.getelementptr %sizes[{symbol_index}] : (!llvm.ptr) -> !llvm.ptr, i64")
             self._size_values[symbol_index] = self.emit(f"llvm.load {ptr} : !llvm.ptr -> i64")
         return self._size_values[symbol_index]
 

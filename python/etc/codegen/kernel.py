@@ -42,6 +42,10 @@ class Layout:
     pending_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # dynamic task -> first pending word
     profile_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # task -> first profile record
 
+    def symbol_indices(self, names: list[str]) -> list[int]:
+        """Positions in the kernel's `sizes` array of an op's symbols (its dims operands, in order)."""
+        return [self.symbols.index(name) for name in names]
+
     @property
     def ready_words(self) -> int:
         """u32 words of ready-queue state: [head, tail, unused], slots, then one pending count per dynamic tile."""
@@ -126,7 +130,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
         dst = e.emit(f"llvm.getelementptr {table}[{slot}] : (!llvm.ptr) -> !llvm.ptr, i64")
         e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr")
-    symbols = [layout.symbols.index(s) for s in task.symbols]
+    symbols = layout.symbol_indices(task.symbols)
     extents = e.affine_map(task.grid, [], symbols)
     if len(extents) > abi.MAX_GRID_RANK:
         raise EtcError(f"task '{task.name}' has a grid of rank {len(extents)}; at most {abi.MAX_GRID_RANK}")
@@ -143,40 +147,36 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     upper = e.binary("addi", "%first", e.const(1)) if dynamic else count  # a dynamic call runs one tile
     lines = e.lines
     # The tile loop.
-    loop = Emitter(prefix="t")
-    loop.sizes_ptr = "%sizes"
-    loop._size_values = dict(e._size_values)  # sizes already loaded above dominate the loop body
+    loop = e.child("t")
     coords = _delinearize(loop, "%tile", extents)
     coords += [loop.const(0)] * (abi.MAX_GRID_RANK - len(coords))
     waits = [] if dynamic else [(c, m) for c, m in zip(task.waits, task.wait_maps)]
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     # thread 0: progress and waits
-    lead = Emitter(prefix="w")
-    lead._size_values = dict(loop._size_values)
+    lead = loop.child("w")
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
     for name, m in waits:
-        word = _counter_word(lead, layout, name, m, coords[:m.n_dims], symbols)
-        target = _target(lead, program, layout, name, m, coords[:m.n_dims], symbols, shifted_epoch)
+        elem = lead.affine_map(m, coords[:m.n_dims], symbols)  # the counter element this tile waits on
+        word = _counter_word(lead, layout, name, elem)
+        target = _target(lead, program, layout, name, elem, shifted_epoch)
         _progress_word(lead, worker64, word, target)
         _spin(lead, word, target)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
         _stamp(lead, layout, task.id, "%tile", 0, worker64)
-    signal = Emitter(prefix="s")
-    signal._size_values = dict(loop._size_values)
+    signal = loop.child("s")
     for name, m in signals:
-        word = _counter_word(signal, layout, name, m, coords[:m.n_dims], symbols)
+        elem = signal.affine_map(m, coords[:m.n_dims], symbols)
+        word = _counter_word(signal, layout, name, elem)
         ptr = signal.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
         signal.emit(f"llvm.atomicrmw umax {ptr}, {shifted_epoch} monotonic : !llvm.ptr, i64")
         before = signal.emit(f"llvm.atomicrmw add {ptr}, {signal.const(1)} monotonic : !llvm.ptr, i64")
         consumers = [(d, wm) for d in program.tasks if d.schedule == "dynamic"
                      for c, wm in zip(d.waits, d.wait_maps) if c == name]
         if consumers:  # the last signal of the element pushes the dynamic tiles it completes
-            target = _target(signal, program, layout, name, m, coords[:m.n_dims], symbols, shifted_epoch)
+            target = _target(signal, program, layout, name, elem, shifted_epoch)
             last = signal.emit(f"arith.cmpi eq, {signal.binary('addi', before, signal.const(1))}, {target} : i64")
-            elem = signal.affine_map(m, coords[:m.n_dims], symbols)
-            push = Emitter(prefix=f"p{len(signal.lines)}_")
-            push._size_values = dict(signal._size_values)
+            push = signal.child(f"p{len(signal.lines)}_")
             push.line('llvm.fence syncscope("device") acq_rel')
             for consumer, wait_map in consumers:
                 _release_consumers(push, layout, consumer, wait_map, elem)
@@ -209,10 +209,6 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
 }}"""
 
 
-def symbols_of(program: SmTaskProgram, counter: str, layout: Layout) -> list[int]:
-    return [layout.symbols.index(s) for s in program.counter(counter).symbols]
-
-
 def _delinearize(e: Emitter, index: str, extents: list[str]) -> list[str]:
     """Row-major coordinates of a linear tile index."""
     coords = []
@@ -224,10 +220,8 @@ def _delinearize(e: Emitter, index: str, extents: list[str]) -> list[str]:
     return list(reversed(coords))
 
 
-def _counter_word(e: Emitter, layout: Layout, name: str, m, coords: list[str], task_symbols: list[int]) -> str:
-    """The u64 word index of counter element m(coords) (m is over the task's symbols); strides from the
-    counter's max extents."""
-    elem = e.affine_map(m, coords, task_symbols)
+def _counter_word(e: Emitter, layout: Layout, name: str, elem: list[str]) -> str:
+    """The u64 word index of element `elem` of counter `name`; strides from the counter's max extents."""
     word = e.const(layout.counter_offset[name])
     strides = []
     acc = 1
@@ -239,11 +233,10 @@ def _counter_word(e: Emitter, layout: Layout, name: str, m, coords: list[str], t
     return word
 
 
-def _target(e: Emitter, program, layout: Layout, name: str, m, coords, task_symbols, shifted_epoch: str) -> str:
-    """(epoch << 32) + the counter's target at element m(coords)."""
+def _target(e: Emitter, program, layout: Layout, name: str, elem: list[str], shifted_epoch: str) -> str:
+    """(epoch << 32) + the counter's target at element `elem`."""
     counter = program.counter(name)
-    elem = e.affine_map(m, coords, task_symbols)
-    n = e.affine(counter.target.results[0], elem, symbols_of(program, name, layout))
+    n = e.affine(counter.target.results[0], elem, layout.symbol_indices(counter.symbols))
     return e.binary("addi", shifted_epoch, n)
 
 
@@ -344,7 +337,7 @@ def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], c
     total = e.const(0)
     counts = {}
     for t in dynamic:
-        symbols = [layout.symbols.index(s) for s in t.symbols]
+        symbols = layout.symbol_indices(t.symbols)
         n = e.const(1)
         for x in e.affine_map(t.grid, [], symbols):
             n = e.binary("muli", n, x)
@@ -451,7 +444,7 @@ def _release_consumers(e: Emitter, layout: Layout, consumer: Task, wait_map, ele
     """Count one met wait for every tile of `consumer` whose wait_map lands on counter element `elem`;
     push the tiles whose waits are now all met. Those tiles form a box: a wait coordinate d_k fixes
     tile dim k, d_k floordiv c bounds it to c values, a dim the map does not use is free."""
-    symbols = [layout.symbols.index(s) for s in consumer.symbols]
+    symbols = layout.symbol_indices(consumer.symbols)
     extents = e.affine_map(consumer.grid, [], symbols)
     lo = [e.const(0) for _ in extents]
     hi = list(extents)

@@ -18,14 +18,14 @@ ARCH = "sm_90a"
 
 def compile_ptx_text(module_text: str, chip: str = ARCH) -> str:
     """PTX of the one gpu.module in `module_text` (a builtin.module with gpu.container_module), through
-    the same upstream lowering as the megakernel (etc.pipeline.codegen_pipeline)."""
+    the megakernel's upstream lowering (etc.pipeline.gpu_lowering_pipeline)."""
     from etc import mlir_adapter as mlir
     from etc.codegen.kernel import ptx_of
-    from etc.pipeline import codegen_pipeline
+    from etc.pipeline import gpu_lowering_pipeline
 
     ctx = mlir.new_context()
     module = mlir.parse(module_text, ctx, source_name="<gpu module>")
-    mlir.run_upstream(module, codegen_pipeline(chip).split(",", 1)[1], ctx)  # the upstream steps only
+    mlir.run_upstream(module, gpu_lowering_pipeline(chip), ctx)
     return ptx_of(module)
 
 

@@ -5,7 +5,7 @@
     #     attributes {etc.shared_bytes = N : i64} { ... }
 
 The text goes inside the kernel's gpu.module. It uses arith/math/scf/vector/llvm/nvvm/gpu ops; lowering
-needs `convert-scf-to-cf` on the gpu.module before `convert-gpu-to-nvvm` (etc.pipeline.codegen_pipeline),
+needs `convert-scf-to-cf` on the gpu.module before `convert-gpu-to-nvvm` (etc.pipeline.gpu_lowering_pipeline),
 and math ops (exp, cos, erf, ...) lower to libdevice calls, which gpu-module-to-binary links.
 
 Shared memory: a tile uses `gpu.dynamic_shared_memory` from offset 0 (scratch, valid during one call
@@ -207,30 +207,16 @@ class Tile:
             self._thread = {"tid": tid, "bd": bd, "lane": b.and_(tid, WARP - 1), "warp": b.shr(tid, 5),
                             "nwarps": b.shr(bd, 5)}
 
-    @property
-    def tid(self) -> V:
+    def _thread_value(self, name: str) -> V:
         self._thread_vals()
-        return self._thread["tid"]
+        return self._thread[name]
 
-    @property
-    def bd(self) -> V:
-        self._thread_vals()
-        return self._thread["bd"]
-
-    @property
-    def lane(self) -> V:
-        self._thread_vals()
-        return self._thread["lane"]
-
-    @property
-    def warp(self) -> V:
-        self._thread_vals()
-        return self._thread["warp"]
-
-    @property
-    def nwarps(self) -> V:
-        self._thread_vals()
-        return self._thread["nwarps"]
+    # Thread index, block size, lane, warp and warp count, computed once per tile function.
+    tid = property(lambda self: self._thread_value("tid"))
+    bd = property(lambda self: self._thread_value("bd"))
+    lane = property(lambda self: self._thread_value("lane"))
+    warp = property(lambda self: self._thread_value("warp"))
+    nwarps = property(lambda self: self._thread_value("nwarps"))
 
     # ------------------------------------------------------------ shared memory
 

@@ -63,16 +63,21 @@ class Memory:
     def view(self, addr: int) -> np.ndarray:
         return self.regions[addr >> REGION_SHIFT]
 
-    def _gather(self, addr: np.ndarray, nbytes: int) -> np.ndarray:
-        out = np.zeros((addr.size, nbytes), np.uint8)
+    def _regions_of(self, addr: np.ndarray, nbytes: int, what: str):
+        """Per region the addresses fall in: (selection mask, region bytes, [n, nbytes] byte indices)."""
         for rid in np.unique(addr >> REGION_SHIFT):
             sel = (addr >> REGION_SHIFT) == rid
             off = addr[sel] & ((1 << REGION_SHIFT) - 1)
             region = self.regions[int(rid)]
             idx = off[:, None] + np.arange(nbytes)[None, :]
             if idx.size and (idx.min() < 0 or idx.max() >= region.size):
-                raise EtcError(f"out-of-bounds load at region {rid} offset {int(off.min())}..{int(off.max())} "
+                raise EtcError(f"out-of-bounds {what} at region {rid} offset {int(off.min())}..{int(off.max())} "
                                f"(size {region.size})")
+            yield sel, region, idx
+
+    def _gather(self, addr: np.ndarray, nbytes: int) -> np.ndarray:
+        out = np.zeros((addr.size, nbytes), np.uint8)
+        for sel, region, idx in self._regions_of(addr, nbytes, "load"):
             out[sel] = region[idx]
         return out
 
@@ -85,15 +90,7 @@ class Memory:
         e, n = parse_type(t)
         raw = _to_bytes(value, e, n, addr.size)
         nbytes = raw.shape[1]
-        addr = addr.astype(np.int64)
-        for rid in np.unique(addr >> REGION_SHIFT):
-            sel = (addr >> REGION_SHIFT) == rid
-            off = addr[sel] & ((1 << REGION_SHIFT) - 1)
-            region = self.regions[int(rid)]
-            idx = off[:, None] + np.arange(nbytes)[None, :]
-            if idx.size and (idx.min() < 0 or idx.max() >= region.size):
-                raise EtcError(f"out-of-bounds store at region {rid} offset {int(off.min())}..{int(off.max())} "
-                               f"(size {region.size})")
+        for sel, region, idx in self._regions_of(addr.astype(np.int64), nbytes, "store"):
             region[idx] = raw[sel]
 
 

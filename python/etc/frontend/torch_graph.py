@@ -12,18 +12,15 @@ and dtypes from the `!torch.vtensor<[...],dtype>` types, constant operands, the 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from mlir import ir
 
 from etc import mlir_adapter as mlir
+from etc.frontend import torch_ops
 from etc.errors import EtcError
 
-_TENSOR_TYPE = re.compile(r"!torch\.(v?tensor)<\[([^\]]*)\],([a-z0-9]+)>")
-_CONSTANT_OPS = {"torch.constant.int", "torch.constant.float", "torch.constant.bool", "torch.constant.none",
-                 "torch.constant.str", "torch.constant.device", "torch.prim.ListConstruct"}
 # Bookkeeping ops that carry no computation.
-_STRUCTURAL_OPS = {"torch.symbolic_int", "torch.bind_symbolic_shape", "func.return"} | _CONSTANT_OPS
+_STRUCTURAL_OPS = {"torch.symbolic_int", "torch.bind_symbolic_shape", "func.return"} | torch_ops.CONSTANT_OPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,37 +116,24 @@ class TorchGraph:
 
     def tensor(self, value: ir.Value) -> TensorInfo:
         """Shape and dtype of a tensor value; symbolic dims by name where the import bound them."""
-        m = _TENSOR_TYPE.fullmatch(str(value.type))
-        if m is None:
+        t = torch_ops.tensor_type(value)
+        if t is None:
             raise EtcError(f"not a tensor: {value.type}")
-        kind, dims_text, dtype = m.groups()
-        dims: list[int | str] = [int(d) if d != "?" else "?" for d in dims_text.split(",")] if dims_text else []
+        dims: list[int | str] = ["?" if d is None else d for d in t.dims]
         bound = self._symbolic.get(value)
         if bound is None:  # a mutable tensor is bound through the value copy that reads it
             copies = [n for n in self.users(value) if n.name == "torch.copy.to_vtensor"]
             bound = self._symbolic.get(copies[0].results[0]) if copies else None
         if bound is not None and len(bound) == len(dims):
             dims = [b if d == "?" else d for d, b in zip(dims, bound)]
-        return TensorInfo(tuple(dims), dtype, kind == "tensor")
+        return TensorInfo(tuple(dims), t.dtype, t.mutable)
 
     def constant(self, value: ir.Value):
         """The Python value of a constant operand (int, float, bool, None, str, or a list of them)."""
-        op = value.owner
-        if not isinstance(op, ir.OpView) or op.operation.name not in _CONSTANT_OPS:
-            raise EtcError(f"operand is not a constant: {value.get_name()}")
-        op = op.operation
-        if op.name == "torch.constant.none":
-            return None
-        if op.name == "torch.prim.ListConstruct":
-            return [self.constant(v) for v in op.operands]
-        attr = op.attributes["value"]
-        if op.name == "torch.constant.int":
-            return ir.IntegerAttr(attr).value
-        if op.name == "torch.constant.float":
-            return ir.FloatAttr(attr).value
-        if op.name == "torch.constant.bool":
-            return bool(ir.IntegerAttr(attr).value)  # printed `true`, stored as an i1 integer
-        return ir.StringAttr(attr).value
+        try:
+            return torch_ops.constant(value)
+        except ValueError:
+            raise EtcError(f"operand is not a constant: {value.get_name()}") from None
 
     def producer(self, value: ir.Value) -> Node | None:
         """The compute node that defines value (None for a function argument or a constant)."""

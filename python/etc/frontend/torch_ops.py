@@ -26,11 +26,11 @@ VIEW_OPS = {"torch.aten.view", "torch.aten.reshape", "torch.aten._unsafe_view", 
             "torch.aten.squeeze.dim", "torch.aten.squeeze", "torch.aten.select.int", "torch.aten.permute",
             "torch.aten.transpose.int", "torch.aten.contiguous", "torch.aten.clone", "torch.aten.alias",
             "torch.aten.flatten.using_ints", "torch.aten.expand", "torch.copy.to_vtensor"}
+_SCALAR_CONSTANT_OPS = {"torch.constant.int", "torch.constant.float", "torch.constant.bool", "torch.constant.str"}
+CONSTANT_OPS = _SCALAR_CONSTANT_OPS | {"torch.constant.none", "torch.constant.device", "torch.prim.ListConstruct"}
 # Bookkeeping ops: no computation, no tile.
-STRUCTURAL_OPS = {"torch.constant.int", "torch.constant.float", "torch.constant.bool", "torch.constant.none",
-                  "torch.constant.str", "torch.constant.device", "torch.prim.ListConstruct", "torch.symbolic_int",
-                  "torch.bind_symbolic_shape", "torch.aten.size.int", "torch.overwrite.tensor.contents",
-                  "func.return", TILE_OP}
+STRUCTURAL_OPS = CONSTANT_OPS | {"torch.symbolic_int", "torch.bind_symbolic_shape", "torch.aten.size.int",
+                                 "torch.overwrite.tensor.contents", "func.return", TILE_OP}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def constant(value: ir.Value, default=_NO_CONSTANT):
         return None
     if name == "torch.prim.ListConstruct":
         return [constant(v, default) for v in op.operands]
-    if name in ("torch.constant.int", "torch.constant.float", "torch.constant.bool", "torch.constant.str"):
+    if name in _SCALAR_CONSTANT_OPS or name == "torch.constant.device":
         attr = op.attributes["value"].maybe_downcast()
         return bool(attr.value) if name == "torch.constant.bool" else attr.value
     if default is _NO_CONSTANT:
@@ -87,8 +87,8 @@ def constant(value: ir.Value, default=_NO_CONSTANT):
 
 
 def is_constant(value: ir.Value) -> bool:
-    return op_name(value) in ("torch.constant.int", "torch.constant.float", "torch.constant.bool",
-                              "torch.constant.none", "torch.constant.str")
+    """A scalar constant or None (not a list)."""
+    return op_name(value) in _SCALAR_CONSTANT_OPS | {"torch.constant.none"}
 
 
 def strip_views(value: ir.Value) -> ir.Value:
