@@ -12,6 +12,8 @@ Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
 The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
 dynamic shared memory the launch needs. Upstream passes then lower the gpu.module to
 PTX (etc.pipeline.codegen_pipeline).
+With prefetch-bytes=N, a linear tile's leader first issues cp.async.bulk.prefetch.L2 for up to N bytes
+of its weight rows, so HBM streams them while the tile waits on its input events.
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
 signals, into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
@@ -42,13 +44,18 @@ class LowerToGpu(Pass):
     NAME = "etc-lower-to-gpu"
     SUMMARY = "Build the persistent megakernel (gpu.module) of a scheduled sm_task program."
     OPTIONS = (Option("profile", bool, False, "stamp %globaltimer at every tile's start and end into the "
-                                              "workspace buffer 'etc.profile'"),)
+                                              "workspace buffer 'etc.profile'"),
+               Option("prefetch-bytes", int, 0, "bytes of its weights a linear tile asks for in L2 "
+                                                "(cp.async.bulk.prefetch) before it waits; 0: none"))
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
 
         kernels = mlir.ops_named(module_op, "sm_task.kernel")
         if not kernels:
+            return
+        if self.option("prefetch-bytes") < 0:
+            self.error(kernels[0], f"prefetch-bytes must be >= 0, got {self.option('prefetch-bytes')}")
             return
         if self.option("profile"):
             _add_profile_buffer(module_op, kernels[0])
@@ -89,7 +96,7 @@ class LowerToGpu(Pass):
             tile_of_task[task.id] = by_text[key]
         if len(tile_of_task) != len(program.tasks):
             return
-        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout)
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("prefetch-bytes"))
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)

@@ -34,41 +34,50 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
 
 
 def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, early_push=False, fuse, tile_n,
-                 kv_chunk):
+                 kv_chunk, block_size=256):
     """compile_to_tasks, with the seconds each stage took."""
     t0 = time.perf_counter()
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
                           kv_chunk=kv_chunk)
     t1 = time.perf_counter()
-    run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push))
+    run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push, block_size))
     return module, {"import": t1 - t0, "schedule": time.perf_counter() - t1}
 
 
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
             num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 256, model_info: dict | None = None,
-            profile: bool = False):
+            profile: bool = False, prefetch_bytes: int = 0, block_size: int = 256):
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
-    %globaltimer stamps; etc.Megakernel.profile() reads them)."""
+    %globaltimer stamps; etc.Megakernel.profile() reads them). prefetch_bytes: how much of its weights a
+    linear tile asks for in L2 before it waits on its inputs (0: no prefetch); block_size: threads per
+    worker block."""
     from etc import bundle
+    from etc.codegen import ptxas
     from etc.codegen.bundle_meta import bundle_meta
     from etc.codegen.kernel import Layout, ptx_of
     from etc.pipeline import codegen_pipeline
     from etc.sm_task_ir import SmTaskProgram
 
     module, seconds = _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms,
-                                   dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk)
+                                   dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
+                                   block_size=block_size)
     t0 = time.perf_counter()
-    run_pipeline(module, codegen_pipeline(target, profile))
+    run_pipeline(module, codegen_pipeline(target, profile, prefetch_bytes))
     program = SmTaskProgram.of(module.operation)
     ptx = ptx_of(module)
     seconds["codegen"] = time.perf_counter() - t0
+    cubin = None
+    if ptxas.ptxas_path() is not None:  # a cubin spares the GPU machine the JIT (tens of seconds for 1B)
+        t0 = time.perf_counter()
+        cubin = ptxas.assemble(ptx, target)[0]
+        seconds["ptxas"] = time.perf_counter() - t0
     info = {"class": type(model).__name__, "target": target, "schedule": schedule, **(model_info or {})}
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "num_layers"):
         info.update(num_layers=config.num_layers, vocab_size=config.vocab_size, max_context=config.max_context)
     meta = bundle_meta(program, Layout.of(program), model=info)
     meta["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    bundle.write(out, meta, ptx)
+    bundle.write(out, meta, ptx, cubin, target)
     return out

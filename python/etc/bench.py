@@ -5,8 +5,8 @@ Method: CUDA events around each step, warm-up first, the median of at least 100 
 bytes one step must read (every weight once, plus the KV cache up to the context) over a read bandwidth
 measured in the same run. Needs a CUDA GPU; the byte counting and the report work anywhere.
 
-    row = run(model_name, batch=1, ctx=1024, bundle="etc-out/llama-3.2-1b")
-    print(table([row]))
+    rows = run(model_name, batch=1, ctx=1024, bundles=["etc-out/llama-3.2-1b"])
+    print(table(rows))
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from etc.errors import EtcError
 
 ROW_KEYS = ("model", "batch", "ctx", "etc_ms", "eager_ms", "cudagraph_ms", "compile_ms", "floor_ms", "read_GBps",
             "gpu", "commit", "date")
+EXTRA_KEYS = ("bundle", "etc_rel_err", "image")
 
 
 def step_bytes(config, batch: int, ctx: int) -> int:
@@ -81,8 +82,11 @@ def _graph(fn):
 
 
 def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 0, iters: int = 100,
-        with_compile: bool = True) -> dict:
-    """One benchmark row for reference model `name` (random weights, bf16) at `batch` and `ctx`."""
+        with_compile: bool = True, bundles=None, model=None) -> list[dict]:
+    """Benchmark rows for reference model `name` (random weights, bf16) at `batch` and `ctx`: the baselines
+    are measured once, then one row per bundle (`bundle`, or each of `bundles`; none: one row without
+    ETC). Each row also gives etc_rel_err, ETC's logits against eager's on the timed inputs.
+    model: the reference model already on the GPU (built from `name` and `seed` when None)."""
     import torch
 
     from etc.models.decoder import CONFIGS, build_model, make_kv_caches
@@ -94,23 +98,27 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
     c = CONFIGS[name]
     if ctx > c.max_context:
         raise EtcError(f"ctx {ctx} exceeds {name}'s max context {c.max_context}")
-    model = build_model(name, seed=seed).cuda().eval()
-    tokens = torch.randint(0, c.vocab_size, (batch,), device="cuda")
+    bundles = list(bundles or ([bundle] if bundle is not None else []))
+    model = model if model is not None else build_model(name, seed=seed).cuda().eval()
+    g = torch.Generator(device="cuda").manual_seed(seed + batch)
+    tokens = torch.randint(0, c.vocab_size, (batch,), device="cuda", generator=g)
     positions = torch.full((batch,), ctx - 1, dtype=torch.int64, device="cuda")
     k, v = make_kv_caches(c, batch, ctx, device="cuda")
     for t in k + v:
-        t.normal_()
-    row = {"model": name, "batch": batch, "ctx": ctx}
+        t.normal_(generator=g)
+    base = {"model": name, "batch": batch, "ctx": ctx}
     read = read_bandwidth_gbps()
-    row["read_GBps"] = round(read, 1)
-    row["floor_ms"] = step_bytes(c, batch, ctx) / (read * 1e9) * 1e3
+    base["read_GBps"] = round(read, 1)
+    base["floor_ms"] = step_bytes(c, batch, ctx) / (read * 1e9) * 1e3
 
     def eager():
         with torch.no_grad():
-            model(tokens, positions, k, v)
+            return model(tokens, positions, k, v)[0]
 
-    row["eager_ms"] = median_ms(eager, iters=iters)
-    row["cudagraph_ms"] = median_ms(_graph(eager), iters=iters)
+    reference = eager().float()  # the step writes slot ctx-1 in place: every later run computes the same
+    base["eager_ms"] = median_ms(eager, iters=iters)
+    base["cudagraph_ms"] = median_ms(_graph(eager), iters=iters)
+    base["compile_ms"] = None
     if with_compile:
         compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
 
@@ -119,18 +127,22 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
                 compiled(tokens, positions, k, v)
 
         compiled_step()
-        row["compile_ms"] = median_ms(_graph(compiled_step), iters=iters)
-    else:
-        row["compile_ms"] = None
-    if bundle is not None:
-        from etc.runtime import Megakernel
+        base["compile_ms"] = median_ms(_graph(compiled_step), iters=iters)
+    base.update(gpu=torch.cuda.get_device_name(), commit=_commit(), date=datetime.date.today().isoformat())
+    rows = []
+    for path in bundles or [None]:
+        row = dict(base, etc_ms=None)
+        if path is not None:
+            from etc.runtime import Megakernel
 
-        with Megakernel.from_model(bundle, model) as mk:
-            row["etc_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=iters)
-    else:
-        row["etc_ms"] = None
-    row.update(gpu=torch.cuda.get_device_name(), commit=_commit(), date=datetime.date.today().isoformat())
-    return {key: row.get(key) for key in ROW_KEYS}
+            with Megakernel.from_model(path, model) as mk:
+                logits = mk(tokens, positions, k, v)[0].float()
+                row["etc_rel_err"] = float((logits - reference).norm() / reference.norm())
+                row["etc_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=iters)
+                row["bundle"] = Path(path).name
+                row["image"] = mk.image
+        rows.append({key: row.get(key) for key in ROW_KEYS + EXTRA_KEYS})
+    return rows
 
 
 def _commit() -> str:
@@ -149,14 +161,14 @@ def table(rows: list[dict]) -> str:
     def ratio(a, b):
         return "-" if a is None or b is None else f"{a / b:.2f}x"
 
-    head = (f"{'model':<14} {'B':>3} {'ctx':>5} {'etc':>8} {'eager':>8} {'graph':>8} {'compile':>8} {'floor':>7} "
+    head = (f"{'model':<14} {'bundle':<24} {'B':>3} {'ctx':>5} {'etc':>8} {'eager':>8} {'graph':>8} {'compile':>8} {'floor':>7} "
             f"{'floor/etc':>9} {'vs eager':>8} {'vs graph':>8} {'vs comp.':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         etc_ms = r["etc_ms"]
         reached = "-" if etc_ms is None else f"{r['floor_ms'] / etc_ms:.0%}"
         lines.append(
-            f"{r['model']:<14} {r['batch']:>3} {r['ctx']:>5} {ms(etc_ms):>8} {ms(r['eager_ms']):>8} "
+            f"{r['model']:<14} {str(r.get('bundle') or '-'):<24} {r['batch']:>3} {r['ctx']:>5} {ms(etc_ms):>8} {ms(r['eager_ms']):>8} "
             f"{ms(r['cudagraph_ms']):>8} {ms(r['compile_ms']):>8} {ms(r['floor_ms']):>7} {reached:>9} "
             f"{ratio(r['eager_ms'], etc_ms):>8} {ratio(r['cudagraph_ms'], etc_ms):>8} {ratio(r['compile_ms'], etc_ms):>8}")
     return "\n".join(lines)

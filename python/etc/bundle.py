@@ -1,12 +1,14 @@
-"""Compiled megakernel bundles: a directory with `bundle.json` and `kernel.ptx` (no weights).
+"""Compiled megakernel bundles: a directory with `bundle.json`, `kernel.ptx` and, where ptxas was found at
+compile time, `kernel.cubin` (no weights).
 
     bundle = etc.bundle.load("out/llama")          # EtcError (one line) if it is not a readable v1 bundle
     bundle.shapes({"batch": 2, "kv_len": 100})     # {buffer name: shape}
     bundle.infer_sizes({"tokens": (2,), "k_caches.0": (2, 8, 100, 64), ...})   # {"batch": 2, "kv_len": 100}
-    etc.bundle.write("out/llama", meta, ptx)       # what the compiler calls
+    etc.bundle.write("out/llama", meta, ptx, cubin)  # what the compiler calls
 
 bundle.json, format version 1:
-    format "etc-bundle", version 1, etc_version, kernel (entry name), ptx (file name), num_workers,
+    format "etc-bundle", version 1, etc_version, kernel (entry name), ptx (file name), optional cubin
+    {file, arch} (the PTX assembled by ptxas for arch; the runtime prefers it), num_workers,
     block_size, shared_bytes (dynamic shared memory per block),
     symbols   [{name, min, max}]: the symbolic sizes; the kernel's `sizes` parameter is i64[len(symbols)]
     buffers   [{name, role, dtype, shape, output_index}]: the kernel's `buffers` parameter is
@@ -40,6 +42,7 @@ BUNDLE_VERSION = 1
 KERNEL_NAME = "etc_megakernel"
 BUNDLE_FILE = "bundle.json"
 PTX_FILE = "kernel.ptx"
+CUBIN_FILE = "kernel.cubin"
 
 ROLES = ("input", "output", "weight", "kv_cache", "workspace")
 DTYPE_BYTES = {"bf16": 2, "f16": 2, "f32": 4, "f64": 8, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "u8": 1, "i1": 1,
@@ -185,6 +188,8 @@ class Bundle:
     ready_words: int
     tasks: list[TaskSpec]
     model: dict
+    cubin: bytes | None = None  # the PTX assembled for cubin_arch
+    cubin_arch: str | None = None
 
     # ---------------------------------------------------------- lookups
 
@@ -352,7 +357,7 @@ class _Reader:
             self.fail(field, str(e))
 
 
-def _parse(meta: Any, ptx: str, where: str, path: Path | None) -> Bundle:
+def _parse(meta: Any, ptx: str, where: str, path: Path | None, cubin: bytes | None = None) -> Bundle:
     r = _Reader(where)
     if not isinstance(meta, dict):
         raise EtcError(f"{where}: not an ETC bundle (expected a JSON object, got {type(meta).__name__})")
@@ -445,8 +450,10 @@ def _parse(meta: Any, ptx: str, where: str, path: Path | None) -> Bundle:
                               tuple(r.expr(e, names, f"{f}.grid[{k}]")
                                     for k, e in enumerate(r.get(t, "grid", list, f + ".grid")))))
     model = r.get(meta, "model", dict, optional=True, default={})
+    cubin_info = r.get(meta, "cubin", dict, optional=True, default=None)
+    cubin_arch = r.get(cubin_info, "arch", str, "cubin.arch") if cubin_info is not None else None
     return Bundle(path, meta, ptx, kernel, num_workers, block_size, shared_bytes, symbols, buffers, counter_words,
-                  counters, offsets, entries, ready_words, tasks, model)
+                  counters, offsets, entries, ready_words, tasks, model, cubin if cubin_info else None, cubin_arch)
 
 
 def load(path) -> Bundle:
@@ -478,9 +485,25 @@ def load(path) -> Bundle:
             raise EtcError(f"{path}: the bundle's PTX file {ptx_name} is missing") from None
         except (OSError, UnicodeDecodeError) as e:
             raise EtcError(f"{path / ptx_name}: cannot read: {e}") from None
+        cubin = _read_cubin(path, meta, meta_file)
     else:
-        ptx = ""
-    return _parse(meta, ptx, str(meta_file), path)
+        ptx, cubin = "", None
+    return _parse(meta, ptx, str(meta_file), path, cubin)
+
+
+def _read_cubin(path: Path, meta: dict, meta_file: Path) -> bytes | None:
+    info = meta.get("cubin")
+    if info is None:
+        return None
+    name = info.get("file") if isinstance(info, dict) else None
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise EtcError(f"{meta_file}: cubin.file: expected a file name in the bundle directory, got {name!r}")
+    try:
+        return (path / name).read_bytes()
+    except FileNotFoundError:
+        raise EtcError(f"{path}: the bundle's cubin file {name} is missing") from None
+    except OSError as e:
+        raise EtcError(f"{path / name}: cannot read: {e}") from None
 
 
 def etc_version() -> str:
@@ -492,12 +515,17 @@ def etc_version() -> str:
         return "0.1.0+checkout"
 
 
-def write(path, meta: dict, ptx: str) -> Bundle:
-    """Write a bundle directory (bundle.json, kernel.ptx) and return it as loaded.
+def write(path, meta: dict, ptx: str, cubin: bytes | None = None, cubin_arch: str = "sm_90a") -> Bundle:
+    """Write a bundle directory (bundle.json, kernel.ptx, kernel.cubin when `cubin` is given) and return it
+    as loaded.
 
     meta: the bundle.json fields; "format", "version", "etc_version", "kernel" and "ptx" are filled in
     when absent. It is checked exactly as `load` checks it, before anything is written."""
     meta = dict(meta)
+    if cubin:
+        meta["cubin"] = {"file": CUBIN_FILE, "arch": cubin_arch}
+    else:
+        meta.pop("cubin", None)
     meta.setdefault("format", BUNDLE_FORMAT)
     meta.setdefault("version", BUNDLE_VERSION)
     meta.setdefault("etc_version", etc_version())
@@ -511,14 +539,17 @@ def write(path, meta: dict, ptx: str) -> Bundle:
         text = json.dumps(meta, indent=1)
     except (TypeError, ValueError) as e:
         raise EtcError(f"bundle.write: the metadata is not JSON: {e}") from None
-    bundle = _parse(json.loads(text), ptx, f"{path / BUNDLE_FILE}", path)
+    bundle = _parse(json.loads(text), ptx, f"{path / BUNDLE_FILE}", path, cubin)
     if not isinstance(meta["ptx"], str) or Path(meta["ptx"]).name != meta["ptx"]:
         raise EtcError(f"bundle.write: ptx must be a plain file name, got {meta['ptx']!r}")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        for name, content in ((meta["ptx"], ptx), (BUNDLE_FILE, text + "\n")):  # bundle.json last
+        files = [(meta["ptx"], ptx.encode())] + ([(CUBIN_FILE, bytes(cubin))] if cubin else [])
+        if not cubin and (path / CUBIN_FILE).exists():
+            (path / CUBIN_FILE).unlink()  # a stale cubin from an earlier compile must not stay beside new PTX
+        for name, content in files + [(BUNDLE_FILE, (text + "\n").encode())]:  # bundle.json last
             tmp = path / f".{name}.tmp{os.getpid()}"
-            tmp.write_text(content, encoding="utf-8")
+            tmp.write_bytes(content)
             os.replace(tmp, path / name)
     except OSError as e:
         raise EtcError(f"{path}: cannot write the bundle: {e}") from None

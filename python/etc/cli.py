@@ -2,7 +2,7 @@
 
   etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
-  etc bench    --model NAME [--bundle DIR] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
+  etc bench    --model NAME [--bundle DIR ...] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
   etc profile  --bundle DIR [--model NAME] [--batch 1] [--ctx 1024] [--out DIR]
 
 `compile` turns a reference model's decode step into a megakernel bundle (PTX, task tables, metadata;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import sys
 import time
@@ -27,7 +28,8 @@ DEFAULT_MODEL = "llama-3.2-1b"
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
-                      kv_chunk: int = 256, seed: int = 0, profile: bool = False) -> Path:
+                      kv_chunk: int = 256, seed: int = 0, profile: bool = False,
+                      prefetch_bytes: int = 0, block_size: int = 256) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
@@ -38,7 +40,8 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     model = build_model(name, weights=weights, seed=seed)
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
-                kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile)
+                kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, prefetch_bytes=prefetch_bytes,
+                block_size=block_size)
     return Path(out)
 
 
@@ -46,7 +49,8 @@ def _compile(args) -> int:
     out = Path(args.out or f"etc-out/{args.model}")
     t0 = time.perf_counter()
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
-                      kv_chunk=args.kv_chunk, profile=args.profile)
+                      kv_chunk=args.kv_chunk, profile=args.profile, prefetch_bytes=args.prefetch_bytes,
+                      block_size=args.block_size)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
     kinds = collections.Counter(t["kind"] for t in meta["tasks"])
@@ -104,11 +108,24 @@ def _generate(args) -> int:
     return 0 if same else 1
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bench(args) -> int:
     from etc import bench
 
-    rows = [bench.run(args.model, batch=b, ctx=args.ctx, bundle=args.bundle, iters=args.iters,
-                      with_compile=not args.no_compile) for b in args.batch]
+    rows = []
+    model = None
+    for b in args.batch:
+        if model is None and torch_cuda_available():
+            from etc.models import build_model
+
+            model = build_model(args.model).cuda().eval()  # built once for every batch size
+        rows += bench.run(args.model, batch=b, ctx=args.ctx, bundles=args.bundle, iters=args.iters,
+                          with_compile=not args.no_compile, model=model)
     print(bench.table(rows))
     if args.out:
         bench.write_rows(rows, args.out)
@@ -127,6 +144,8 @@ def _profile(args) -> int:
     tokens = torch.randint(0, c.vocab_size, (args.batch,), device="cuda")
     positions = torch.full((args.batch,), args.ctx - 1, dtype=torch.int64, device="cuda")
     k, v = make_kv_caches(c, args.batch, args.ctx, device="cuda")
+    for t in k + v:
+        t.normal_()  # not zeros: they can run faster than real data
     with Megakernel.from_model(args.bundle, model) as mk:
         for _ in range(3):  # warm up, then keep the last step's records
             mk(tokens, positions, k, v)
@@ -134,8 +153,11 @@ def _profile(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = format_breakdown(breakdown(recs))
+    legend = timeline_png(recs, out / "timeline.png")
+    text += (f"\ntimeline.png: {name} batch {args.batch} ctx {args.ctx}; one row per SM, ticks every 10 us; "
+             + ", ".join(f"{k} {c}" for k, c in legend.items()))
     (out / "breakdown.txt").write_text(text + "\n")
-    timeline_png(recs, out / "timeline.png", title=f"{name} batch {args.batch} ctx {args.ctx}")
+    (out / "records.json").write_text(json.dumps([dataclasses.asdict(r) for r in recs]))
     print(text)
     print(f"wrote {out / 'breakdown.txt'} and {out / 'timeline.png'}")
     return 0
@@ -169,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--kv-chunk", type=int, default=256, help="KV slots per attention split")
     c.add_argument("--out", default=None, help="bundle directory (default etc-out/MODEL)")
     c.add_argument("--profile", action="store_true", help="stamp %%globaltimer per tile (for etc profile)")
+    c.add_argument("--block-size", type=int, default=256, help="threads per worker block")
+    c.add_argument("--prefetch-bytes", type=int, default=0,
+                   help="weight bytes per linear tile prefetched into L2 before its waits (0: none)")
     g = sub.add_parser("generate", help="run a bundle on the GPU next to PyTorch (random weights)")
     g.add_argument("--bundle", required=True)
     g.add_argument("--model", default=None, help="reference model of the bundle (default: from bundle.json)")
@@ -178,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--max-new-tokens", type=int, default=32)
     b = sub.add_parser("bench", help="time a decode step: ETC vs eager, CUDA graph, torch.compile (GPU)")
     b.add_argument("--model", default=DEFAULT_MODEL)
-    b.add_argument("--bundle", default=None, help="the model's bundle (without: baselines only)")
+    b.add_argument("--bundle", nargs="*", default=[], help="bundles of the model, one row each (none: baselines only)")
     b.add_argument("--batch", type=int, nargs="+", default=[1])
     b.add_argument("--ctx", type=int, default=1024)
     b.add_argument("--iters", type=int, default=100, help="timed steps per measurement (median)")

@@ -172,7 +172,7 @@ def run_pipeline(module, pipeline: str | None = None, *, source_name: str = "<in
 SCHEDULES = ("static", "dynamic", "hybrid")
 
 
-def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False) -> str:
+def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, block_size: int = 256) -> str:
     """The pipeline text that lowers event_tensor IR to scheduled sm_task IR.
 
     schedule: "static" (per-worker queues fixed at compile time), "dynamic" (an on-GPU ready queue) or
@@ -182,7 +182,11 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False) -
         raise PipelineError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if not isinstance(num_sms, int) or isinstance(num_sms, bool) or num_sms < 1:
         raise PipelineError(f"num_sms must be a positive integer, got {num_sms!r}")
-    return (f"etc-lower-to-sm-task{{policy={schedule}}},etc-static-schedule{{num-sms={num_sms}}},"
+    if not isinstance(block_size, int) or isinstance(block_size, bool) or not 32 <= block_size <= 1024 \
+            or block_size % 32:
+        raise PipelineError(f"block_size must be a multiple of 32 in [32, 1024], got {block_size!r}")
+    return (f"etc-lower-to-sm-task{{policy={schedule} block-size={block_size}}},"
+            f"etc-static-schedule{{num-sms={num_sms}}},"
             f"etc-dynamic-schedule{{early-push={'true' if early_push else 'false'}}}")
 
 
@@ -217,7 +221,8 @@ def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
             "gpu-module-to-binary{format=isa}")
 
 
-def codegen_pipeline(target: str = "sm_90a", profile: bool = False) -> str:
+def codegen_pipeline(target: str = "sm_90a", profile: bool = False, prefetch_bytes: int = 0) -> str:
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
     GPU -> NVVM -> PTX."""
-    return f"etc-lower-to-gpu{{profile={'true' if profile else 'false'}}}," + gpu_lowering_pipeline(target)
+    return (f"etc-lower-to-gpu{{profile={'true' if profile else 'false'} prefetch-bytes={int(prefetch_bytes)}}},"
+            + gpu_lowering_pipeline(target))

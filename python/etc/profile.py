@@ -5,7 +5,7 @@ are met and when it has signalled; Megakernel.profile() returns them as Records.
 
     recs = mk.profile()
     print(format_breakdown(breakdown(recs)))
-    timeline_png(recs, "timeline.png")
+    legend = timeline_png(recs, "timeline.png")      # {tile kind: colour}
 """
 from __future__ import annotations
 
@@ -70,26 +70,40 @@ def format_breakdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def timeline_png(recs: list[Record], path, *, title: str = "") -> None:
-    """One row per SM (worker), one bar per tile, coloured by tile kind."""
-    import matplotlib
+# Tile-kind colours of the timeline (RGB), in the order kinds are first met, sorted by name.
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def timeline_png(recs: list[Record], path, *, width: int = 1600, row_px: int = 5) -> dict[str, str]:
+    """A per-SM timeline picture: one row of `row_px` pixels per SM (worker), time left to right over
+    `width` pixels, one bar per tile coloured by tile kind, grey ticks every 10 us. Written with numpy
+    and zlib only (no plotting library on GPU machines). Returns {kind: "#rrggbb"}, the legend."""
+    import struct
+    import zlib
+
+    import numpy as np
 
     t0 = min(r.start_ns for r in recs)
+    span = max(max(r.end_ns for r in recs) - t0, 1)
     kinds = sorted({r.kind for r in recs})
-    colors = {k: plt.cm.tab10(i % 10) for i, k in enumerate(kinds)}
+    colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(kinds)}
     workers = max(r.worker for r in recs) + 1
-    fig, ax = plt.subplots(figsize=(14, max(4, workers * 0.06)))
+    img = np.full((workers * row_px, width, 3), 255, dtype=np.uint8)
+    for us in range(0, int(span / 1e3) + 1, 10):
+        img[:, min(width - 1, int(us * 1e3 / span * (width - 1))), :] = 220
     for r in recs:
-        ax.barh(r.worker, (r.end_ns - r.start_ns) / 1e3, left=(r.start_ns - t0) / 1e3, height=0.8,
-                color=colors[r.kind], linewidth=0)
-    ax.set_xlabel("us since the step's first tile")
-    ax.set_ylabel("SM (worker)")
-    ax.set_title(title or "megakernel decode step")
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colors[k]) for k in kinds], labels=kinds,
-              loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        x0 = int((r.start_ns - t0) / span * (width - 1))
+        x1 = max(x0 + 1, int((r.end_ns - t0) / span * (width - 1)))
+        y = r.worker * row_px
+        img[y:y + row_px - 1, x0:x1, :] = colors[r.kind]
+    raw = b"".join(b"\x00" + row.tobytes() for row in img)  # filter type 0 per scanline
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, img.shape[0], 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    with open(path, "wb") as f:
+        f.write(png)
+    return {k: "#%02x%02x%02x" % c for k, c in colors.items()}

@@ -27,7 +27,7 @@ from etc.errors import EtcError
 if TYPE_CHECKING:
     import torch
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 OK, ERROR, NO_DRIVER, TIMEOUT = range(4)
 PROGRESS_WORDS = 5  # = etc.codegen.abi.PROGRESS_WORDS
 _SOURCE = Path(__file__).resolve().parents[2] / "runtime"
@@ -136,7 +136,7 @@ def _declare(lib):
     sigs = {
         "etc_rt_last_error": (c.c_char_p, []),
         "etc_rt_driver_info": (c.c_int, [c.POINTER(c.c_int), c.POINTER(c.c_int)]),
-        "etc_rt_create": (c.c_int, [c.c_char_p, c.c_char_p, c.c_int, c.c_int, c.c_int, c.c_int, c.c_int, c.c_int,
+        "etc_rt_create": (c.c_int, [c.c_char_p, c.c_char_p, c.c_uint64, c.c_char_p, c.c_int, c.c_int, c.c_int, c.c_int, c.c_int, c.c_int,
                                     c.c_uint64, i32p, i32p, c.c_int64, c.c_uint64, c.POINTER(handle)]),
         "etc_rt_destroy": (None, [handle]),
         "etc_rt_describe_buffer": (c.c_int, [handle, c.c_int, c.c_char_p]),
@@ -148,6 +148,7 @@ def _declare(lib):
         "etc_rt_wait": (c.c_int, [handle, c.c_double]),
         "etc_rt_step": (c.c_int, [handle, i64p, c.c_uint64, c.c_double]),
         "etc_rt_epoch": (c.c_uint64, [handle]),
+        "etc_rt_image": (c.c_char_p, [handle]),
         "etc_rt_read_progress": (c.c_int, [handle, u32p, c.c_uint64]),
         "etc_rt_read_counters": (c.c_int, [handle, u64p, c.c_uint64, c.c_double]),
     }
@@ -187,8 +188,9 @@ class Runtime:
         self.bundle = bundle
         self._handle = ctypes.c_void_p()
         b = bundle
+        cubin = b.cubin if b.cubin and os.environ.get("ETC_JIT") != "1" else None  # ETC_JIT=1: always the PTX
         _check(lib, lib.etc_rt_create(
-            b.ptx.encode(), b.kernel.encode(), int(device), b.num_workers, b.block_size, b.shared_bytes,
+            b.ptx.encode(), cubin, len(cubin or b""), b.kernel.encode(), int(device), b.num_workers, b.block_size, b.shared_bytes,
             len(b.buffers), len(b.symbols), b.counter_words, _array(ctypes.c_int32, b.queue_offsets),
             _array(ctypes.c_int32, b.queue_entries), len(b.queue_entries), b.ready_words,
             ctypes.byref(self._handle)))
@@ -239,6 +241,11 @@ class Runtime:
     @property
     def epoch(self) -> int:
         return self._lib.etc_rt_epoch(self._h())
+
+    @property
+    def image(self) -> str:
+        """What was loaded: "cubin" (assembled at compile time) or "ptx" (JIT at load)."""
+        return self._lib.etc_rt_image(self._h()).decode()
 
     def progress(self) -> list[tuple[int, ...]]:
         """Per worker (state, task id, tile, counter word waited on, its target count), read from
@@ -312,6 +319,11 @@ class Megakernel:
                 self._rt.allocate(i, numel * b.itemsize)
         self._per_call = [b.name for b in self.bundle.buffers if b.role in ("input", "kv_cache")]
         self.num_layers = sum(1 for n in self._per_call if n.startswith("k_caches."))
+
+    @property
+    def image(self) -> str:
+        """What the runtime loaded: "cubin" or "ptx" (JIT)."""
+        return self._rt.image
 
     def profile(self):
         """The last step's tile records (a profiling bundle only): etc.profile.Record per tile that ran."""

@@ -57,17 +57,19 @@ int etc_rt_driver_info(int* version, int* devices) {
   });
 }
 
-int etc_rt_create(const char* ptx, const char* kernel_name, int device, int num_workers, int block_size,
+int etc_rt_create(const char* ptx, const void* cubin, uint64_t cubin_bytes, const char* kernel_name, int device, int num_workers, int block_size,
                   int shared_bytes, int num_buffers, int num_symbols, uint64_t counter_words,
                   const int32_t* queue_offsets, const int32_t* queue_entries, int64_t num_queue_entries,
                   uint64_t ready_words, etc_rt** out) {
   return guard([&] {
     if (out == nullptr || ptx == nullptr || kernel_name == nullptr || (num_workers > 0 && queue_offsets == nullptr) ||
-        (num_queue_entries > 0 && queue_entries == nullptr) || num_queue_entries < 0)
+        (num_queue_entries > 0 && queue_entries == nullptr) || num_queue_entries < 0 ||
+        (cubin_bytes > 0 && cubin == nullptr))
       throw etc::CudaError("etc_rt_create: null argument");
     *out = nullptr;
     etc::KernelSpec spec;
     spec.ptx = ptx;
+    if (cubin_bytes > 0) spec.cubin.assign(static_cast<const char*>(cubin), cubin_bytes);
     spec.kernel_name = kernel_name;
     spec.device = device;
     spec.num_workers = num_workers;
@@ -135,6 +137,8 @@ int etc_rt_step(etc_rt* rt, const int64_t* sizes, uint64_t stream, double timeou
 }
 
 uint64_t etc_rt_epoch(etc_rt* rt) { return rt && rt->runtime ? rt->runtime->epoch() : 0; }
+
+const char* etc_rt_image(etc_rt* rt) { return rt && rt->runtime ? rt->runtime->image() : ""; }
 
 int etc_rt_read_progress(etc_rt* rt, uint32_t* out, uint64_t n) {
   return guard([&] {

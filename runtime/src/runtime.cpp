@@ -93,18 +93,30 @@ void Runtime::init() {
   if (!cu_.attribute(CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY, device_))
     throw CudaError(where + " cannot map host memory, which the watchdog's progress words need");
 
-  // The module, with the JIT's logs in the error message.
-  std::vector<char> info_log(1 << 14, '\0'), error_log(1 << 14, '\0');
-  int options[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES, CU_JIT_ERROR_LOG_BUFFER,
-                   CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, CU_JIT_LOG_VERBOSE};
-  void* values[] = {info_log.data(), reinterpret_cast<void*>(info_log.size() - 1), error_log.data(),
-                    reinterpret_cast<void*>(error_log.size() - 1), reinterpret_cast<void*>(1)};
-  CUresult status = cu_.cuModuleLoadDataEx(&module_, s.ptx.c_str(), 5, options, values);
-  if (status != CUDA_SUCCESS) {
-    std::string log = error_log.data();
-    if (log.empty()) log = info_log.data();
-    throw CudaError("cuModuleLoadDataEx (JIT of the kernel's PTX for " + where + ") failed: " + cu_.describe(status) +
-                    (log.empty() ? std::string() : "\nJIT log:\n" + log));
+  // The module: the cubin where the device runs it (no JIT wait), else the PTX with the JIT's logs.
+  if (!s.cubin.empty()) {
+    const CUresult status = cu_.cuModuleLoadDataEx(&module_, s.cubin.data(), 0, nullptr, nullptr);
+    if (status == CUDA_SUCCESS) {
+      image_ = "cubin";
+    } else if (status != CUDA_ERROR_NO_BINARY_FOR_GPU && status != CUDA_ERROR_INVALID_IMAGE) {
+      throw CudaError("cuModuleLoadDataEx (the kernel's cubin for " + where + ") failed: " + cu_.describe(status));
+    }
+  }
+  if (module_ == nullptr) {
+    std::vector<char> info_log(1 << 14, '\0'), error_log(1 << 14, '\0');
+    int options[] = {CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES, CU_JIT_ERROR_LOG_BUFFER,
+                     CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, CU_JIT_LOG_VERBOSE};
+    void* values[] = {info_log.data(), reinterpret_cast<void*>(info_log.size() - 1), error_log.data(),
+                      reinterpret_cast<void*>(error_log.size() - 1), reinterpret_cast<void*>(1)};
+    CUresult status = cu_.cuModuleLoadDataEx(&module_, s.ptx.c_str(), 5, options, values);
+    if (status != CUDA_SUCCESS) {
+      module_ = nullptr;
+      std::string log = error_log.data();
+      if (log.empty()) log = info_log.data();
+      throw CudaError("cuModuleLoadDataEx (JIT of the kernel's PTX for " + where + ") failed: " +
+                      cu_.describe(status) + (log.empty() ? std::string() : "\nJIT log:\n" + log));
+    }
+    image_ = "ptx";
   }
   cu_.check(cu_.cuModuleGetFunction(&kernel_, module_, s.kernel_name.c_str()),
             "cuModuleGetFunction(\"" + s.kernel_name + "\")");

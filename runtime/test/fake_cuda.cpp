@@ -5,6 +5,7 @@
 //                 once) for count 4, worker 1 runs task 1
 //                 tile 3, the rest are done; the step's event never completes
 //   jit_error     cuModuleLoadDataEx fails with a JIT error log
+//   other_arch    a cubin (an ELF image) is for another architecture: CUDA_ERROR_NO_BINARY_FOR_GPU
 // Each launch appends a line to $FAKE_CUDA_LOG: epoch, grid, block, shared bytes, buffer table, sizes.
 // Build: c++ -std=c++17 -shared -fPIC -o libcuda.so.1 fake_cuda.cpp
 #include <cstdint>
@@ -15,7 +16,7 @@
 
 namespace {
 using CUdeviceptr = unsigned long long;
-constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidPtx = 218, kNotFound = 500, kNotReady = 600;
+constexpr int kSuccess = 0, kInvalidValue = 1, kNoBinary = 209, kInvalidPtx = 218, kNotFound = 500, kNotReady = 600;
 bool hung = false;
 
 std::string mode() {
@@ -43,6 +44,7 @@ int cuGetErrorName(int status, const char** name) {
   switch (status) {
     case kInvalidValue: *name = "CUDA_ERROR_INVALID_VALUE"; return kSuccess;
     case kInvalidPtx: *name = "CUDA_ERROR_INVALID_PTX"; return kSuccess;
+    case kNoBinary: *name = "CUDA_ERROR_NO_BINARY_FOR_GPU"; return kSuccess;
     case kNotFound: *name = "CUDA_ERROR_NOT_FOUND"; return kSuccess;
     case kNotReady: *name = "CUDA_ERROR_NOT_READY"; return kSuccess;
     default: return kInvalidValue;
@@ -57,12 +59,17 @@ int cuDevicePrimaryCtxRelease_v2(int) { return kSuccess; }
 int cuCtxPushCurrent_v2(void*) { return kSuccess; }
 int cuCtxPopCurrent_v2(void** ctx) { if (ctx) *ctx = nullptr; return kSuccess; }
 int cuModuleLoadDataEx(void** module, const void* image, unsigned n, int* options, void** values) {
+  static int m;
+  if (std::memcmp(image, "\x7f" "ELF", 4) == 0) {  // a cubin
+    if (mode() == "other_arch") return kNoBinary;
+    *module = &m;
+    return kSuccess;
+  }
   if (mode() == "jit_error") {
     for (unsigned i = 0; i < n; ++i)
       if (options[i] == 5) std::snprintf(static_cast<char*>(values[i]), 64, "ptxas fatal: line 3: bad thing");
     return kInvalidPtx;
   }
-  static int m;
   *module = &m;
   return std::strstr(static_cast<const char*>(image), ".entry") ? kSuccess : kInvalidPtx;
 }

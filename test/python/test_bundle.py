@@ -68,6 +68,22 @@ def test_write_load_round_trip(tmp_path):
     assert loaded.model == {"config": "llama-3.2-1b"}
     assert B.load(tmp_path / "b" / "bundle.json").buffers == loaded.buffers  # the file works too
     assert not list((tmp_path / "b").glob(".*tmp*"))
+    assert loaded.cubin is None and not (tmp_path / "b" / "kernel.cubin").exists()
+
+
+def test_cubin_round_trip_and_stale_cubin(tmp_path):
+    elf = b"\x7fELF\x00\x01binary\x00with NULs"
+    written = B.write(tmp_path / "b", meta(), PTX, elf, "sm_90a")
+    loaded = B.load(tmp_path / "b")
+    assert loaded.cubin == written.cubin == elf and loaded.cubin_arch == "sm_90a"
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text())["cubin"] == {"file": "kernel.cubin",
+                                                                                 "arch": "sm_90a"}
+    B.write(tmp_path / "b", meta(), PTX)  # recompiled without ptxas: the old cubin must not be used
+    assert B.load(tmp_path / "b").cubin is None and not (tmp_path / "b" / "kernel.cubin").exists()
+    B.write(tmp_path / "c", meta(), PTX, elf)
+    (tmp_path / "c" / "kernel.cubin").unlink()
+    with pytest.raises(EtcError, match="the bundle's cubin file kernel.cubin is missing$"):
+        B.load(tmp_path / "c")
 
 
 def test_shapes_and_bytes(tmp_path):

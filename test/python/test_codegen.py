@@ -36,9 +36,12 @@ def test_bundle_is_self_contained_and_versioned(tiny_bundle):
     assert meta["format"] == "etc-bundle" and meta["version"] == 1
     assert meta["num_workers"] == 8 and meta["shared_bytes"] > 0
     assert {b["role"] for b in meta["buffers"]} == {"input", "weight", "kv_cache", "workspace", "output"}
-    assert sorted(p.name for p in tiny_bundle.iterdir()) == ["bundle.json", "kernel.ptx"]  # no weights
+    files = sorted(p.name for p in tiny_bundle.iterdir())  # no weights
+    assert files == sorted(["bundle.json", "kernel.ptx"] + (["kernel.cubin"] if ptxas.ptxas_path() else []))
     loaded = etc.load(tiny_bundle)
     assert loaded.num_workers == 8
+    if ptxas.ptxas_path():  # the cubin ptxas made for the target: an sm_90a ELF image
+        assert loaded.cubin[:4] == b"\x7fELF" and loaded.cubin_arch == "sm_90a"
     meta["version"] = 99
     (tiny_bundle.parent / "other").mkdir()
     (tiny_bundle.parent / "other" / "bundle.json").write_text(json.dumps(meta))

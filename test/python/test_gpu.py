@@ -1,5 +1,12 @@
 """On a GPU: compiled megakernels decode like PyTorch (greedy tokens for 32 steps, logits within 1e-2).
 
+Llama-3.2-1B shapes with random weights are judged against exact (f32) arithmetic instead: there, PyTorch's
+own bf16 forward is 1.1-1.5% from f32 and picks other greedy tokens than f32 does (measured for five
+random inits, etc.models seed 0 included), so "same tokens as PyTorch bf16" cannot tell a right kernel
+from a wrong one. test_1b_as_accurate_as_pytorch feeds ETC, PyTorch bf16 and PyTorch f32 the same
+(f32-greedy) tokens and requires ETC to be no further from f32 than PyTorch bf16 is, and to pick f32's
+token at every step that is not a near-tie.
+
 Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from $ETC_GPU_BUNDLES
 (made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`); with MLIR present and no
 such directory, the test compiles them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
@@ -19,7 +26,7 @@ from etc.models.decoder import CONFIGS, build_model, make_kv_caches
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 STEPS = 32
-MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "llama-3.2-1b"]
+MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt"]
 SCHEDULES = ["static", "dynamic"]
 
 
@@ -95,3 +102,50 @@ def test_greedy_decode_matches_pytorch(name, batch, schedule, tmp_path_factory):
     assert mismatch is None, (f"greedy tokens differ from PyTorch at step {mismatch} (PyTorch bf16 itself is "
                               f"{torch_vs_exact:.3g} from f32; ETC {etc_vs_exact:.3g})")
     assert worst < 1e-2, f"logits differ from PyTorch: max |d|/|ref| = {worst:.3g}"
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("batch", [1, 4])
+def test_1b_as_accurate_as_pytorch(batch, schedule, tmp_path_factory):
+    """Llama-3.2-1B shapes, 32 steps, every implementation fed the f32 reference's greedy tokens."""
+    from etc.runtime import Megakernel
+
+    name = "llama-3.2-1b"
+    path = bundle_dir(name, schedule, tmp_path_factory.mktemp("bundles"))
+    c = CONFIGS[name]
+    model = build_model(name, seed=0).cuda().eval()
+    exact = build_model(name, seed=0).cuda().eval().float()
+    context = 128
+    g = torch.Generator().manual_seed(batch)
+    tokens = torch.randint(0, c.vocab_size, (batch,), generator=g).cuda()
+    caches = {k: make_kv_caches(c, batch, context, device="cuda", dtype=dt)
+              for k, dt in (("torch", None), ("etc", None), ("exact", torch.float32))}
+    row = {"test": "1b_vs_f32", "model": name, "batch": batch, "schedule": schedule, "steps": STEPS}
+    etc_err, torch_err, decided, etc_agree, torch_agree, vs_torch = [], [], 0, 0, 0, []
+    with Megakernel.from_model(path, model) as mk, torch.no_grad():
+        for step in range(STEPS):
+            positions = torch.full((batch,), step, dtype=torch.int64, device="cuda")
+            ref = exact(tokens, positions, *caches["exact"])[0]
+            out_t = model(tokens, positions, *caches["torch"])[0].float()
+            out_e = mk(tokens, positions, *caches["etc"])[0].float()
+            assert torch.isfinite(out_e).all(), f"step {step}: non-finite logits"
+            etc_err.append(rel(out_e, ref))
+            torch_err.append(rel(out_t, ref))
+            vs_torch.append(rel(out_e, out_t))
+            # A row's token is decided when f32's top-2 gap exceeds 4x the bf16 noise seen on that row.
+            top2 = ref.topk(2, dim=-1).values
+            noise = torch.maximum((out_t - ref).abs().amax(-1), (out_e - ref).abs().amax(-1))
+            clear = (top2[:, 0] - top2[:, 1]) > 4 * noise
+            best = ref.argmax(-1)
+            decided += int(clear.sum())
+            etc_agree += int((clear & (out_e.argmax(-1) == best)).sum())
+            torch_agree += int((clear & (out_t.argmax(-1) == best)).sum())
+            tokens = best
+    row.update(etc_vs_f32=max(etc_err), torch_bf16_vs_f32=max(torch_err), etc_vs_torch_bf16=max(vs_torch),
+               decided_tokens=decided, of_tokens=STEPS * batch, etc_agree=etc_agree, torch_agree=torch_agree)
+    row["passed"] = (row["etc_vs_f32"] <= 1.1 * row["torch_bf16_vs_f32"] and etc_agree == decided
+                     and decided >= STEPS * batch // 4)
+    record(row)
+    assert row["etc_vs_f32"] <= 1.1 * row["torch_bf16_vs_f32"], row
+    assert decided >= STEPS * batch // 4, f"too few decided tokens to judge: {row}"
+    assert etc_agree == decided, row

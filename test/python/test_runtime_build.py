@@ -77,7 +77,7 @@ def test_c_abi_loads_through_ctypes(runtime_module):
         assert hasattr(lib, name), name
 
 
-def tiny_bundle(path: Path):
+def tiny_bundle(path: Path, cubin: bytes | None = None):
     from etc import bundle as B
 
     meta = {
@@ -100,7 +100,7 @@ def tiny_bundle(path: Path):
                   {"id": 2, "name": "lm_head", "kind": "matmul", "schedule": "static", "grid": ["16"]}],
         "model": {}}
     ptx = ".version 8.0\n.target sm_90a\n.address_size 64\n.visible .entry etc_megakernel()\n{\n ret;\n}\n"
-    return B.write(path, meta, ptx)
+    return B.write(path, meta, ptx, cubin)
 
 
 def test_no_driver_is_a_one_line_error(runtime_module, tmp_path):
@@ -152,6 +152,11 @@ FAKE_DRIVER_SCRIPT = textwrap.dedent("""
     rt.step([3, 10], 0, 1.0)
     rt.step([2, 20], 0, 1.0)
     print("RESULT", json.dumps({"epoch": rt.epoch, "ws": ws, "counters": rt.counters(), "progress": rt.progress()}))
+    cubin = tiny_bundle(Path(sys.argv[3] + "-cubin"), cubin=b"\\x7fELF\\x00fake cubin")
+    images = [rt.image, R.Runtime(cubin, 0).image]
+    os.environ["FAKE_CUDA_MODE"] = "other_arch"
+    images.append(R.Runtime(cubin, 0).image)
+    print("IMAGES", json.dumps(images))
     os.environ["FAKE_CUDA_MODE"] = "jit_error"
     try:
         R.Runtime(b, 0)
@@ -199,6 +204,9 @@ def test_host_side_with_a_fake_driver(runtime_lib, tmp_path):
     # the ready queue the fake dirtied was cleared before step 2; the counters kept step 1's signals
     assert launches[1] == (f"launch epoch=2 grid=4 block=128 shared=65536 buffers=4096,8192,12288,{ws},20480 "
                            "sizes=2,20 ready_sum=0 counters=" + ",".join(["100000001"] * 6))
+
+    # a cubin is loaded as is; one for another architecture falls back to the PTX
+    assert json.loads(out["IMAGES"]) == ["ptx", "cubin", "ptx"]
 
     jit = json.loads(out["JIT"])
     assert jit.startswith("cuModuleLoadDataEx (JIT of the kernel's PTX for device 0 (Fake GPU)) failed: "

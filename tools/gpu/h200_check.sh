@@ -3,10 +3,12 @@
 # build the runtime, check every tile kind against the numpy reference, run the GPU tests on the
 # prebuilt bundles in .gpu/bundles, and run compute-sanitizer memcheck on the tiny model.
 # Prepare here first (needs MLIR): etc compile --model M --weights random --out .gpu/bundles/M.static,
-# python tools/gpu/check_tiles.py --prepare .gpu/tiles.
+# python tools/gpu/check_tiles.py --prepare .gpu/tiles; bundles may come packed as .gpu/bundles.tgz
+# (tar czf .gpu/bundles.tgz -C .gpu bundles).
 set -uo pipefail
 OUT=${OUT:-/tmp/etc-out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1
+if [ -f .gpu/bundles.tgz ] && [ ! -d .gpu/bundles ]; then tar xzf .gpu/bundles.tgz -C .gpu; fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; git rev-parse HEAD 2>/dev/null; date -u; } > "$OUT/machine.txt"
 bash tools/gpu/build_runtime.sh > "$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
 export ETC_RUNTIME_LIB=$PWD/runtime/build/libetc_runtime.so

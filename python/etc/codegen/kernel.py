@@ -95,13 +95,14 @@ def operand_index(task: Task) -> dict[str, int]:
 
 
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
-                    layout: Layout) -> str:
+                    layout: Layout, prefetch_bytes: int = 0) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
-    a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel."""
+    a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
+    prefetch_bytes > 0: each linear tile first asks for up to that many bytes of its weights in L2."""
     from etc.codegen.tile_library import DYNAMIC_SHARED_DECL
 
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
-    parts += [_run_function(t, program, layout, tile_of_task[t.id]) for t in program.tasks]
+    parts += [_run_function(t, program, layout, tile_of_task[t.id], prefetch_bytes) for t in program.tasks]
     parts.append(_kernel(program, layout))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
@@ -120,7 +121,8 @@ _RUN_TYPES = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i64, i64, 
 POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : i32"
 
 
-def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str) -> str:
+def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
+                  prefetch_bytes: int = 0) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
     task: the one tile `first`, popped ready, so it does not wait)."""
     e = Emitter()
@@ -154,6 +156,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     # thread 0: progress and waits
     lead = loop.child("w")
+    _prefetch_weights(lead, task, program, layout, coords, prefetch_bytes)
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
     for name, m in waits:
         elem = lead.affine_map(m, coords[:m.n_dims], symbols)  # the counter element this tile waits on
@@ -207,6 +210,44 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     }}
     return
 }}"""
+
+
+PREFETCH_CHUNK = 32 * 1024  # bytes per cp.async.bulk.prefetch instruction
+
+
+def _prefetch_weights(e: Emitter, task: Task, program: SmTaskProgram, layout: Layout, coords: list[str],
+                      limit: int) -> None:
+    """Thread 0, before the tile's waits: cp.async.bulk.prefetch.L2 of the first `limit` bytes of the
+    linear tile's weight rows (rows [n0, n0 + tile_n) are contiguous), so HBM streams them while the
+    tile waits for its inputs. A hint only: L2 is coherent, so it cannot change any result."""
+    if limit < 16 or task.kind != "linear":
+        return
+    from etc.codegen.tiles_builder import ELEM_BYTES
+    from etc.reference.tiles import roles as tile_roles
+
+    read_roles, _ = tile_roles(task.kind, task.params, len(task.reads), len(task.writes))
+    K, N, TN = (int(task.params[k]) for k in ("in_features", "out_features", "tile_n"))
+    buffers = {b.name: b for b in program.buffers}
+    n0 = e.binary("muli", coords[0], e.const(TN))
+    rows = e.binary("maxsi", e.binary("minsi", e.binary("subi", e.const(N), n0), e.const(TN)), e.const(0))
+    for role in ("weight", "up_weight"):
+        if role not in read_roles:
+            continue
+        buf = buffers[task.reads[read_roles.index(role)]]
+        row_bytes = K * ELEM_BYTES[buf.element_type]
+        if buf.role != "weight" or row_bytes % 16:
+            continue
+        total = e.binary("minsi", e.binary("muli", rows, e.const(row_bytes)), e.const(limit // 16 * 16))
+        slot = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(buf.name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        base = e.binary("addi", e.emit(f"llvm.load {slot} : !llvm.ptr -> i64"), e.binary("muli", n0, e.const(row_bytes)))
+        off = e.fresh()
+        e.line(f"scf.for {off} = {e.const(0)} to {total} step {e.const(PREFETCH_CHUNK)} : i64 {{")
+        inner = e.child(f"pf{role[0]}")
+        size = inner.emit(f"arith.trunci {inner.binary('minsi', inner.binary('subi', total, off), inner.const(PREFETCH_CHUNK))} : i64 to i32")
+        ptr = inner.emit(f"llvm.inttoptr {inner.binary('addi', base, off)} : i64 to !llvm.ptr<1>")
+        inner.line(f"nvvm.cp.async.bulk.prefetch {ptr}, {size} : !llvm.ptr<1>")
+        e.lines += ["  " + line for line in inner.lines]
+        e.line("}")
 
 
 def _delinearize(e: Emitter, index: str, extents: list[str]) -> list[str]:

@@ -33,20 +33,26 @@ def ptxas_path() -> str | None:
     return shutil.which("ptxas") or (os.path.exists("/usr/local/bin/ptxas") and "/usr/local/bin/ptxas") or None
 
 
-def run_ptxas(ptx_text: str, arch: str = ARCH) -> str:
-    """`ptxas -arch=<arch> -v` on the PTX; its report (stderr). EtcError when it does not assemble."""
+def assemble(ptx_text: str, arch: str = ARCH) -> tuple[bytes, str]:
+    """`ptxas -arch=<arch> -v` on the PTX: (the cubin, ptxas's report). EtcError when it does not assemble."""
     exe = ptxas_path()
     if exe is None:
         raise EtcError("ptxas is not on PATH")
     with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "k.ptx")
+        src, out = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         with open(src, "w") as f:
             f.write(ptx_text)
-        proc = subprocess.run([exe, f"-arch={arch}", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
-                              capture_output=True, text=True)
-    if proc.returncode:
-        raise EtcError("ptxas failed: " + " ".join((proc.stderr or proc.stdout).split())[:2000])
-    return proc.stderr + proc.stdout
+        proc = subprocess.run([exe, f"-arch={arch}", "-v", src, "-o", out], capture_output=True, text=True)
+        if proc.returncode:
+            raise EtcError("ptxas failed: " + " ".join((proc.stderr or proc.stdout).split())[:2000])
+        with open(out, "rb") as f:
+            cubin = f.read()
+    return cubin, proc.stderr + proc.stdout
+
+
+def run_ptxas(ptx_text: str, arch: str = ARCH) -> str:
+    """ptxas's report on the PTX (see assemble)."""
+    return assemble(ptx_text, arch)[1]
 
 
 _FUNC = re.compile(r"(?:Compiling entry function|Function properties for) '?([\w$.]+)'?")

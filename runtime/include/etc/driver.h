@@ -22,6 +22,8 @@ using CUevent = struct CUevent_st*;
 // The enumerators used, with cuda.h's values.
 enum : int {
   CUDA_SUCCESS = 0,
+  CUDA_ERROR_INVALID_IMAGE = 200,
+  CUDA_ERROR_NO_BINARY_FOR_GPU = 209,
   CUDA_ERROR_NOT_READY = 600,
   CU_JIT_INFO_LOG_BUFFER = 3,
   CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4,

@@ -13,7 +13,7 @@
 extern "C" {
 #endif
 
-#define ETC_RT_ABI_VERSION 1
+#define ETC_RT_ABI_VERSION 2
 
 enum {
   ETC_RT_OK = 0,
@@ -30,10 +30,11 @@ const char* etc_rt_last_error(void);
 /* The driver's version and device count (loads the driver). */
 int etc_rt_driver_info(int* version, int* devices);
 
-/* Loads `ptx` (JIT) on `device` and sets up the kernel's state: counters (zeroed once), static queue
- * tables (queue_offsets has num_workers + 1 entries, in i32 units of queue_entries), ready queue
- * (ready_words u32 words, cleared per step), host-mapped progress words. */
-int etc_rt_create(const char* ptx, const char* kernel_name, int device, int num_workers, int block_size,
+/* Loads the kernel on `device`: the cubin (cubin_bytes > 0) when the device runs it, else `ptx` through the
+ * JIT; and sets up the kernel's state: counters (zeroed once), static queue tables (queue_offsets has
+ * num_workers + 1 entries, in i32 units of queue_entries), ready queue (ready_words u32 words, cleared per
+ * step), host-mapped progress words. */
+int etc_rt_create(const char* ptx, const void* cubin, uint64_t cubin_bytes, const char* kernel_name, int device, int num_workers, int block_size,
                   int shared_bytes, int num_buffers, int num_symbols, uint64_t counter_words,
                   const int32_t* queue_offsets, const int32_t* queue_entries, int64_t num_queue_entries,
                   uint64_t ready_words, etc_rt** out);
@@ -58,6 +59,9 @@ int etc_rt_allocate(etc_rt* rt, int index, uint64_t bytes, uint64_t* address_out
 int etc_rt_launch(etc_rt* rt, const int64_t* sizes, uint64_t stream, double timeout_s);
 int etc_rt_wait(etc_rt* rt, double timeout_s);
 int etc_rt_step(etc_rt* rt, const int64_t* sizes, uint64_t stream, double timeout_s);
+
+/* What etc_rt_create loaded: "cubin" or "ptx" (JIT). */
+const char* etc_rt_image(etc_rt* rt);
 
 /* The last launched step's epoch (0 before the first). */
 uint64_t etc_rt_epoch(etc_rt* rt);

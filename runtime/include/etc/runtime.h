@@ -21,6 +21,7 @@ class StepTimeout : public CudaError {
 
 struct KernelSpec {
   std::string ptx;
+  std::string cubin;  // optional ELF image for this device's architecture; preferred over the PTX
   std::string kernel_name;
   int device = 0;
   int num_workers = 0;
@@ -63,6 +64,7 @@ class Runtime {
   void wait(double timeout_s);
 
   uint64_t epoch() const { return epoch_; }
+  const char* image() const { return image_; }
   std::vector<uint32_t> progress();
   std::vector<uint64_t> counters(double timeout_s);
 
@@ -98,6 +100,7 @@ class Runtime {
   std::vector<uint64_t> buffers_;
   std::vector<CUdeviceptr> owned_;
   uint64_t epoch_ = 0;
+  const char* image_ = "";  // "cubin" or "ptx": what init() loaded
   bool pending_ = false;
   bool stuck_ = false;  // a step timed out: the kernel may still run, nothing more can be launched or freed
   std::map<int, std::string> buffer_names_, task_names_;

@@ -1,0 +1,64 @@
+"""etc.profile: tile records from the profile buffer, the per-stage breakdown, the timeline PNG."""
+import struct
+import zlib
+
+import numpy as np
+
+from etc.profile import PALETTE, breakdown, format_breakdown, records, timeline_png
+
+META = {"tasks": [{"id": 0, "name": "q_proj", "kind": "linear", "grid": ["4"]},
+                  {"id": 1, "name": "attn", "kind": "attention_partial", "grid": ["2"]}],
+        "profile": {"offsets": {"0": 0, "1": 4}}}
+
+
+def words():
+    # task 0: 4 tile records (the 4th never ran at these sizes), task 1: 2; [start ns, end ns, worker]
+    w = [1000, 3000, 0, 1500, 2500, 1, 1000, 2000, 2, 0, 0, 0,
+         4000, 9000, 0, 4500, 6000, 3]
+    return w
+
+
+def test_records_skip_tiles_that_did_not_run():
+    recs = records(META, words())
+    assert [(r.task, r.tile, r.worker) for r in recs] == [(0, 0, 0), (0, 1, 1), (0, 2, 2), (1, 0, 0), (1, 1, 3)]
+    assert recs[3].name == "attn" and recs[3].kind == "attention_partial"
+
+
+def test_breakdown_times_are_relative_to_the_first_start():
+    rows = breakdown(records(META, words()))
+    q, attn = rows
+    assert (q["name"], q["tiles"], q["workers"], q["start_us"], q["end_us"]) == ("q_proj", 3, 3, 0.0, 2.0)
+    assert q["busy_us"] == 2.0 + 1.0 + 1.0
+    assert (attn["start_us"], attn["end_us"], attn["busy_us"]) == (3.0, 8.0, 5.0 + 1.5)
+    assert format_breakdown(rows).splitlines()[-1] == "step: 8.0 us from the first tile start to the last signal"
+
+
+def read_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    width, height = header[:2]
+    rows = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + 3 * width)
+    assert (rows[:, 0] == 0).all()
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def test_timeline_png_draws_one_bar_per_tile(tmp_path):
+    legend = timeline_png(records(META, words()), tmp_path / "t.png", width=801, row_px=5)
+    img = read_png(tmp_path / "t.png")
+    assert img.shape == (4 * 5, 801, 3)  # workers 0..3
+    assert legend == {"attention_partial": "#%02x%02x%02x" % PALETTE[0], "linear": "#%02x%02x%02x" % PALETTE[1]}
+    # worker 3 ran attn tile 1 from 3.5 to 5 us of an 8 us step: pixels 350..500 of 800
+    row = img[3 * 5 + 1]
+    assert tuple(row[400]) == PALETTE[0] and tuple(row[300]) != PALETTE[0] and tuple(row[600]) != PALETTE[0]
+    # worker 0 ran q_proj (0-2 us) then attn (3-8 us)
+    assert tuple(img[1, 100]) == PALETTE[1] and tuple(img[1, 700]) == PALETTE[0]
