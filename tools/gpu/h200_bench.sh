@@ -4,7 +4,7 @@
 #   tar czf .gpu/bundles.tgz -C .gpu bundles        (PTX packs ~10x; a call carries 64 MiB at most)
 # Then: builds the runtime; for each MODEL:BATCHES in $BENCH runs `etc bench` on every bundle
 # .gpu/bundles/MODEL.* except profiling builds (*.prof*) and dynamic ones; runs `etc profile` on each
-# .gpu/bundles/*.prof* bundle. $BENCH_ARGS (default --no-compile) goes to etc bench.
+# .gpu/bundles/*.prof* bundle (unless $NOPROFILE is set). $BENCH_ARGS (default --no-compile) goes to etc bench.
 set -uo pipefail
 OUT=${OUT:-/tmp/etc-out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1
@@ -20,7 +20,7 @@ for spec in ${BENCH:-llama-3.2-1b:1,4,16}; do
   timeout ${BENCH_TIMEOUT:-300} python3 -m etc.cli bench --model "$model" --bundle $bundles --batch ${batches//,/ } \
     --ctx ${CTX:-1024} ${BENCH_ARGS:---no-compile} --out "$OUT/bench.jsonl" 2>&1 | tee -a "$OUT/bench.txt"
 done
-for p in $(ls -d .gpu/bundles/*.prof* 2>/dev/null); do
+for p in $([ -z "${NOPROFILE:-}" ] && ls -d .gpu/bundles/*.prof* 2>/dev/null); do
   name=$(basename "$p")
   echo "== profile $name" | tee -a "$OUT/profile.txt"
   timeout 120 python3 -m etc.cli profile --bundle "$p" --batch ${PROFILE_BATCH:-1} --ctx ${CTX:-1024} \
