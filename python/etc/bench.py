@@ -20,7 +20,26 @@ from etc.errors import EtcError
 
 ROW_KEYS = ("model", "batch", "ctx", "etc_ms", "eager_ms", "cudagraph_ms", "compile_ms", "floor_ms", "read_GBps",
             "gpu", "commit", "date")
-EXTRA_KEYS = ("bundle", "etc_rel_err", "image")
+EXTRA_KEYS = ("bundle", "etc_rel_err", "etc_vs_f32", "torch_vs_f32", "image", "etc_error")
+
+
+def _rel(a, b) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _exact_logits(model, tokens, positions, k, v):
+    """The step's logits in f32 arithmetic (an f32 copy of the bf16 weights and caches): how far each bf16
+    implementation is from exact tells bf16 rounding apart from wrong results."""
+    import copy
+
+    import torch
+
+    exact = copy.deepcopy(model).float()
+    with torch.no_grad():
+        out = exact(tokens, positions, [t.float() for t in k], [t.float() for t in v])[0].float()
+    del exact
+    torch.cuda.empty_cache()
+    return out
 
 
 def step_bytes(config, batch: int, ctx: int) -> int:
@@ -116,6 +135,8 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
             return model(tokens, positions, k, v)[0]
 
     reference = eager().float()  # the step writes slot ctx-1 in place: every later run computes the same
+    exact = _exact_logits(model, tokens, positions, k, v)
+    base["torch_vs_f32"] = _rel(reference, exact)
     base["eager_ms"] = median_ms(eager, iters=iters)
     base["cudagraph_ms"] = median_ms(_graph(eager), iters=iters)
     base["compile_ms"] = None
@@ -135,17 +156,26 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
         if path is not None:
             from etc.runtime import Megakernel
 
-            with Megakernel.from_model(path, model) as mk:
-                logits = mk(tokens, positions, k, v)[0].float()
-                row["etc_rel_err"] = float((logits - reference).norm() / reference.norm())
-                row["etc_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=iters)
-                row["bundle"] = Path(path).name
-                row["image"] = mk.image
+            row["bundle"] = Path(path).name
+            try:
+                with Megakernel.from_model(path, model) as mk:
+                    logits = mk(tokens, positions, k, v)[0].float()
+                    row["etc_rel_err"] = _rel(logits, reference)
+                    row["etc_vs_f32"] = _rel(logits, exact)
+                    row["etc_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=iters)
+                    row["image"] = mk.image
+            except EtcError as e:  # one bundle that does not load or run must not hide the others
+                row["etc_error"] = str(e).splitlines()[0]
         rows.append({key: row.get(key) for key in ROW_KEYS + EXTRA_KEYS})
     return rows
 
 
 def _commit() -> str:
+    """$ETC_COMMIT (a copied working tree may carry another HEAD), else git's HEAD."""
+    import os
+
+    if os.environ.get("ETC_COMMIT"):
+        return os.environ["ETC_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
@@ -171,6 +201,7 @@ def table(rows: list[dict]) -> str:
             f"{r['model']:<14} {str(r.get('bundle') or '-'):<24} {r['batch']:>3} {r['ctx']:>5} {ms(etc_ms):>8} {ms(r['eager_ms']):>8} "
             f"{ms(r['cudagraph_ms']):>8} {ms(r['compile_ms']):>8} {ms(r['floor_ms']):>7} {reached:>9} "
             f"{ratio(r['eager_ms'], etc_ms):>8} {ratio(r['cudagraph_ms'], etc_ms):>8} {ratio(r['compile_ms'], etc_ms):>8}")
+    lines += [f"{r['model']} {r.get('bundle')} batch {r['batch']}: {r['etc_error']}" for r in rows if r.get("etc_error")]
     return "\n".join(lines)
 
 

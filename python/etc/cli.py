@@ -25,11 +25,12 @@ from pathlib import Path
 from etc.errors import EtcError
 
 DEFAULT_MODEL = "llama-3.2-1b"
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")  # = etc.pipeline.FUSIONS (no MLIR import)
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
                       kv_chunk: int = 256, seed: int = 0, profile: bool = False,
-                      prefetch_bytes: int = 0, block_size: int = 256) -> Path:
+                      prefetch_bytes: int = 0, block_size: int = 256, no_fuse=()) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
@@ -41,7 +42,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, prefetch_bytes=prefetch_bytes,
-                block_size=block_size)
+                block_size=block_size, fuse={name: name not in no_fuse for name in FUSIONS})
     return Path(out)
 
 
@@ -50,7 +51,7 @@ def _compile(args) -> int:
     t0 = time.perf_counter()
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
                       kv_chunk=args.kv_chunk, profile=args.profile, prefetch_bytes=args.prefetch_bytes,
-                      block_size=args.block_size)
+                      block_size=args.block_size, no_fuse=args.no_fuse)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
     kinds = collections.Counter(t["kind"] for t in meta["tasks"])
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", default=None, help="bundle directory (default etc-out/MODEL)")
     c.add_argument("--profile", action="store_true", help="stamp %%globaltimer per tile (for etc profile)")
     c.add_argument("--block-size", type=int, default=256, help="threads per worker block")
+    c.add_argument("--no-fuse", action="append", default=[], choices=FUSIONS, metavar="FUSION",
+                   help=f"turn a front-end fusion off (repeatable): {', '.join(FUSIONS)}")
     c.add_argument("--prefetch-bytes", type=int, default=0,
                    help="weight bytes per linear tile prefetched into L2 before its waits (0: none)")
     g = sub.add_parser("generate", help="run a bundle on the GPU next to PyTorch (random weights)")

@@ -25,6 +25,9 @@ def test_table_reports_floor_fraction_and_speedups():
                floor_ms=0.6)
     text = bench.table([row])
     assert "75%" in text and "12.00x" in text and "2.50x" in text and "2.00x" in text
+    failed = dict(row, etc_ms=None, bundle="b512", etc_error="the kernel has 132 workers but ...")
+    text = bench.table([row, failed])
+    assert text.splitlines()[-1] == "llama-3.2-1b b512 batch 1: the kernel has 132 workers but ..."
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")

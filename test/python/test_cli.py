@@ -29,3 +29,13 @@ def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("etc: error: unknown model 'gpt-17'; known: tiny-llama")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_fusion_names_match_the_pipeline(tmp_path, capsys):
+    from etc import cli, pipeline
+
+    assert cli.FUSIONS == pipeline.FUSIONS
+    out = tmp_path / "b"
+    assert cli.main(["compile", "--model", "tiny-llama", "--no-fuse", "rope-kv-append", "--out", str(out)]) == 0
+    kinds = [t["kind"] for t in json.loads((out / "bundle.json").read_text())["tasks"]]
+    assert "rope" in kinds and "kv_append" in kinds  # unfused: their own task grids

@@ -8,7 +8,9 @@ which is then exactly the reference's max / exp / sum):
      z[h][t] = scale * q_h . k_t goes to shared memory.
   B. one warp per head: running max m, e = exp(z - m) written back, l = l * exp(m_old - m) + sum e.
   C. warps split the slots, lanes split head_dim: o_h = o_h * exp(m_old - m) + sum_t e[h][t] v_t
-     (f32 registers), reduced across warps in shared memory at the end.
+     (f32 registers), reduced across warps in shared memory at the end. The sub-chunk's V rows are
+     copied to shared memory with cp.async before phase A, so their loads overlap A and B and phase C
+     reads shared memory instead of paying one global latency per slot.
 Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = (m, l); a chunk with no
 visible slot gives (-inf, 0) and o = 0.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 
 from etc.codegen.tile_library import WARP, Tile
-from etc.codegen.tiles_builder import V
+from etc.codegen.tiles_builder import ELEM_BYTES, V
 
 SUB_CHUNK = 256  # slots scored at a time (shared memory: G * SUB_CHUNK f32)
 REDUCE_BYTES = 16 * 1024  # shared memory for the cross-warp sum of o
@@ -58,6 +60,8 @@ def emit_attention_partial(t: Tile) -> None:
     z = t.smem(G * SC * 4)
     state = t.smem(3 * G * 4)  # m, l, alpha per head
     red = t.smem(NG_MAX * G * D * 4)
+    vt = t.etype("v_cache")
+    vs = t.smem(SC * D * ELEM_BYTES[vt])  # the sub-chunk's V rows
 
     def st(kind: int, h) -> V:
         return b.gep(state, b.add(b.mul(kind, G), h) if isinstance(h, V) else kind * G + h, "f32")
@@ -101,6 +105,14 @@ def emit_attention_partial(t: Tile) -> None:
 
         def sub_chunk(u0, acc):
             n = b.min(b.sub(t1, u0), SC)
+            per_row = D * ELEM_BYTES[vt] // 16  # 16-byte pieces per V row
+
+            def stage_v(i):
+                slot, piece = b.div(i, per_row), b.rem(i, per_row)
+                elems = b.mul(piece, 16 // ELEM_BYTES[vt])
+                src = t.elem_ptr("v_cache", b.add(b.mul(b.add(kv_row0, b.add(u0, slot)), D), elems))
+                b.copy_async_16(b.gep(vs, b.add(b.mul(slot, D), elems), vt), src)
+            t.thread_loop(b.mul(n, per_row), stage_v)
 
             # A. scores, one thread per slot
             def score(i):
@@ -141,13 +153,15 @@ def emit_attention_partial(t: Tile) -> None:
             b.barrier()
 
             # C. o = o * alpha + e @ v: warps split the slots, lanes split head_dim
+            b.wait_async()
+            b.barrier()
             alphas = [b.load(st(2, h), "f32") for h in range(G)]
             acc = [b.mul(a, alphas[k // E]) for k, a in enumerate(acc)]
 
             def accumulate():
                 def slot(i, a):
-                    vrow = b.add(b.mul(b.add(kv_row0, b.add(u0, i)), D), lane_e)
-                    vv = b.unpack_f32(t.load_vec("v_cache", vrow, E))
+                    vv = b.unpack_f32(b.load(b.gep(vs, b.add(b.mul(i, D), lane_e), vt), f"vector<{E}x{vt}>",
+                                             min(16, E * ELEM_BYTES[vt])))
                     a = list(a)
                     for h in range(G):
                         e = b.load(b.gep(z, b.add(i, h * SC), "f32"), "f32")

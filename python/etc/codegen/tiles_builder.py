@@ -322,6 +322,17 @@ class Builder:
         attr = f" {{alignment = {align} : i64}}" if align else ""
         self.stmt(f"llvm.store {v}, {p}{attr} : {v.type}, {p.type}")
 
+    def copy_async_16(self, dst: V, src: V) -> None:
+        """cp.async of 16 bytes global -> shared (bypassing L1); completes at wait_async."""
+        g = self.emit(f"llvm.addrspacecast {src} : {src.type} to !llvm.ptr<1>", "!llvm.ptr<1>")
+        self.stmt(f"nvvm.cp.async.shared.global {dst}, {g}, 16, cache = cg : {dst.type}, !llvm.ptr<1>")
+
+    def wait_async(self) -> None:
+        """Commit this thread's cp.async copies and wait for all of them (a barrier must follow before other
+        threads read the data)."""
+        self.stmt("nvvm.cp.async.commit.group")
+        self.stmt("nvvm.cp.async.wait.group 0")
+
     # ------------------------------------------------------------ control flow
 
     def for_(self, lo, hi, step, inits: Sequence[V], body: Callable[[V, list[V]], Sequence[V]]) -> list[V]:

@@ -3,8 +3,9 @@
 Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 8):
   1. stage:   x rows -> shared memory `xs[RB][K]` in x's dtype, normalized (rms_norm / layer_norm, one
               warp per row) and rounded as the unfused norm would; one barrier.
-  2. dot:     one warp per output column; each lane streams 16-byte chunks (8 bf16) of the weight row,
-              8 chunks in flight, and FMAs them against every staged row (f32 accumulators); warp
+  2. dot:     one warp per 2 output columns (or per gate + up column pair); each lane streams 16-byte
+              chunks (8 bf16) of the weight rows, 8 chunks per row in flight (16 in all), and FMAs them
+              against every staged row (f32 accumulators); warp
               butterfly sums; lane rr then finishes row rr: bias, rounding, the per-column epilogue
               steps (silu_mul with the up projection computed in the same pass, gelu, residual_add),
               and stores y -- or, when per-head steps follow, stages the rounded values in `st[RB][tile_n]`.
@@ -19,7 +20,8 @@ from etc.codegen.tiles_builder import ELEM_BYTES, V
 
 ROW_GROUP = 8  # rows sharing one pass over the weights
 X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
-UNROLL = 8  # weight chunks in flight per lane
+UNROLL = 8  # weight chunks in flight per lane and column
+COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
 HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
@@ -178,20 +180,26 @@ class Linear:
         K = self.K
         K8 = K // 8
         silu_mul = self.uptr is not None
-        with b.loop(t.warp, self.ncols, t.nwarps) as c:
-            n = b.add(self.n0, c)
-            wrow = b.gep(b.gep(self.wptr, b.mul(n, K), t.etype("weight")), self.lane8, t.etype("weight"))
-            urow = b.gep(b.gep(self.uptr, b.mul(n, K), t.etype("up_weight")), self.lane8,
+        wt = t.etype("weight")
+        # Columns a warp streams at once: UNROLL chunks of each in flight per lane (16 with gate + up).
+        CW = 1 if silu_mul else COLUMNS_PER_WARP
+        with b.loop(t.warp, self.ncols, b.mul(t.nwarps, CW)) as c0:
+            cols = [c0] + [b.add(c0, b.mul(t.nwarps, j)) for j in range(1, CW)]
+            last = b.sub(self.ncols, 1)
+            # a column past the tile repeats the last one's loads (in bounds) and is not stored
+            ns = [b.add(self.n0, b.min(c, last)) for c in cols]
+            wrows = [b.gep(b.gep(self.wptr, b.mul(n, K), wt), self.lane8, wt) for n in ns]
+            urow = b.gep(b.gep(self.uptr, b.mul(ns[0], K), t.etype("up_weight")), self.lane8,
                          t.etype("up_weight")) if silu_mul else None
-            nacc = v * (2 if silu_mul else 1)
+            per_col = v * (2 if silu_mul else 1)
             # x is the same for every column: let LLVM keep it in registers when it is small
             hoist = v * K // WARP <= HOIST_X_VALUES
 
             def chunk(acc: list[V], kbase, i: int) -> list[V]:
                 """Accumulate chunk `kbase + 256 * i` (elements, relative to this lane's 8) into acc."""
                 off = 256 * i if kbase is None else b.add(kbase, 256 * i)
-                ws = b.unpack_f32(b.load(b.gep(wrow, off, t.etype("weight")), f"vector<8x{t.etype('weight')}>",
-                                         min(16, 8 * ELEM_BYTES[t.etype("weight")]), invariant=True))
+                wss = [b.unpack_f32(b.load(b.gep(w, off, wt), f"vector<8x{wt}>", min(16, 8 * ELEM_BYTES[wt]),
+                                           invariant=True)) for w in wrows]
                 us = b.unpack_f32(b.load(b.gep(urow, off, t.etype("up_weight")), f"vector<8x{t.etype('up_weight')}>",
                                          min(16, 8 * ELEM_BYTES[t.etype("up_weight")]), invariant=True)) \
                     if silu_mul else None
@@ -200,12 +208,13 @@ class Linear:
                     xoff = rr * K + 256 * i if kbase is None else b.add(kbase, rr * K + 256 * i)
                     xv = b.unpack_f32(b.load(b.gep(self.xs_lane, xoff, self.xt), f"vector<8x{self.xt}>",
                                              min(16, 8 * ELEM_BYTES[self.xt]), volatile=not hoist))
-                    acc[rr] = _dot8(b, ws, xv, acc[rr])
+                    for j, ws in enumerate(wss):
+                        acc[j * per_col + rr] = _dot8(b, ws, xv, acc[j * per_col + rr])
                     if silu_mul:
                         acc[v + rr] = _dot8(b, us, xv, acc[v + rr])
                 return acc
 
-            acc = [b.f32(0.0)] * nacc
+            acc = [b.f32(0.0)] * (per_col * CW)
             full = K8 // WARP  # chunks every lane has
             blocks = full // UNROLL if full > UNROLL else 0
             if blocks:
@@ -221,16 +230,20 @@ class Linear:
                 acc = b.if_(b.cmp("lt", t.lane, K8 % WARP), [a.type for a in acc],
                             lambda: chunk(acc, None, full), lambda: acc)
             sums = [b.warp_sum(a) for a in acc]
-            # lane rr finishes row rr
-            y = sums[0]
-            up = sums[v] if silu_mul else None
-            for rr in range(1, v):
-                is_rr = b.cmp("eq", t.lane, rr)
-                y = b.select(is_rr, sums[rr], y)
-                if silu_mul:
-                    up = b.select(is_rr, sums[v + rr], up)
-            with b.when(b.cmp("lt", t.lane, nr)):
-                self.finish_column(b.add(rg, t.lane), t.lane, n, c, y, up)
+            for j, c in enumerate(cols):
+                part = sums[j * per_col:(j + 1) * per_col]
+                # lane rr finishes row rr
+                y = part[0]
+                up = part[v] if silu_mul else None
+                for rr in range(1, v):
+                    is_rr = b.cmp("eq", t.lane, rr)
+                    y = b.select(is_rr, part[rr], y)
+                    if silu_mul:
+                        up = b.select(is_rr, part[v + rr], up)
+                ok = b.cmp("lt", t.lane, nr) if j == 0 else b.land(b.cmp("lt", t.lane, nr),
+                                                                      b.cmp("lt", c, self.ncols))
+                with b.when(ok):
+                    self.finish_column(b.add(rg, t.lane), t.lane, b.add(self.n0, c), c, y, up)
         return []
 
     def finish_column(self, r: V, rr: V, n: V, c: V, y: V, up: V | None) -> None:

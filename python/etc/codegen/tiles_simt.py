@@ -438,6 +438,12 @@ def h_store(sim, op, x, mask):
         sim.memory.store(x[1][mask], x[0][mask], op.otypes[0])
 
 
+def h_copy_async(sim, op, x, mask):
+    """cp.async of 16 bytes, done at once (the simulator does not model ordering)."""
+    if mask.any():
+        sim.memory.store(x[0][mask], sim.memory.load(x[1][mask], "vector<4xi32>"), "vector<4xi32>")
+
+
 def h_identity(sim, op, x, mask):
     return x[0].astype(np.int64)
 
@@ -523,7 +529,9 @@ _HANDLERS = {
     "memref.extract_aligned_pointer_as_index": h_identity,
     "gpu.thread_id": h_thread, "gpu.block_dim": h_thread, "gpu.block_id": h_thread, "gpu.grid_dim": h_thread,
     "gpu.shuffle": h_shuffle, "gpu.barrier": h_noop, "nvvm.bar.warp.sync": h_noop,
-    "gpu.dynamic_shared_memory": h_dyn_smem,
+    "gpu.dynamic_shared_memory": h_dyn_smem, "llvm.addrspacecast": h_identity,
+    "nvvm.cp.async.shared.global": h_copy_async, "nvvm.cp.async.commit.group": h_noop,
+    "nvvm.cp.async.wait.group": h_noop,
     "vector.extract": h_vec_extract, "vector.from_elements": h_vec_from,
 }
 
