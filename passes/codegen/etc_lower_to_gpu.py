@@ -12,8 +12,9 @@ Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
 The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
 dynamic shared memory the launch needs. Upstream passes then lower the gpu.module to
 PTX (etc.pipeline.codegen_pipeline).
-With prefetch-bytes=N, a linear tile's leader first issues cp.async.bulk.prefetch.L2 for up to N bytes
-of its weight rows, so HBM streams them while the tile waits on its input events.
+With prefetch-bytes=N, the worker of a linear tile first copies as many of the tile's weight rows as fit
+in N bytes into shared memory (cp.async, every thread), then waits on the tile's input events: HBM
+streams those rows while the tile waits, and the tile reads them last, from shared memory.
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
 signals, into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
@@ -45,8 +46,8 @@ class LowerToGpu(Pass):
     SUMMARY = "Build the persistent megakernel (gpu.module) of a scheduled sm_task program."
     OPTIONS = (Option("profile", bool, False, "stamp %globaltimer at every tile's start and end into the "
                                               "workspace buffer 'etc.profile'"),
-               Option("prefetch-bytes", int, 0, "bytes of its weights a linear tile asks for in L2 "
-                                                "(cp.async.bulk.prefetch) before it waits; 0: none"))
+               Option("prefetch-bytes", int, 0, "shared memory for the weight rows a linear tile's worker "
+                                                "copies in (cp.async) before it waits; 0: none"))
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
@@ -82,9 +83,20 @@ class LowerToGpu(Pass):
         tiles: dict[str, str] = {}  # tile function name -> text, one per distinct tile
         by_text: dict[str, str] = {}
         tile_of_task: dict[int, str] = {}
+        budget = self.option("prefetch-bytes")
+        if budget and budget + kernel.PREFETCH_OFFSET > kernel.MAX_SHARED_BYTES:
+            self.error(kernels[0], f"prefetch-bytes {budget} does not fit: the prefetch buffer starts at "
+                                   f"{kernel.PREFETCH_OFFSET} bytes and a block has {kernel.MAX_SHARED_BYTES}")
+            return
+        plans = {}
+        for task in program.tasks:
+            plan = kernel.prefetch_plan(task, program, budget)
+            if plan is not None:
+                plans[task.id] = plan
         for task in program.tasks:
             try:
-                text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index)
+                text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index,
+                                          plans.get(task.id))
             except EtcError as e:
                 self.error(task.op, str(e))
                 continue
@@ -96,14 +108,19 @@ class LowerToGpu(Pass):
             tile_of_task[task.id] = by_text[key]
         if len(tile_of_task) != len(program.tasks):
             return
-        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("prefetch-bytes"))
+        own = max(kernel.shared_bytes(text) for text in tiles.values())
+        if plans and own > kernel.PREFETCH_OFFSET:
+            self.error(kernels[0], f"a tile uses {own} bytes of shared memory, past the weight prefetch buffer at "
+                                   f"{kernel.PREFETCH_OFFSET}; compile with prefetch-bytes=0")
+            return
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, plans)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)
             module_op.attributes["gpu.container_module"] = ir.UnitAttr.get()
             # the launch needs this much dynamic shared memory: the largest tile's
-            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(
-                max(kernel.shared_bytes(text) for text in tiles.values()))
+            prefetch = max((p.offset + len(p.roles) * p.rows * p.row_bytes for p in plans.values()), default=0)
+            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(max(own, prefetch))
 
 
 def _add_profile_buffer(module_op, kernel_op) -> None:

@@ -4,6 +4,7 @@
     mk = Megakernel.from_model("out/llama", model)         # the same, from a torch model
     logits, k_caches, v_caches = mk(tokens, positions, k_caches, v_caches)   # one decode step
     ids = mk.generate([[1, 2, 3], [4, 5, 6]], max_new_tokens=16)           # greedy, [B, P + 16]
+    step = mk.prepare(tokens, positions, k_caches, v_caches)  # bound once; step() = one launch
 
 The library is found at $ETC_RUNTIME_LIB, else runtime/build/libetc_runtime.so of the checkout
 (tools/gpu/build_runtime.sh), else built with CMake into $ETC_CACHE_DIR (default ~/.cache/etc).
@@ -318,6 +319,7 @@ class Megakernel:
             elif b.role == "workspace":
                 self._rt.allocate(i, numel * b.itemsize)
         self._per_call = [b.name for b in self.bundle.buffers if b.role in ("input", "kv_cache")]
+        self._bound = None  # the input addresses bound last
         self.num_layers = sum(1 for n in self._per_call if n.startswith("k_caches."))
 
     @property
@@ -404,10 +406,8 @@ class Megakernel:
 
     # ---------------------------------------------------------- steps
 
-    def step(self, inputs: Mapping[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
-        """One step with every input and KV-cache buffer by bundle name; the outputs (role "output") by
-        name, as views of the Megakernel's own memory (overwritten by the next step)."""
-        self._usable()
+    def _bind_inputs(self, inputs: Mapping[str, "torch.Tensor"]) -> tuple[dict, dict[str, int]]:
+        """Check the inputs and bind them: ({buffer index: address}, the sizes they imply)."""
         missing = [n for n in self._per_call if n not in inputs]
         extra = [n for n in inputs if n not in set(self._per_call)]
         if missing:
@@ -417,15 +417,12 @@ class Megakernel:
         for name, t in inputs.items():
             self._check_tensor(name, t, "input")
         sizes = self.bundle.infer_sizes(inputs)
-        self._rt.bind({self.bundle.buffer_index(n): self._address(t) for n, t in inputs.items()})
-        import torch
+        addresses = {self.bundle.buffer_index(n): self._address(t) for n, t in inputs.items()}
+        self._rt.bind(addresses)
+        self._bound = addresses
+        return addresses, sizes
 
-        stream = torch.cuda.current_stream(self.device).cuda_stream
-        try:
-            self._rt.step([sizes[s.name] for s in self.bundle.symbols], stream, self.timeout_s)
-        except StepTimeout:
-            self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
-            raise
+    def _output_views(self, sizes: Mapping[str, int]) -> dict[str, "torch.Tensor"]:
         shapes = self.bundle.shapes(sizes)
         out = {}
         for name, flat in self._outputs.items():
@@ -435,6 +432,35 @@ class Megakernel:
                 n *= d
             out[name] = flat[:n].view(shape)
         return out
+
+    def _launch(self, sizes: list[int], wait: bool) -> None:
+        import torch
+
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        try:
+            if wait:
+                self._rt.step(sizes, stream, self.timeout_s)
+            else:
+                self._rt.launch(sizes, stream, self.timeout_s)
+        except StepTimeout:
+            self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
+            raise
+
+    def wait(self) -> None:
+        """Wait for the last launched step under the watchdog (StepTimeout)."""
+        try:
+            self._rt.wait(self.timeout_s)
+        except StepTimeout:
+            self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
+            raise
+
+    def step(self, inputs: Mapping[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """One step with every input and KV-cache buffer by bundle name; the outputs (role "output") by
+        name, as views of the Megakernel's own memory (overwritten by the next step)."""
+        self._usable()
+        _, sizes = self._bind_inputs(inputs)
+        self._launch([sizes[s.name] for s in self.bundle.symbols], wait=True)
+        return self._output_views(sizes)
 
     def _host_input(self, name: str, value, limit: int | None):
         """An input converted to the bundle's dtype on the device; range-checked when it comes from the host."""
@@ -448,12 +474,10 @@ class Megakernel:
                 raise EtcError(f"{name} must lie in [0, {limit}), got values in [{lo}, {hi}]")
         return t.to(device=self.device, dtype=torch_dtype(b.dtype)).contiguous()
 
-    def __call__(self, tokens, positions, k_caches, v_caches):
-        """The decoder's forward: (logits, k_caches, v_caches), the caches updated in place (the same
-        objects are returned). positions[b] is the cache slot written for sequence b."""
+    def _decoder_inputs(self, tokens, positions, k_caches, v_caches) -> dict:
+        """The decoder's forward arguments as bundle inputs by name (tokens and positions on the device)."""
         import torch
 
-        self._usable()
         n = self.num_layers
         for label, caches in (("k_caches", k_caches), ("v_caches", v_caches)):
             if not isinstance(caches, (list, tuple)) or len(caches) != n:
@@ -469,9 +493,24 @@ class Megakernel:
                   "positions": self._host_input("positions", positions, kv_len)}
         inputs.update({f"k_caches.{i}": k for i, k in enumerate(k_caches)})
         inputs.update({f"v_caches.{i}": v for i, v in enumerate(v_caches)})
-        out = self.step(inputs)
+        return inputs
+
+    def __call__(self, tokens, positions, k_caches, v_caches):
+        """The decoder's forward: (logits, k_caches, v_caches), the caches updated in place (the same
+        objects are returned). positions[b] is the cache slot written for sequence b."""
+        self._usable()
+        out = self.step(self._decoder_inputs(tokens, positions, k_caches, v_caches))
         results = [out[b.name].clone() for b in self.bundle.outputs() if b.role == "output"]
         return (*results, k_caches, v_caches)
+
+    def prepare(self, tokens, positions, k_caches, v_caches) -> "PreparedStep":
+        """A decode step bound once to these tensors, for replay like a CUDA graph: each call of the result
+        only launches (asynchronously, on the current stream) and reads the tensors' contents at that
+        time, so update tokens and positions in place between calls. Its `outputs` are the output views
+        (valid once the step is done: `wait()` or a stream synchronization)."""
+        self._usable()
+        inputs = self._decoder_inputs(tokens, positions, k_caches, v_caches)
+        return PreparedStep(self, inputs)
 
     def new_caches(self, batch: int, max_context: int):
         """Zeroed (k_caches, v_caches) for `batch` sequences of up to `max_context` slots."""
@@ -558,3 +597,26 @@ class Megakernel:
             if t + 1 >= length:
                 out[:, t + 1] = logits.argmax(-1)
         return out.to(result_device)
+
+
+class PreparedStep:
+    """Megakernel.prepare's result: call it to launch one step with the bound tensors (no checks, no wait)."""
+
+    def __init__(self, mk: Megakernel, inputs: Mapping[str, "torch.Tensor"]):
+        self._mk = mk
+        self._inputs = dict(inputs)  # kept alive while bound
+        self._addresses, sizes = mk._bind_inputs(self._inputs)
+        self.sizes = dict(sizes)
+        self._sizes = [sizes[s.name] for s in mk.bundle.symbols]
+        self.outputs = mk._output_views(sizes)
+
+    def __call__(self) -> None:
+        mk = self._mk
+        mk._usable()
+        if mk._bound is not self._addresses:  # another step bound other tensors since
+            mk._rt.bind(self._addresses)
+            mk._bound = self._addresses
+        mk._launch(self._sizes, wait=False)
+
+    def wait(self) -> None:
+        self._mk.wait()

@@ -268,13 +268,15 @@ void Runtime::launch(const int64_t* sizes, CUstream stream, double timeout_s) {
   }
   ContextScope scope(cu_, ctx_);
   // The previous step is complete, so its staging copy and progress words are free to overwrite.
-  auto* staged = static_cast<uint64_t*>(staging_);
-  std::memcpy(staged, buffers_.data(), 8 * buffers_.size());
-  if (spec_.num_symbols > 0) std::memcpy(staged + buffers_.size(), sizes, 8 * spec_.num_symbols);
+  std::vector<uint64_t> params(buffers_);
+  params.insert(params.end(), sizes, sizes + spec_.num_symbols);
   std::memset(progress_host_, 0, 4 * kProgressWords * static_cast<size_t>(spec_.num_workers));
-  const size_t params_bytes = 8 * (buffers_.size() + spec_.num_symbols);
-  if (params_bytes > 0)
-    cu_.check(cu_.cuMemcpyHtoDAsync(params_, staging_, params_bytes, stream), "cuMemcpyHtoDAsync(buffer table, sizes)");
+  if (!params.empty() && params != uploaded_) {  // the device copy is ours alone: re-upload only on change
+    std::memcpy(staging_, params.data(), 8 * params.size());
+    cu_.check(cu_.cuMemcpyHtoDAsync(params_, staging_, 8 * params.size(), stream),
+              "cuMemcpyHtoDAsync(buffer table, sizes)");
+    uploaded_ = std::move(params);
+  }
   if (spec_.ready_words > 0)
     cu_.check(cu_.cuMemsetD32Async(ready_, 0, spec_.ready_words, stream), "cuMemsetD32Async(ready queue)");
 

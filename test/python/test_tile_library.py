@@ -70,6 +70,31 @@ def test_tiles_match_the_reference(cases, prefix):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("rows", [3, 10_000])
+def test_linear_tiles_with_prefetched_weight_rows_match_the_reference(cases, rows):
+    """The worker copies a linear tile's first weight rows into shared memory before its waits; the tile
+    reads those rows from there (3 rows: some of each tile; 10000: every row, capped by the tile)."""
+    from etc.codegen.kernel import prefetch_plan
+
+    selected = [c for c in cases if c.task.kind == "linear" and c.name.startswith(("tiny-llama/", "tiny-gpt/"))]
+    assert len(selected) >= 8
+    failures, planned = [], 0
+    for case in selected:
+        row_bytes = int(case.task.params["in_features"]) * 2
+        budget = min(rows * row_bytes * 2, 128 * 1024)
+        plan = prefetch_plan(case.task, case.program, budget)
+        planned += plan is not None
+        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, prefetch_bytes=budget)
+        for name in case.task.writes:
+            etype = case.program.buffer(name).element_type
+            storage = check_tiles.STORAGE[etype]
+            rel, _, ok = check_tiles.compare(_storage(got[name], etype, storage),
+                                             _storage(case.expected[name], etype, storage), etype)
+            if not ok:
+                failures.append(f"{case.name} {name}: max_rel={rel:.3g}")
+    assert planned == len(selected) and not failures, "\n".join(failures)
+
+
 def _storage(values, etype, storage):
     from etc.codegen.tiles_simt import to_storage
     return to_storage(values, etype).astype(storage)

@@ -95,14 +95,15 @@ def operand_index(task: Task) -> dict[str, int]:
 
 
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
-                    layout: Layout, prefetch_bytes: int = 0) -> str:
+                    layout: Layout, plans: dict[int, PrefetchPlan] | None = None) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
-    prefetch_bytes > 0: each linear tile first asks for up to that many bytes of its weights in L2."""
+    plans: task id -> the weight rows its worker prefetches into shared memory before each tile's waits."""
     from etc.codegen.tile_library import DYNAMIC_SHARED_DECL
 
+    plans = plans or {}
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
-    parts += [_run_function(t, program, layout, tile_of_task[t.id], prefetch_bytes) for t in program.tasks]
+    parts += [_run_function(t, program, layout, tile_of_task[t.id], plans.get(t.id)) for t in program.tasks]
     parts.append(_kernel(program, layout))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
@@ -122,7 +123,7 @@ POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : 
 
 
 def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
-                  prefetch_bytes: int = 0) -> str:
+                  plan: PrefetchPlan | None = None) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
     task: the one tile `first`, popped ready, so it does not wait)."""
     e = Emitter()
@@ -155,8 +156,9 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     waits = [] if dynamic else [(c, m) for c, m in zip(task.waits, task.wait_maps)]
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     # thread 0: progress and waits
+    if plan is not None:  # all threads, before thread 0 waits
+        _prefetch_rows(loop, plan, layout, coords)
     lead = loop.child("w")
-    _prefetch_weights(lead, task, program, layout, coords, prefetch_bytes)
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
     for name, m in waits:
         elem = lead.affine_map(m, coords[:m.n_dims], symbols)  # the counter element this tile waits on
@@ -212,42 +214,72 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
 }}"""
 
 
-PREFETCH_CHUNK = 32 * 1024  # bytes per cp.async.bulk.prefetch instruction
+PREFETCH_OFFSET = 96 * 1024  # where the weight prefetch buffer starts in dynamic shared memory
+MAX_SHARED_BYTES = 227 * 1024  # a block's dynamic shared memory on sm_90
 
 
-def _prefetch_weights(e: Emitter, task: Task, program: SmTaskProgram, layout: Layout, coords: list[str],
-                      limit: int) -> None:
-    """Thread 0, before the tile's waits: cp.async.bulk.prefetch.L2 of the first `limit` bytes of the
-    linear tile's weight rows (rows [n0, n0 + tile_n) are contiguous), so HBM streams them while the
-    tile waits for its inputs. A hint only: L2 is coherent, so it cannot change any result."""
-    if limit < 16 or task.kind != "linear":
-        return
+@dataclasses.dataclass(frozen=True)
+class PrefetchPlan:
+    """Weight rows of a linear tile that its worker copies into shared memory (cp.async, all threads)
+    before it waits on the tile's input events: `rows` rows of each read role in `roles` (weight, then
+    up_weight), `row_bytes` each, at byte `offset` of dynamic shared memory."""
+    roles: tuple[str, ...]
+    buffers: tuple[str, ...]
+    rows: int
+    row_bytes: int
+    tile_n: int
+    out_features: int
+    offset: int = PREFETCH_OFFSET
+
+
+def prefetch_plan(task: Task, program: SmTaskProgram, budget: int) -> PrefetchPlan | None:
+    """The plan for a linear task under `budget` bytes of shared memory, or None (nothing fits or applies)."""
+    if budget <= 0 or task.kind != "linear":
+        return None
     from etc.codegen.tiles_builder import ELEM_BYTES
     from etc.reference.tiles import roles as tile_roles
 
     read_roles, _ = tile_roles(task.kind, task.params, len(task.reads), len(task.writes))
+    steps = [str(x) for x in task.params.get("epilogue", ())]
+    roles = ("weight", "up_weight") if "silu_mul" in steps else ("weight",)
+    if any(r not in read_roles for r in roles):
+        return None
+    by_name = {b.name: b for b in program.buffers}
+    bufs = tuple(task.reads[read_roles.index(r)] for r in roles)
+    if any(by_name[n].role != "weight" for n in bufs):
+        return None
     K, N, TN = (int(task.params[k]) for k in ("in_features", "out_features", "tile_n"))
-    buffers = {b.name: b for b in program.buffers}
-    n0 = e.binary("muli", coords[0], e.const(TN))
-    rows = e.binary("maxsi", e.binary("minsi", e.binary("subi", e.const(N), n0), e.const(TN)), e.const(0))
-    for role in ("weight", "up_weight"):
-        if role not in read_roles:
-            continue
-        buf = buffers[task.reads[read_roles.index(role)]]
-        row_bytes = K * ELEM_BYTES[buf.element_type]
-        if buf.role != "weight" or row_bytes % 16:
-            continue
-        total = e.binary("minsi", e.binary("muli", rows, e.const(row_bytes)), e.const(limit // 16 * 16))
-        slot = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(buf.name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
-        base = e.binary("addi", e.emit(f"llvm.load {slot} : !llvm.ptr -> i64"), e.binary("muli", n0, e.const(row_bytes)))
+    row_bytes = K * ELEM_BYTES[by_name[bufs[0]].element_type]
+    rows = min(TN, budget // (row_bytes * len(roles)))
+    if rows < 1 or row_bytes % 16:
+        return None
+    return PrefetchPlan(roles, bufs, rows, row_bytes, TN, N)
+
+
+def _prefetch_rows(e: Emitter, plan: PrefetchPlan, layout: Layout, coords: list[str]) -> None:
+    """Every thread, before the tile's waits: cp.async (16 bytes each) of the plan's weight rows of this
+    tile into the prefetch buffer, one commit group; the tile function waits for it before it reads them."""
+    n0 = e.binary("muli", coords[0], e.const(plan.tile_n))
+    rows = e.binary("maxsi", e.binary("minsi", e.binary("subi", e.const(plan.out_features), n0),
+                                      e.const(plan.rows)), e.const(0))
+    total = e.binary("muli", rows, e.const(plan.row_bytes))
+    tid = e.emit(f"arith.index_cast {e.emit('gpu.thread_id x')} : index to i64")
+    step = e.binary("muli", e.emit(f"arith.index_cast {e.emit('gpu.block_dim x')} : index to i64"), e.const(16))
+    smem = e.emit("llvm.mlir.addressof @etc_dynamic_smem : !llvm.ptr<3>")
+    for k, name in enumerate(plan.buffers):
+        slot = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        src = e.binary("addi", e.emit(f"llvm.load {slot} : !llvm.ptr -> i64"), e.binary("muli", n0, e.const(plan.row_bytes)))
+        dst0 = plan.offset + k * plan.rows * plan.row_bytes
         off = e.fresh()
-        e.line(f"scf.for {off} = {e.const(0)} to {total} step {e.const(PREFETCH_CHUNK)} : i64 {{")
-        inner = e.child(f"pf{role[0]}")
-        size = inner.emit(f"arith.trunci {inner.binary('minsi', inner.binary('subi', total, off), inner.const(PREFETCH_CHUNK))} : i64 to i32")
-        ptr = inner.emit(f"llvm.inttoptr {inner.binary('addi', base, off)} : i64 to !llvm.ptr<1>")
-        inner.line(f"nvvm.cp.async.bulk.prefetch {ptr}, {size} : !llvm.ptr<1>")
+        e.line(f"scf.for {off} = {e.binary('muli', tid, e.const(16))} to {total} step {step} : i64 {{")
+        inner = e.child(f"pf{k}_")
+        g = inner.emit(f"llvm.inttoptr {inner.binary('addi', src, off)} : i64 to !llvm.ptr<1>")
+        d = inner.emit(f"llvm.getelementptr {smem}[{inner.binary('addi', off, inner.const(dst0))}] "
+                       ": (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i8")
+        inner.line(f"nvvm.cp.async.shared.global {d}, {g}, 16, cache = cg : !llvm.ptr<3>, !llvm.ptr<1>")
         e.lines += ["  " + line for line in inner.lines]
         e.line("}")
+    e.line("nvvm.cp.async.commit.group")
 
 
 def _delinearize(e: Emitter, index: str, extents: list[str]) -> list[str]:

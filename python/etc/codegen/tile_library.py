@@ -42,7 +42,8 @@ DYNAMIC_SHARED_DECL = ("llvm.mlir.global external @etc_dynamic_smem() {addr_spac
 class Tile:
     """What one tile function needs: its task, operands by role, runtime sizes, thread ids, shared memory."""
 
-    def __init__(self, task, program, buffer_index: Mapping[str, int], symbol_index: Mapping[str, int]):
+    def __init__(self, task, program, buffer_index: Mapping[str, int], symbol_index: Mapping[str, int],
+                 prefetch=None):
         self.task = task
         self.program = program
         self.kind = task.kind
@@ -64,6 +65,7 @@ class Tile:
         self._smem_base: V | None = None
         self._thread: dict[str, V] = {}
         self._scratch: V | None = None
+        self.prefetch = prefetch  # etc.codegen.kernel.PrefetchPlan: weight rows the worker copies in early
 
     # ------------------------------------------------------------ errors and params
 
@@ -220,8 +222,7 @@ class Tile:
 
     # ------------------------------------------------------------ shared memory
 
-    def smem(self, nbytes: int, align: int = 16) -> V:
-        """A scratch region of dynamic shared memory (bump allocated for this tile function)."""
+    def _smem(self) -> V:
         b = self.b
         if self._smem_base is None:
             with b.at_entry():
@@ -229,10 +230,21 @@ class Tile:
                              "memref<?xi8, #gpu.address_space<workgroup>>")
                 idx = b.emit(f"memref.extract_aligned_pointer_as_index {mem} : {mem.type} -> index", "index")
                 self._smem_base = b.emit(f"llvm.inttoptr {b.cast(idx, 'i64')} : i64 to {SHARED}", SHARED)
+        return self._smem_base
+
+    def smem(self, nbytes: int, align: int = 16) -> V:
+        """A scratch region of dynamic shared memory (bump allocated for this tile function)."""
+        base = self._smem()
         offset = -(-self.shared_bytes // align) * align
         self.shared_bytes = offset + nbytes
-        with b.at_entry():
-            return b.gep(self._smem_base, offset, "i8")
+        with self.b.at_entry():
+            return self.b.gep(base, offset, "i8")
+
+    def smem_at(self, offset: int) -> V:
+        """Dynamic shared memory at a fixed byte offset that the worker loop owns (the prefetch buffer)."""
+        base = self._smem()
+        with self.b.at_entry():
+            return self.b.gep(base, offset, "i8")
 
     def scratch(self) -> V:
         """32 x 8 bytes of shared memory for block reductions (one slot per warp)."""
@@ -766,17 +778,19 @@ def _emitters() -> dict[str, Callable[[Tile], None]]:
     }
 
 
-def _build(task, program, buffer_index, symbol_index) -> Tile:
-    tile = Tile(task, program, buffer_index, symbol_index)
+def _build(task, program, buffer_index, symbol_index, prefetch=None) -> Tile:
+    tile = Tile(task, program, buffer_index, symbol_index, prefetch)
     emitters = _emitters()
     assert set(emitters) == set(contract.KINDS), "every tile kind of etc.tiles needs an emitter"
     emitters[task.kind](tile)
     return tile
 
 
-def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index: dict[str, int]) -> str:
-    """MLIR text of `func.func @etc_tile_<task.id>` computing one tile of `task` (see the module docstring)."""
-    return _build(task, program, buffer_index, symbol_index).function_text()
+def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index: dict[str, int],
+                       prefetch=None) -> str:
+    """MLIR text of `func.func @etc_tile_<task.id>` computing one tile of `task` (see the module docstring);
+    prefetch: the kernel.PrefetchPlan of a linear task whose worker copies weight rows in before its waits."""
+    return _build(task, program, buffer_index, symbol_index, prefetch).function_text()
 
 
 def tile_shared_bytes(task, program, buffer_index: dict[str, int] | None = None,

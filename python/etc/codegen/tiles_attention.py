@@ -118,8 +118,9 @@ def emit_attention_partial(t: Tile) -> None:
             def score(i):
                 krow = b.mul(b.add(kv_row0, b.add(u0, i)), D)
                 dots = [b.f32(0.0)] * G
+                k_vecs = [t.load_vec("k_cache", b.add(krow, 8 * c)) for c in range(D // 8)]  # all in flight
                 for c in range(D // 8):
-                    ks = b.unpack_f32(t.load_vec("k_cache", b.add(krow, 8 * c)))
+                    ks = b.unpack_f32(k_vecs[c])
                     for h in range(G):
                         q = b.load(b.gep(qs, h * D + 8 * c, "f32"), "vector<8xf32>", 16, volatile=True)
                         qv = [b.vec_extract(q, k) for k in range(8)]

@@ -19,7 +19,8 @@ def default_indices(program) -> tuple[dict[str, int], dict[str, int]]:
     return ({b.name: i for i, b in enumerate(program.buffers)}, {d.name: i for i, d in enumerate(program.dims)})
 
 
-def check_kernel_text(task, program, buffer_index, symbol_index) -> str:
+def check_kernel_text(task, program, buffer_index, symbol_index, plan=None) -> str:
+    """plan: a kernel.PrefetchPlan; the kernel then copies the tile's weight rows in first, as a worker does."""
     t = Tile(task, program, buffer_index, symbol_index)
     b = t.b
     with b.at_entry():
@@ -34,6 +35,15 @@ def check_kernel_text(task, program, buffer_index, symbol_index) -> str:
         c1 = b.rem(rest, extents[1]) if not (isinstance(extents[1], int) and extents[1] == 1) else b.i64(0)
         c0 = b.div(rest, extents[1])
         b.barrier()
+        if plan is not None:
+            from etc.codegen.emit import Emitter
+            from etc.codegen.kernel import _prefetch_rows
+
+            order = sorted(buffer_index, key=buffer_index.get)
+            e = Emitter(prefix=f"pf{len(b.text())}_")
+            _prefetch_rows(e, plan, _BufferOrder(order), [str(c0), str(c1), str(c2)])
+            for line in e.lines:
+                b.stmt(line)
         b.stmt(f"func.call @{tile_function_name(task.id)}(%buffers, %sizes, {c0}, {c1}, {c2}) : "
                "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
         b.barrier()
@@ -41,13 +51,24 @@ def check_kernel_text(task, program, buffer_index, symbol_index) -> str:
                       b.text(), "  gpu.return", "}"])
 
 
-def harness_module_text(program, tasks, buffer_index=None, symbol_index=None) -> str:
+class _BufferOrder:
+    """What _prefetch_rows reads of a Layout: the buffer order."""
+
+    def __init__(self, buffers):
+        self.buffers = buffers
+
+
+def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, prefetch_bytes: int = 0) -> str:
+    """prefetch_bytes: the weight prefetch budget (as etc-lower-to-gpu's prefetch-bytes) for linear tasks."""
+    from etc.codegen.kernel import prefetch_plan
+
     if buffer_index is None or symbol_index is None:
         buffer_index, symbol_index = default_indices(program)
     parts = []
     for task in tasks:
-        parts.append(emit_tile_function(task, program, buffer_index, symbol_index))
-        parts.append(check_kernel_text(task, program, buffer_index, symbol_index))
+        plan = prefetch_plan(task, program, prefetch_bytes)
+        parts.append(emit_tile_function(task, program, buffer_index, symbol_index, plan))
+        parts.append(check_kernel_text(task, program, buffer_index, symbol_index, plan))
     body = "\n".join(parts)
     return f"module attributes {{gpu.container_module}} {{\ngpu.module @etc {{\n{DYNAMIC_SHARED_DECL}\n{body}\n}}\n}}\n"
 

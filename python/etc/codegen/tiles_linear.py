@@ -100,6 +100,8 @@ class Linear:
         self.ncols = TN if self.N % TN == 0 else b.max(b.min(b.sub(self.N, self.n0), TN), 0)
         self.xs = t.smem(RB * K * ELEM_BYTES[xt])
         self.st = t.smem(RB * TN * 4) if self.rest else None
+        self.prefetch_rows = t.prefetch.rows if t.prefetch else 0
+        self.wbuf = t.smem_at(t.prefetch.offset) if self.prefetch_rows else None
         with b.at_entry():
             self.lane8 = b.mul(t.lane, 8)
             self.xs_lane = b.gep(self.xs, self.lane8, xt)
@@ -176,59 +178,86 @@ class Linear:
     # ------------------------------------------------------------ 2. dot products and per-column epilogue
 
     def dot(self, rg: V, nr: V, v: int) -> list:
+        """The columns whose weight rows the worker prefetched into shared memory come last, so their
+        copies have the longest time to land."""
+        t, b = self.t, self.b
+        P = self.prefetch_rows
+        if not P:
+            self.columns(rg, nr, v, b.i64(0), self.ncols, None)
+            return []
+        npre = b.min(self.ncols, P)
+        self.columns(rg, nr, v, npre, self.ncols, None)
+        b.wait_async()  # this thread's copies (issued by the worker before its waits) ...
+        b.barrier()     # ... and everyone else's
+        self.columns(rg, nr, v, b.i64(0), npre, self.wbuf)
+        return []
+
+    def columns(self, rg: V, nr: V, v: int, lo: V, hi: V, wbuf: V | None) -> None:
+        """Columns [lo, hi) of the tile; weight rows from global memory, or from the prefetch buffer
+        `wbuf` in shared memory (rows [n0, n0 + P), then up_weight's)."""
         t, b = self.t, self.b
         K = self.K
         K8 = K // 8
         silu_mul = self.uptr is not None
         wt = t.etype("weight")
+        ut = t.etype("up_weight") if silu_mul else None
         # Columns a warp streams at once: UNROLL chunks of each in flight per lane (16 with gate + up).
         CW = 1 if silu_mul else COLUMNS_PER_WARP
-        with b.loop(t.warp, self.ncols, b.mul(t.nwarps, CW)) as c0:
+        with b.loop(b.add(lo, t.warp), hi, b.mul(t.nwarps, CW)) as c0:
             cols = [c0] + [b.add(c0, b.mul(t.nwarps, j)) for j in range(1, CW)]
-            last = b.sub(self.ncols, 1)
-            # a column past the tile repeats the last one's loads (in bounds) and is not stored
-            ns = [b.add(self.n0, b.min(c, last)) for c in cols]
-            wrows = [b.gep(b.gep(self.wptr, b.mul(n, K), wt), self.lane8, wt) for n in ns]
-            urow = b.gep(b.gep(self.uptr, b.mul(ns[0], K), t.etype("up_weight")), self.lane8,
-                         t.etype("up_weight")) if silu_mul else None
+            last = b.sub(hi, 1)
+            # a column past the range repeats the last one's loads (in bounds) and is not stored
+            cs = [b.min(c, last) for c in cols]
+            if wbuf is None:
+                wrows = [b.gep(b.gep(self.wptr, b.mul(b.add(self.n0, c), K), wt), self.lane8, wt) for c in cs]
+                urow = b.gep(b.gep(self.uptr, b.mul(b.add(self.n0, cs[0]), K), ut), self.lane8, ut) \
+                    if silu_mul else None
+            else:
+                wrows = [b.gep(b.gep(wbuf, b.mul(c, K), wt), self.lane8, wt) for c in cs]
+                urow = b.gep(b.gep(wbuf, b.add(b.mul(cs[0], K), self.prefetch_rows * K), ut), self.lane8, ut) \
+                    if silu_mul else None
             per_col = v * (2 if silu_mul else 1)
             # x is the same for every column: let LLVM keep it in registers when it is small
             hoist = v * K // WARP <= HOIST_X_VALUES
-
-            def chunk(acc: list[V], kbase, i: int) -> list[V]:
-                """Accumulate chunk `kbase + 256 * i` (elements, relative to this lane's 8) into acc."""
-                off = 256 * i if kbase is None else b.add(kbase, 256 * i)
-                wss = [b.unpack_f32(b.load(b.gep(w, off, wt), f"vector<8x{wt}>", min(16, 8 * ELEM_BYTES[wt]),
-                                           invariant=True)) for w in wrows]
-                us = b.unpack_f32(b.load(b.gep(urow, off, t.etype("up_weight")), f"vector<8x{t.etype('up_weight')}>",
-                                         min(16, 8 * ELEM_BYTES[t.etype("up_weight")]), invariant=True)) \
-                    if silu_mul else None
-                acc = list(acc)
-                for rr in range(v):
-                    xoff = rr * K + 256 * i if kbase is None else b.add(kbase, rr * K + 256 * i)
-                    xv = b.unpack_f32(b.load(b.gep(self.xs_lane, xoff, self.xt), f"vector<8x{self.xt}>",
-                                             min(16, 8 * ELEM_BYTES[self.xt]), volatile=not hoist))
-                    for j, ws in enumerate(wss):
-                        acc[j * per_col + rr] = _dot8(b, ws, xv, acc[j * per_col + rr])
+            invariant = wbuf is None  # weights in global memory: the read-only path
+            def chunks(acc: list[V], kbase, indices: list[int]) -> list[V]:
+                """Accumulate chunks `kbase + 256 * i` (elements, relative to this lane's 8) for i in indices.
+                Every weight load of the group is issued before any use, so they are all in flight at once."""
+                def offset(i):
+                    return 256 * i if kbase is None else b.add(kbase, 256 * i)
+                loaded = {}
+                for i in indices:
+                    off = offset(i)
+                    loaded[i] = [b.load(b.gep(w, off, wt), f"vector<8x{wt}>", min(16, 8 * ELEM_BYTES[wt]),
+                                        invariant=invariant) for w in wrows]
                     if silu_mul:
-                        acc[v + rr] = _dot8(b, us, xv, acc[v + rr])
+                        loaded[i].append(b.load(b.gep(urow, off, ut), f"vector<8x{ut}>", min(16, 8 * ELEM_BYTES[ut]),
+                                                invariant=invariant))
+                acc = list(acc)
+                for i in indices:
+                    vecs = [b.unpack_f32(x) for x in loaded[i]]
+                    wss, us = vecs[:CW], (vecs[CW] if silu_mul else None)
+                    for rr in range(v):
+                        xoff = rr * K + 256 * i if kbase is None else b.add(kbase, rr * K + 256 * i)
+                        xv = b.unpack_f32(b.load(b.gep(self.xs_lane, xoff, self.xt), f"vector<8x{self.xt}>",
+                                                 min(16, 8 * ELEM_BYTES[self.xt]), volatile=not hoist))
+                        for j, ws in enumerate(wss):
+                            acc[j * per_col + rr] = _dot8(b, ws, xv, acc[j * per_col + rr])
+                        if silu_mul:
+                            acc[v + rr] = _dot8(b, us, xv, acc[v + rr])
                 return acc
 
             acc = [b.f32(0.0)] * (per_col * CW)
             full = K8 // WARP  # chunks every lane has
             blocks = full // UNROLL if full > UNROLL else 0
             if blocks:
-                def block(it, carried):
-                    kbase = b.mul(it, UNROLL * 256)
-                    for i in range(UNROLL):
-                        carried = chunk(carried, kbase, i)
-                    return carried
-                acc = b.for_(0, blocks, 1, acc, block)
-            for i in range(blocks * UNROLL, full):
-                acc = chunk(acc, None, i)
+                acc = b.for_(0, blocks, 1, acc,
+                             lambda it, carried: chunks(carried, b.mul(it, UNROLL * 256), list(range(UNROLL))))
+            if full > blocks * UNROLL:
+                acc = chunks(acc, None, list(range(blocks * UNROLL, full)))
             if K8 % WARP:  # a last partial chunk round: lanes < K8 % 32
                 acc = b.if_(b.cmp("lt", t.lane, K8 % WARP), [a.type for a in acc],
-                            lambda: chunk(acc, None, full), lambda: acc)
+                            lambda: chunks(acc, None, [full]), lambda: acc)
             sums = [b.warp_sum(a) for a in acc]
             for j, c in enumerate(cols):
                 part = sums[j * per_col:(j + 1) * per_col]
@@ -240,11 +269,9 @@ class Linear:
                     y = b.select(is_rr, part[rr], y)
                     if silu_mul:
                         up = b.select(is_rr, part[v + rr], up)
-                ok = b.cmp("lt", t.lane, nr) if j == 0 else b.land(b.cmp("lt", t.lane, nr),
-                                                                      b.cmp("lt", c, self.ncols))
+                ok = b.cmp("lt", t.lane, nr) if j == 0 else b.land(b.cmp("lt", t.lane, nr), b.cmp("lt", c, hi))
                 with b.when(ok):
                     self.finish_column(b.add(rg, t.lane), t.lane, b.add(self.n0, c), c, y, up)
-        return []
 
     def finish_column(self, r: V, rr: V, n: V, c: V, y: V, up: V | None) -> None:
         t, b = self.t, self.b

@@ -490,6 +490,13 @@ def h_dyn_smem(sim, op, x, mask):
     return np.full(sim.B, sim.shared, np.int64)
 
 
+def h_addressof(sim, op, x, mask):
+    name = str(op.attrs["global_name"]).strip('@"')
+    if name != "etc_dynamic_smem":
+        raise EtcError(f"simulator: unsupported global '{name}'")
+    return np.full(sim.B, sim.shared, np.int64)
+
+
 def h_vec_extract(sim, op, x, mask):
     from mlir import ir
     pos = list(ir.DenseI64ArrayAttr(op.attrs["static_position"]))[0]
@@ -529,7 +536,7 @@ _HANDLERS = {
     "memref.extract_aligned_pointer_as_index": h_identity,
     "gpu.thread_id": h_thread, "gpu.block_dim": h_thread, "gpu.block_id": h_thread, "gpu.grid_dim": h_thread,
     "gpu.shuffle": h_shuffle, "gpu.barrier": h_noop, "nvvm.bar.warp.sync": h_noop,
-    "gpu.dynamic_shared_memory": h_dyn_smem, "llvm.addrspacecast": h_identity,
+    "gpu.dynamic_shared_memory": h_dyn_smem, "llvm.addrspacecast": h_identity, "llvm.mlir.addressof": h_addressof,
     "nvvm.cp.async.shared.global": h_copy_async, "nvvm.cp.async.commit.group": h_noop,
     "nvvm.cp.async.wait.group": h_noop,
     "vector.extract": h_vec_extract, "vector.from_elements": h_vec_from,
@@ -556,13 +563,15 @@ def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
     return raw.view(_DTYPES[etype]).reshape(shape).copy()
 
 
-def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None) -> dict:
-    """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards."""
+def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None,
+             prefetch_bytes: int = 0) -> dict:
+    """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards.
+    prefetch_bytes: a linear tile's weight prefetch budget (its rows are copied into shared memory first)."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
 
     buffer_index, symbol_index = default_indices(program)
-    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index))
+    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index, prefetch_bytes))
     addrs = [0] * len(buffer_index)
     for name, arr in arrays.items():
         addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))
@@ -572,6 +581,10 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
         size_values[i] = sizes.get(sym, 1)
     size_table = sim.memory.add(np.array(size_values, np.int64))
     shared = tile_shared_bytes(task, program, buffer_index, symbol_index)
+    if prefetch_bytes:
+        from etc.codegen.kernel import PREFETCH_OFFSET
+
+        shared = PREFETCH_OFFSET + prefetch_bytes
     sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table])
     return {name: from_storage(sim.memory.view(addrs[buffer_index[name]]), program.buffer(name).element_type,
                                arrays[name].shape) for name in task.writes}

@@ -98,6 +98,7 @@ class Runtime {
   uint32_t* progress_host_ = nullptr;  // host-mapped: readable while the kernel runs
   uint64_t* counters_host_ = nullptr;  // pinned: counters read back on timeout
   std::vector<uint64_t> buffers_;
+  std::vector<uint64_t> uploaded_;  // the buffer table and sizes the device holds
   std::vector<CUdeviceptr> owned_;
   uint64_t epoch_ = 0;
   const char* image_ = "";  // "cubin" or "ptx": what init() loaded

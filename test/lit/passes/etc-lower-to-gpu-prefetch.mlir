@@ -2,18 +2,24 @@
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu" | FileCheck %s --check-prefix=OFF
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{prefetch-bytes=-16}" --verify-diagnostics --split-input-file
 
-// Positive: the linear tile's leader asks for min(2048, its 32 rows x 128 bytes) of its weight rows in
-// L2 before it waits; the gelu tile reads no weights and prefetches nothing.
+// Positive: 2048 bytes hold 16 of the linear tile's 32 weight rows (128 bytes each). Every thread of its
+// worker copies them into shared memory at 96 KiB (cp.async) before thread 0 waits; the tile function
+// waits for the copies, then reads those rows from shared memory. The gelu tile reads no weights.
+// CHECK: "sm_task.kernel"({{.*}}shared_bytes = 100352 : i64
+// CHECK-LABEL: func.func @etc_tile_0(
+// CHECK: nvvm.cp.async.wait.group 0
 // CHECK-LABEL: func.func @etc_run_0(
-// CHECK: arith.constant 2048 : i64
+// CHECK: arith.constant 16 : i64
 // CHECK: scf.for
-// CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache = {{ *}}cg
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: scf.if
 // CHECK: call @etc_tile_0
 // CHECK-LABEL: func.func @etc_run_1(
-// CHECK-NOT: nvvm.cp.async.bulk.prefetch
+// CHECK-NOT: nvvm.cp.async
 // CHECK: call @etc_tile_1
-// No match: prefetch-bytes=0 (the default) issues no prefetch.
-// OFF-NOT: nvvm.cp.async.bulk.prefetch
+// No match: prefetch-bytes=0 (the default) copies nothing.
+// OFF-NOT: nvvm.cp.async
 // Error (third RUN): a negative size.
 // expected-error @below {{prefetch-bytes must be >= 0, got -16}}
 func.func @step() {
