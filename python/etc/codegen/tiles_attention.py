@@ -21,6 +21,7 @@ import math
 from etc.codegen.tile_library import WARP, Tile
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 
+MERGE_UNROLL = 4  # splits a merge thread loads at once
 SUB_CHUNK = 256  # slots scored at a time (shared memory: G * SUB_CHUNK f32)
 REDUCE_BYTES = 16 * 1024  # shared memory for the cross-warp sum of o
 
@@ -219,14 +220,29 @@ def emit_attention_merge(t: Tile) -> None:
 
         def m_of(sp):
             return t.load("partial_stats", b.mul(b.add(base, sp), 2))
-        (top,) = b.for_(0, S, 1, [b.f32(float("-inf"))], lambda sp, a: [b.max(a[0], m_of(sp))])
 
-        def acc(sp, a):
-            m = m_of(sp)
-            l = t.load("partial_stats", b.add(b.mul(b.add(base, sp), 2), 1))
-            w = b.select(b.cmp("eq", m, float("-inf")), 0.0, b.exp(b.sub(m, top)))  # empty chunks weigh 0
-            o = t.load("partial_out", b.add(b.mul(b.add(base, sp), D), d))
-            return [b.add(a[0], b.mul(w, o)), b.add(a[1], b.mul(w, l))]
-        num, den = b.for_(0, S, 1, [b.f32(0.0), b.f32(0.0)], acc)
+        # MERGE_UNROLL splits per iteration, their loads issued together (a split past S is clamped to
+        # the last one and weighs nothing)
+        def group(sp0):
+            return [(b.cmp("lt", b.add(sp0, u), S), b.min(b.add(sp0, u), b.sub(S, 1))) for u in range(MERGE_UNROLL)]
+
+        def top_of(sp0, a):
+            ms = [(ok, m_of(sp)) for ok, sp in group(sp0)]
+            top = a[0]
+            for ok, m in ms:
+                top = b.select(ok, b.max(top, m), top)
+            return [top]
+        (top,) = b.for_(0, S, MERGE_UNROLL, [b.f32(float("-inf"))], top_of)
+
+        def acc(sp0, a):
+            loads = [(ok, m_of(sp), t.load("partial_stats", b.add(b.mul(b.add(base, sp), 2), 1)),
+                      t.load("partial_out", b.add(b.mul(b.add(base, sp), D), d))) for ok, sp in group(sp0)]
+            num, den = a
+            for ok, m, l, o in loads:
+                empty = b.cmp("eq", m, float("-inf"))
+                w = b.select(ok, b.select(empty, 0.0, b.exp(b.sub(m, top))), 0.0)  # empty chunks weigh 0
+                num, den = b.add(num, b.mul(w, o)), b.add(den, b.mul(w, l))
+            return [num, den]
+        num, den = b.for_(0, S, MERGE_UNROLL, [b.f32(0.0), b.f32(0.0)], acc)
         t.store("out", b.add(b.mul(r, cols), b.add(b.mul(h, D), d)), b.round_to(b.div(num, den), yt))
     t.thread_loop(G * D, one)

@@ -1,6 +1,6 @@
 """The linear tile: y[:, cols] = x @ weight[cols].T with a fused prologue norm and epilogue steps.
 
-Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 8):
+Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 16):
   1. stage:   x rows -> shared memory `xs[RB][K]` in x's dtype, normalized (rms_norm / layer_norm, one
               warp per row) and rounded as the unfused norm would; one barrier.
   2. dot:     one warp per 2 output columns (or per gate + up column pair); each lane streams 16-byte
@@ -11,14 +11,14 @@ Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB r
               and stores y -- or, when per-head steps follow, stages the rounded values in `st[RB][tile_n]`.
   3. heads:   (only with head_rms_norm / rope / kv_append) one warp per (row, head) segment of `st`
               runs the remaining steps in order, then stores y and/or the KV cache.
-The dot phase is emitted for 1, 2, 4 and RB rows and picked at run time, so batch 1 does no wasted work.
+The dot phase is emitted for 1, 2, 4, 8 and RB rows and picked at run time, so batch 1 does no wasted work.
 """
 from __future__ import annotations
 
 from etc.codegen.tile_library import WARP, Tile, gelu, rope_pair, silu
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 
-ROW_GROUP = 8  # rows sharing one pass over the weights
+ROW_GROUP = 16  # rows sharing one pass over the weights
 X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
 UNROLL = 8  # weight chunks in flight per lane and column
 COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
@@ -61,7 +61,7 @@ class Linear:
         self.check_steps()
         max_rows = int(t.max_shape("x")[0])
         self.RB = max(1, min(ROW_GROUP, max_rows, X_STAGE_BYTES // (self.K * ELEM_BYTES[self.xt])))
-        self.variants = [v for v in (1, 2, 4) if v < self.RB] + [self.RB]
+        self.variants = [v for v in (1, 2, 4, 8) if v < self.RB] + [self.RB]
 
     def check_steps(self) -> None:
         t = self.t
