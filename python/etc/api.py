@@ -9,7 +9,7 @@ from etc.pipeline import frontend_pipeline, run_pipeline, scheduling_pipeline
 
 
 def import_torch(model, example_args, dynamic_shapes=None, *, fuse=True, num_sms: int = 132, tile_n: int = 0,
-                 kv_chunk: int = 256):
+                 kv_chunk: int = 128):
     """Import one decode step of `model` into event_tensor IR (an mlir.ir.Module).
 
     example_args: the forward arguments (tuple); dynamic_shapes: torch.export's form (torch.export.Dim),
@@ -24,7 +24,7 @@ def import_torch(model, example_args, dynamic_shapes=None, *, fuse=True, num_sms
 
 
 def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: int = 132, dynamic_shapes=None,
-                     early_push: bool = False, fuse=True, tile_n: int = 0, kv_chunk: int = 256):
+                     early_push: bool = False, fuse=True, tile_n: int = 0, kv_chunk: int = 128):
     """Import `model` and schedule it for `num_sms` workers: sm_task IR (an mlir.ir.Module).
 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
@@ -45,7 +45,7 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
 
 
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
-            num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 256, model_info: dict | None = None,
+            num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 128, model_info: dict | None = None,
             profile: bool = False, prefetch_bytes: int = 0, block_size: int = 256):
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;

@@ -22,7 +22,7 @@ from etc.errors import EtcError
 
 ROW_KEYS = ("model", "batch", "ctx", "etc_ms", "eager_ms", "cudagraph_ms", "compile_ms", "floor_ms", "read_GBps",
             "gpu", "commit", "date")
-EXTRA_KEYS = ("bundle", "etc_call_ms", "etc_rel_err", "etc_vs_f32", "torch_vs_f32", "image", "etc_error")
+EXTRA_KEYS = ("bundle", "etc_spread_ms", "cudagraph_spread_ms", "compile_spread_ms", "etc_call_ms", "etc_rel_err", "etc_vs_f32", "torch_vs_f32", "image", "etc_error")
 
 
 def _rel(a, b) -> float:
@@ -58,8 +58,8 @@ def step_bytes(config, batch: int, ctx: int) -> int:
     return params * item + kv
 
 
-def median_ms(fn, *, warmup: int = 20, iters: int = 100) -> float:
-    """Median milliseconds of fn() over `iters` runs, each between two CUDA events, after a warm-up."""
+def timings_ms(fn, *, warmup: int = 20, iters: int = 100) -> list[float]:
+    """Milliseconds of each of `iters` runs of fn(), each between two CUDA events, after a warm-up."""
     import torch
 
     for _ in range(warmup):
@@ -73,7 +73,18 @@ def median_ms(fn, *, warmup: int = 20, iters: int = 100) -> float:
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return times
+
+
+def median_ms(fn, *, warmup: int = 20, iters: int = 100) -> float:
+    """Median milliseconds of fn() (see timings_ms)."""
+    return statistics.median(timings_ms(fn, warmup=warmup, iters=iters))
+
+
+def spread(times: list[float]) -> list[float]:
+    """[10th, 90th] percentile of the timed steps, rounded to microseconds."""
+    q = statistics.quantiles(times, n=10)
+    return [round(q[0], 4), round(q[-1], 4)]
 
 
 def read_bandwidth_gbps(nbytes: int = 4 << 30) -> float:
@@ -140,7 +151,8 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
     exact = _exact_logits(model, tokens, positions, k, v)
     base["torch_vs_f32"] = _rel(reference, exact)
     base["eager_ms"] = median_ms(eager, iters=iters)
-    base["cudagraph_ms"] = median_ms(_graph(eager), iters=iters)
+    graph_times = timings_ms(_graph(eager), iters=iters)
+    base["cudagraph_ms"], base["cudagraph_spread_ms"] = statistics.median(graph_times), spread(graph_times)
     base["compile_ms"] = None
     if with_compile:
         compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
@@ -150,7 +162,8 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
                 compiled(tokens, positions, k, v)
 
         compiled_step()
-        base["compile_ms"] = median_ms(_graph(compiled_step), iters=iters)
+        compile_times = timings_ms(_graph(compiled_step), iters=iters)
+        base["compile_ms"], base["compile_spread_ms"] = statistics.median(compile_times), spread(compile_times)
     base.update(gpu=torch.cuda.get_device_name(), commit=_commit(), date=datetime.date.today().isoformat())
     rows = []
     for path in bundles or [None]:
@@ -165,7 +178,8 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
                     row["etc_rel_err"] = _rel(logits, reference)
                     row["etc_vs_f32"] = _rel(logits, exact)
                     # timed like the graph replays: bound once, each step one launch (Megakernel.prepare)
-                    row["etc_ms"] = median_ms(mk.prepare(tokens, positions, k, v), iters=iters)
+                    etc_times = timings_ms(mk.prepare(tokens, positions, k, v), iters=iters)
+                    row["etc_ms"], row["etc_spread_ms"] = statistics.median(etc_times), spread(etc_times)
                     row["etc_call_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=max(10, iters // 5))
                     row["image"] = mk.image
             except EtcError as e:  # one bundle that does not load or run must not hide the others

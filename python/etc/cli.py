@@ -29,7 +29,7 @@ FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")  # = 
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
-                      kv_chunk: int = 256, seed: int = 0, profile: bool = False,
+                      kv_chunk: int = 128, seed: int = 0, profile: bool = False,
                       prefetch_bytes: int = 0, block_size: int = 256, no_fuse=()) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--schedule", default="static", choices=("static", "dynamic"),
                    help="static per-SM queues, or the on-GPU ready queue")
     c.add_argument("--num-sms", type=int, default=132, help="workers (SMs) to schedule for (H200: 132)")
-    c.add_argument("--kv-chunk", type=int, default=256, help="KV slots per attention split")
+    c.add_argument("--kv-chunk", type=int, default=128, help="KV slots per attention split")
     c.add_argument("--out", default=None, help="bundle directory (default etc-out/MODEL)")
     c.add_argument("--profile", action="store_true", help="stamp %%globaltimer per tile (for etc profile)")
     c.add_argument("--block-size", type=int, default=256, help="threads per worker block")

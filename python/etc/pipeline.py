@@ -193,7 +193,7 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
 FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")
 
 
-def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 256) -> str:
+def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 128) -> str:
     """The pipeline text from imported torch IR to event_tensor IR: raise, fuse, tile, form event tensors.
 
     fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS).

@@ -40,3 +40,8 @@ def test_bench_without_a_gpu_is_a_one_line_error(capsys):
 def test_profile_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["profile", "--bundle", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == "etc: error: profile needs a CUDA GPU; none is visible to PyTorch"
+
+
+def test_spread_is_the_10th_and_90th_percentile():
+    assert bench.spread([1.0 + i * 0.01 for i in range(100)]) == [1.091, 1.899]
+    assert bench.spread([2.0] * 100) == [2.0, 2.0]

@@ -4,8 +4,8 @@ Llama-3.2-1B shapes with random weights are judged against exact (f32) arithmeti
 own bf16 forward is 1.1-1.5% from f32 and picks other greedy tokens than f32 does (measured for five
 random inits, etc.models seed 0 included), so "same tokens as PyTorch bf16" cannot tell a right kernel
 from a wrong one. test_1b_as_accurate_as_pytorch feeds ETC, PyTorch bf16 and PyTorch f32 the same
-(f32-greedy) tokens and requires ETC to be no further from f32 than PyTorch bf16 is, and to pick f32's
-token at every step that is not a near-tie.
+(f32-greedy) tokens and requires ETC to be no further from f32 than PyTorch bf16 is (10% slack), and to
+pick f32's token at every step whose top-2 gap is not within bf16 noise (6x the RMS logit error).
 
 Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from $ETC_GPU_BUNDLES
 (made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`); with MLIR present and no
@@ -132,10 +132,11 @@ def test_1b_as_accurate_as_pytorch(batch, schedule, tmp_path_factory):
             etc_err.append(rel(out_e, ref))
             torch_err.append(rel(out_t, ref))
             vs_torch.append(rel(out_e, out_t))
-            # A row's token is decided when f32's top-2 gap exceeds 4x the bf16 noise seen on that row.
+            # A row's token is decided when f32's top-2 gap exceeds 6x the RMS bf16 error on that row (of
+            # PyTorch's or ETC's, the larger): a right bf16 kernel flips it with probability ~1e-5.
             top2 = ref.topk(2, dim=-1).values
-            noise = torch.maximum((out_t - ref).abs().amax(-1), (out_e - ref).abs().amax(-1))
-            clear = (top2[:, 0] - top2[:, 1]) > 4 * noise
+            rms = lambda out: (out - ref).pow(2).mean(-1).sqrt()  # noqa: E731
+            clear = (top2[:, 0] - top2[:, 1]) > 6 * torch.maximum(rms(out_t), rms(out_e))
             best = ref.argmax(-1)
             decided += int(clear.sum())
             etc_agree += int((clear & (out_e.argmax(-1) == best)).sum())
@@ -144,10 +145,10 @@ def test_1b_as_accurate_as_pytorch(batch, schedule, tmp_path_factory):
     row.update(etc_vs_f32=max(etc_err), torch_bf16_vs_f32=max(torch_err), etc_vs_torch_bf16=max(vs_torch),
                decided_tokens=decided, of_tokens=STEPS * batch, etc_agree=etc_agree, torch_agree=torch_agree)
     row["passed"] = (row["etc_vs_f32"] <= 1.1 * row["torch_bf16_vs_f32"] and etc_agree == decided
-                     and decided >= STEPS * batch // 4)
+                     and decided >= STEPS * batch // 8)
     record(row)
     assert row["etc_vs_f32"] <= 1.1 * row["torch_bf16_vs_f32"], row
-    assert decided >= STEPS * batch // 4, f"too few decided tokens to judge: {row}"
+    assert decided >= STEPS * batch // 8, f"too few decided tokens to judge: {row}"
     assert etc_agree == decided, row
 
 
