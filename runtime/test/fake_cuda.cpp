@@ -6,7 +6,8 @@
 //                 tile 3, the rest are done; the step's event never completes
 //   jit_error     cuModuleLoadDataEx fails with a JIT error log
 //   other_arch    a cubin (an ELF image) is for another architecture: CUDA_ERROR_NO_BINARY_FOR_GPU
-// Each launch appends a line to $FAKE_CUDA_LOG: epoch, grid, block, shared bytes, buffer table, sizes.
+// Each launch appends a line to $FAKE_CUDA_LOG: epoch, grid, block, shared bytes, buffer table, sizes;
+// each host-to-device copy a line "upload N bytes".
 // Build: c++ -std=c++17 -shared -fPIC -o libcuda.so.1 fake_cuda.cpp
 #include <cstdint>
 #include <cstdio>
@@ -87,7 +88,15 @@ int cuMemFree_v2(CUdeviceptr p) { std::free(addr(p)); return kSuccess; }
 int cuMemHostAlloc(void** p, size_t n, unsigned) { *p = std::malloc(n); return kSuccess; }
 int cuMemFreeHost(void* p) { std::free(p); return kSuccess; }
 int cuMemHostGetDevicePointer_v2(CUdeviceptr* d, void* p, unsigned) { *d = reinterpret_cast<uintptr_t>(p); return kSuccess; }
-int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void*) { std::memcpy(addr(d), s, n); return kSuccess; }
+int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* s, size_t n, void*) {
+  std::memcpy(addr(d), s, n);
+  if (const char* log = std::getenv("FAKE_CUDA_LOG"))
+    if (FILE* f = std::fopen(log, "a")) {
+      std::fprintf(f, "upload %zu bytes\n", n);
+      std::fclose(f);
+    }
+  return kSuccess;
+}
 int cuMemcpyDtoHAsync_v2(void* d, CUdeviceptr s, size_t n, void*) { std::memcpy(d, addr(s), n); return kSuccess; }
 int cuMemsetD32Async(CUdeviceptr d, unsigned v, size_t n, void*) {
   auto* w = static_cast<uint32_t*>(addr(d));

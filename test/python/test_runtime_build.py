@@ -151,6 +151,7 @@ FAKE_DRIVER_SCRIPT = textwrap.dedent("""
     ws = rt.allocate(3, 100)
     rt.step([3, 10], 0, 1.0)
     rt.step([2, 20], 0, 1.0)
+    rt.step([2, 20], 0, 1.0)  # same buffer table and sizes: nothing to upload
     print("RESULT", json.dumps({"epoch": rt.epoch, "ws": ws, "counters": rt.counters(), "progress": rt.progress()}))
     cubin = tiny_bundle(Path(sys.argv[3] + "-cubin"), cubin=b"\\x7fELF\\x00fake cubin")
     images = [rt.image, R.Runtime(cubin, 0).image]
@@ -194,10 +195,14 @@ def test_host_side_with_a_fake_driver(runtime_lib, tmp_path):
     assert out["UNBOUND"] == "buffer 'tokens' (index 0) is not bound"
 
     result = json.loads(out["RESULT"])
-    assert result["epoch"] == 2
-    assert result["counters"] == [(2 << 32) + 1] * 6  # the fake signals every word once a step; never reset
+    assert result["epoch"] == 3
+    assert result["counters"] == [(3 << 32) + 1] * 6  # the fake signals every word once a step; never reset
     assert result["progress"] == [[3, 0, w, 0, 0] for w in range(4)]
-    launches = log.read_text().splitlines()
+    lines = log.read_text().splitlines()
+    launches = [line for line in lines if line.startswith("launch")]
+    at = [i for i, line in enumerate(lines) if line.startswith("launch")]
+    # the buffer table (5 addresses) and sizes (2) go up before steps 1 and 2, not before step 3
+    assert lines[at[0] - 1] == lines[at[1] - 1] == "upload 56 bytes" and lines[at[2] - 1] == lines[at[1]]
     ws = result["ws"]
     assert launches[0] == (f"launch epoch=1 grid=4 block=128 shared=65536 buffers=4096,8192,12288,{ws},20480 "
                            "sizes=3,10 ready_sum=0 counters=0,0,0,0,0,0")
@@ -213,10 +218,10 @@ def test_host_side_with_a_fake_driver(runtime_lib, tmp_path):
                           "CUDA_ERROR_INVALID_PTX (218): a PTX JIT compilation failed\nJIT log:\nptxas fatal: line 3")
 
     report = json.loads(out["TIMEOUT"]).splitlines()
-    assert report[0] == ("step 3 did not finish within 0.2 s; its kernel may still be running, so this runtime "
+    assert report[0] == ("step 4 did not finish within 0.2 s; its kernel may still be running, so this runtime "
                          "launches nothing more (restart the process). 2 of 4 workers are stuck (2 done, 0 idle):")
     assert report[1] == ("  worker 0: waiting in task 2 'lm_head' tile 5 on counter word 5 = 'b'[1, 1]: "
-                         "value epoch 3 count 1, needs epoch 3 count >= 4")
+                         "value epoch 4 count 1, needs epoch 4 count >= 4")
     assert report[2] == "  worker 1: running task 1 'attn' tile 3 (inside its tile function)"
-    assert out["AFTER"].startswith("EtcError step 3 timed out and its kernel may still be running")
+    assert out["AFTER"].startswith("EtcError step 4 timed out and its kernel may still be running")
     assert "CLOSED" in done.stdout

@@ -262,8 +262,10 @@ def test_bad_input_is_a_located_error_not_a_traceback(tmp_path, monkeypatch):
 
 def test_scheduling_pipeline_text():
     assert scheduling_pipeline("hybrid", 8, early_push=True) == (
-        "etc-lower-to-sm-task{policy=hybrid},etc-static-schedule{num-sms=8},etc-dynamic-schedule{early-push=true}")
-    for bad in (("sometimes", 8), ("static", 0)):
+        "etc-lower-to-sm-task{policy=hybrid block-size=256},etc-static-schedule{num-sms=8},"
+        "etc-dynamic-schedule{early-push=true}")
+    assert "block-size=512" in scheduling_pipeline("static", 8, block_size=512)
+    for bad in (("sometimes", 8), ("static", 0), ("static", 8, False, 100), ("static", 8, False, 2048)):
         with pytest.raises(etc.PipelineError):
             scheduling_pipeline(*bad)
 
