@@ -3,6 +3,7 @@
   etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
   etc bench    --model NAME [--bundle DIR ...] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
+  etc bench-tiles --compile DIR | --bundles DIR [--batch 1 ...] [--out rows.jsonl]
   etc profile  --bundle DIR [--model NAME] [--batch 1] [--ctx 1024] [--out DIR]
 
 `compile` turns a reference model's decode step into a megakernel bundle (PTX, task tables, metadata;
@@ -134,6 +135,25 @@ def _bench(args) -> int:
     return 0
 
 
+def _bench_tiles(args) -> int:
+    from etc import tile_bench
+
+    if bool(args.compile) == bool(args.bundles):
+        raise EtcError("etc bench-tiles takes --compile DIR (where MLIR is) or --bundles DIR (on the GPU)")
+    if args.compile:
+        for path in tile_bench.compile_all(args.compile):
+            print(f"compiled {path}")
+        return 0
+    rows = []
+    for b in args.batch:
+        rows += tile_bench.run(args.bundles, batch=b)
+    print(tile_bench.table(rows))
+    if args.out:
+        tile_bench.write_rows(rows, args.out)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
 def _profile(args) -> int:
     import torch
 
@@ -212,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--iters", type=int, default=100, help="timed steps per measurement (median)")
     b.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of autotuning)")
     b.add_argument("--out", default=None, help="append JSON rows here")
+    t = sub.add_parser("bench-tiles", help="time each tile kind on its own against the read bandwidth (GPU)")
+    t.add_argument("--compile", default=None, metavar="DIR", help="write one profiling bundle per case (MLIR)")
+    t.add_argument("--bundles", default=None, metavar="DIR", help="time the bundles in DIR (GPU)")
+    t.add_argument("--batch", type=int, nargs="+", default=[1])
+    t.add_argument("--out", default=None, help="append JSON rows here")
     p = sub.add_parser("profile", help="per-stage breakdown and per-SM timeline of one step (GPU)")
     p.add_argument("--bundle", required=True, help="a bundle compiled with --profile")
     p.add_argument("--model", default=None)
@@ -219,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctx", type=int, default=1024)
     p.add_argument("--out", default="etc-profile")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    commands = {"compile": _compile, "generate": _generate, "bench": _bench, "profile": _profile}
+    commands = {"compile": _compile, "generate": _generate, "bench": _bench, "bench-tiles": _bench_tiles,
+                "profile": _profile}
     try:
         return commands[args.command](args)
     except EtcError as e:

@@ -503,13 +503,16 @@ class Megakernel:
         results = [out[b.name].clone() for b in self.bundle.outputs() if b.role == "output"]
         return (*results, k_caches, v_caches)
 
-    def prepare(self, tokens, positions, k_caches, v_caches) -> "PreparedStep":
-        """A decode step bound once to these tensors, for replay like a CUDA graph: each call of the result
-        only launches (asynchronously, on the current stream) and reads the tensors' contents at that
-        time, so update tokens and positions in place between calls. Its `outputs` are the output views
-        (valid once the step is done: `wait()` or a stream synchronization)."""
+    def prepare(self, tokens=None, positions=None, k_caches=None, v_caches=None, *,
+                inputs: Mapping[str, "torch.Tensor"] | None = None) -> "PreparedStep":
+        """A step bound once to these tensors (the decoder's arguments, or every input by bundle name in
+        `inputs`), for replay like a CUDA graph: each call of the result only launches (asynchronously, on
+        the current stream) and reads the tensors' contents at that time, so update tokens and positions
+        in place between calls. Its `outputs` are the output views (valid once the step is done: `wait()`
+        or a stream synchronization)."""
         self._usable()
-        inputs = self._decoder_inputs(tokens, positions, k_caches, v_caches)
+        if inputs is None:
+            inputs = self._decoder_inputs(tokens, positions, k_caches, v_caches)
         return PreparedStep(self, inputs)
 
     def new_caches(self, batch: int, max_context: int):

@@ -1,0 +1,190 @@
+"""Tile micro-benchmarks: one tile kind at a time, each its own megakernel, against the read bandwidth.
+
+Each case is a one-op PyTorch module (Llama-3.2-1B shapes) compiled with the profiling build, so the
+tile's time is read from its own %globaltimer stamps (first tile start to last tile end, no launch in
+it). Achieved bandwidth = the bytes the op must move (inputs, weights, outputs once) over that time,
+next to a read bandwidth measured in the same run and the same op in PyTorch (CUDA-graph replay,
+launch included). Compile where MLIR is; run on the GPU:
+
+    etc bench-tiles --compile DIR                  # one profiling bundle per case
+    etc bench-tiles --bundles DIR [--out rows.jsonl] [--batch 1]
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Callable
+
+from etc.errors import EtcError
+
+
+def _modules():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from etc.models.decoder import RMSNorm
+
+    bf16 = torch.bfloat16
+
+    class Linear(nn.Module):  # a projection (q_proj / o_proj, down_proj, LM head shapes)
+        def __init__(self, n, k):
+            super().__init__()
+            self.proj = nn.Linear(k, n, bias=False, dtype=bf16)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    class GateUp(nn.Module):  # the MLP's gate and up projections with SiLU * mul (one fused tile)
+        def __init__(self, n, k):
+            super().__init__()
+            self.gate_proj = nn.Linear(k, n, bias=False, dtype=bf16)
+            self.up_proj = nn.Linear(k, n, bias=False, dtype=bf16)
+
+        def forward(self, x):
+            return F.silu(self.gate_proj(x)) * self.up_proj(x)
+
+    class Norm(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.norm = RMSNorm(k, 1e-5, dtype=bf16)
+
+        def forward(self, x):
+            return self.norm(x)
+
+    class Embed(nn.Module):
+        def __init__(self, vocab, k):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, k, dtype=bf16)
+
+        def forward(self, ids):
+            return self.embed(ids)
+
+    return Linear, GateUp, Norm, Embed
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable  # () -> nn.Module (on the meta device when compiling)
+    inputs: Callable  # (batch, device) -> tuple of example inputs
+    moved: Callable | None = None  # (batch) -> bytes the op must move, when not every buffer once
+
+
+def cases() -> list[Case]:
+    import torch
+
+    Linear, GateUp, Norm, Embed = _modules()
+
+    def x(k):
+        return lambda batch, device: (torch.randn(batch, k, dtype=torch.bfloat16, device=device),)
+
+    def ids(vocab):
+        return lambda batch, device: (torch.randint(0, vocab, (batch,), device=device),)
+
+    return [
+        Case("linear 2048x2048 (q/o_proj)", lambda: Linear(2048, 2048), x(2048)),
+        Case("linear 8192x2048 + silu*mul (gate/up)", lambda: GateUp(8192, 2048), x(2048)),
+        Case("linear 2048x8192 (down_proj)", lambda: Linear(2048, 8192), x(8192)),
+        Case("linear 128256x2048 (LM head)", lambda: Linear(128256, 2048), x(2048)),
+        Case("rms_norm 2048", lambda: Norm(2048), x(2048)),
+        # a gather moves only its rows (ids, one table row read and written per sequence)
+        Case("embedding 128256x2048", lambda: Embed(128256, 2048), ids(128256),
+             moved=lambda batch: batch * (8 + 2 * 2048 * 2)),
+    ]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0]).strip("-")
+
+
+def compile_all(out_dir, num_sms: int = 132) -> list[Path]:
+    """One profiling bundle per case (needs MLIR); batch is symbolic in [1, 16]."""
+    import torch
+
+    import etc
+
+    out = []
+    for case in cases():
+        with torch.device("meta"):
+            model = case.make()
+        example = case.inputs(2, "meta")
+        batch = torch.export.Dim("batch", min=1, max=16)
+        dynamic = tuple({0: batch} for _ in example)
+        path = Path(out_dir) / _slug(case.name)
+        etc.compile(model, example, dynamic_shapes=dynamic, num_sms=num_sms, out=path, profile=True,
+                    model_info={"name": case.name})
+        out.append(path)
+    return out
+
+
+def moved_bytes(bundle, sizes) -> int:
+    """Bytes the op must move once: every input, weight and output buffer at `sizes`."""
+    return sum(bundle.nbytes(b.name, sizes) for b in bundle.buffers if b.role in ("input", "weight", "output"))
+
+
+def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
+    """Time every case whose bundle is in `bundles_dir` (GPU)."""
+    import torch
+
+    from etc.bench import _graph, median_ms, read_bandwidth_gbps
+    from etc.bundle import load
+    from etc.runtime import Megakernel
+
+    if not torch.cuda.is_available():
+        raise EtcError("etc bench-tiles needs a CUDA GPU; none is visible to PyTorch")
+    read = read_bandwidth_gbps()
+    rows = []
+    for case in cases():
+        path = Path(bundles_dir) / _slug(case.name)
+        if not path.is_dir():
+            continue
+        bundle = load(path)
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            model = case.make()
+        args = case.inputs(batch, "cuda")
+        names = [b.name for b in bundle.by_role("input")]
+        inputs = dict(zip(names, args))
+        with Megakernel.from_model(bundle, model) as mk:
+            step = mk.prepare(inputs=inputs)
+            spans = []
+            for i in range(10 + iters):
+                step()
+                step.wait()
+                if i >= 10:
+                    recs = mk.profile()
+                    spans.append((max(r.end_ns for r in recs) - min(r.start_ns for r in recs)) / 1e3)
+            with torch.no_grad():
+                ours = next(iter(step.outputs.values())).float()
+                ref = model(*args).float()
+            err = float((ours - ref).norm() / ref.norm().clamp_min(1e-30))
+        with torch.no_grad():
+            torch_ms = median_ms(_graph(lambda: model(*args)), iters=iters)
+        us = statistics.median(spans)
+        nbytes = case.moved(batch) if case.moved else moved_bytes(bundle, step.sizes)
+        rows.append({"case": case.name, "batch": batch, "tile_us": round(us, 2), "bytes": nbytes,
+                     "GBps": round(nbytes / us / 1e3, 1), "of_read_bw": round(nbytes / us / 1e3 / read, 3),
+                     "read_GBps": round(read, 1), "torch_graph_us": round(torch_ms * 1e3, 2),
+                     "tiles": len({(r.task, r.tile) for r in recs}), "rel_err_vs_torch": err,
+                     "gpu": torch.cuda.get_device_name()})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'case':<40} {'B':>3} {'tile us':>8} {'GB/s':>8} {'of read':>8} {'torch us':>9} {'rel err':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['case']:<40} {r['batch']:>3} {r['tile_us']:>8.2f} {r['GBps']:>8.1f} "
+                     f"{r['of_read_bw']:>8.0%} {r['torch_graph_us']:>9.2f} {r['rel_err_vs_torch']:>8.1e}")
+    if rows:
+        lines.append(f"read bandwidth measured in this run: {rows[0]['read_GBps']} GB/s")
+    return "\n".join(lines)
+
+
+def write_rows(rows: list[dict], path) -> None:
+    with open(path, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
