@@ -2,7 +2,7 @@
 
 Each case is a one-op PyTorch module (Llama-3.2-1B shapes) compiled with the profiling build, so the
 tile's time is read from its own %globaltimer stamps (first tile start to last tile end, no launch in
-it). Achieved bandwidth = the bytes the op must move (inputs, weights, outputs once) over that time,
+it), with L2 flushed before every step (the smaller weight matrices would otherwise stay in L2). Achieved bandwidth = the bytes the op must move (inputs, weights, outputs once) over that time,
 next to a read bandwidth measured in the same run and the same op in PyTorch (CUDA-graph replay,
 launch included). Compile where MLIR is; run on the GPU:
 
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from etc.errors import EtcError
+
+L2_FLUSH_BYTES = 256 << 20  # written between timed steps; the H200's L2 holds 60 MB
 
 
 def _modules():
@@ -136,6 +138,7 @@ def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
     if not torch.cuda.is_available():
         raise EtcError("etc bench-tiles needs a CUDA GPU; none is visible to PyTorch")
     read = read_bandwidth_gbps()
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device="cuda")
     rows = []
     for case in cases():
         path = Path(bundles_dir) / _slug(case.name)
@@ -152,6 +155,7 @@ def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
             step = mk.prepare(inputs=inputs)
             spans = []
             for i in range(10 + iters):
+                flush.fill_(i)  # evict the last step's weights from L2: a step must read them from HBM
                 step()
                 step.wait()
                 if i >= 10:
