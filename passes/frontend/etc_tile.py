@@ -38,7 +38,7 @@ class Tile(Pass):
     OPTIONS = (
         Option("num-sms", int, 132, "streaming multiprocessors (workers) to fill; H200: 132"),
         Option("tile-n", int, 0, "linear output features per tile; 0 picks about one tile per SM"),
-        Option("kv-chunk", int, 256, "KV slots per attention split"),
+        Option("kv-chunk", int, 128, "KV slots per attention split"),
         Option("row-tile", int, 1024, "columns per tile of row-wise elementwise kinds"),
     )
 

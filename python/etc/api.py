@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from etc import mlir_adapter as mlir
+from etc.errors import EtcError
 from etc.frontend.torch_import import export_torch_ir
 from etc.pipeline import frontend_pipeline, run_pipeline, scheduling_pipeline
 
@@ -50,9 +51,9 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
-    %globaltimer stamps; etc.Megakernel.profile() reads them). prefetch_bytes: how much of its weights a
-    linear tile asks for in L2 before it waits on its inputs (0: no prefetch); block_size: threads per
-    worker block."""
+    %globaltimer stamps; etc.Megakernel.profile() reads them). prefetch_bytes: shared memory for the
+    weight rows a linear tile's worker copies in (cp.async) before it waits on the tile's inputs (0: none);
+    block_size: threads per worker block. Where ptxas is installed the bundle also holds its cubin."""
     from etc import bundle
     from etc.codegen import ptxas
     from etc.codegen.bundle_meta import bundle_meta
@@ -71,7 +72,10 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     cubin = None
     if ptxas.ptxas_path() is not None:  # a cubin spares the GPU machine the JIT (tens of seconds for 1B)
         t0 = time.perf_counter()
-        cubin = ptxas.assemble(ptx, target)[0]
+        try:
+            cubin = ptxas.assemble(ptx, target)[0]
+        except EtcError:  # e.g. a ptxas too old for this PTX: the bundle still has the PTX for the JIT
+            cubin = None
         seconds["ptxas"] = time.perf_counter() - t0
     info = {"class": type(model).__name__, "target": target, "schedule": schedule, **(model_info or {})}
     config = getattr(model, "config", None)

@@ -82,7 +82,9 @@ def median_ms(fn, *, warmup: int = 20, iters: int = 100) -> float:
 
 
 def spread(times: list[float]) -> list[float]:
-    """[10th, 90th] percentile of the timed steps, rounded to microseconds."""
+    """[10th, 90th] percentile of the timed steps (ms, 4 decimals)."""
+    if len(times) < 2:
+        return [round(times[0], 4)] * 2 if times else [None, None]
     q = statistics.quantiles(times, n=10)
     return [round(q[0], 4), round(q[-1], 4)]
 

@@ -499,11 +499,14 @@ def _read_cubin(path: Path, meta: dict, meta_file: Path) -> bytes | None:
     if not isinstance(name, str) or not name or Path(name).name != name:
         raise EtcError(f"{meta_file}: cubin.file: expected a file name in the bundle directory, got {name!r}")
     try:
-        return (path / name).read_bytes()
+        data = (path / name).read_bytes()
     except FileNotFoundError:
         raise EtcError(f"{path}: the bundle's cubin file {name} is missing") from None
     except OSError as e:
         raise EtcError(f"{path / name}: cannot read: {e}") from None
+    if data[:4] != b"\x7fELF" or len(data) < 64:  # the driver reads it without a length: check it is an image
+        raise EtcError(f"{path / name}: not a cubin (no ELF header)")
+    return data
 
 
 def etc_version() -> str:

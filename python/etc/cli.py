@@ -1,6 +1,7 @@
 """etc: ETC's command line.
 
-  etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--out DIR]
+  etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--kv-chunk 128]
+               [--profile] [--prefetch-bytes N] [--no-fuse FUSION] [--block-size 256] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
   etc bench    --model NAME [--bundle DIR ...] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
   etc bench-tiles --compile DIR | --bundles DIR [--batch 1 ...] [--out rows.jsonl]
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--no-fuse", action="append", default=[], choices=FUSIONS, metavar="FUSION",
                    help=f"turn a front-end fusion off (repeatable): {', '.join(FUSIONS)}")
     c.add_argument("--prefetch-bytes", type=int, default=0,
-                   help="weight bytes per linear tile prefetched into L2 before its waits (0: none)")
+                   help="shared memory for the weight rows a linear tile's worker copies in before its waits (0: none)")
     g = sub.add_parser("generate", help="run a bundle on the GPU next to PyTorch (random weights)")
     g.add_argument("--bundle", required=True)
     g.add_argument("--model", default=None, help="reference model of the bundle (default: from bundle.json)")

@@ -70,7 +70,7 @@ def format_breakdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# Tile-kind colours of the timeline (RGB), in the order kinds are first met, sorted by name.
+# Tile-kind colours of the timeline (RGB), given to the kinds in name order.
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
@@ -96,7 +96,7 @@ def timeline_png(recs: list[Record], path, *, width: int = 1600, row_px: int = 5
         x0 = int((r.start_ns - t0) / span * (width - 1))
         x1 = max(x0 + 1, int((r.end_ns - t0) / span * (width - 1)))
         y = r.worker * row_px
-        img[y:y + row_px - 1, x0:x1, :] = colors[r.kind]
+        img[y:y + max(1, row_px - 1), x0:x1, :] = colors[r.kind]
     raw = b"".join(b"\x00" + row.tobytes() for row in img)  # filter type 0 per scanline
 
     def chunk(kind: bytes, data: bytes) -> bytes:

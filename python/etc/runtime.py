@@ -507,9 +507,11 @@ class Megakernel:
                 inputs: Mapping[str, "torch.Tensor"] | None = None) -> "PreparedStep":
         """A step bound once to these tensors (the decoder's arguments, or every input by bundle name in
         `inputs`), for replay like a CUDA graph: each call of the result only launches (asynchronously, on
-        the current stream) and reads the tensors' contents at that time, so update tokens and positions
-        in place between calls. Its `outputs` are the output views (valid once the step is done: `wait()`
-        or a stream synchronization)."""
+        the current stream) and reads the bound tensors' contents at that time. Update them in place
+        between calls through the result's `inputs` (tokens or positions that were not already device
+        tensors of the bundle's dtype were copied here). Replays check nothing: positions must stay
+        within the caches. `outputs` are the output views (valid once the step is done: `wait()` or a
+        stream synchronization)."""
         self._usable()
         if inputs is None:
             inputs = self._decoder_inputs(tokens, positions, k_caches, v_caches)
@@ -607,8 +609,8 @@ class PreparedStep:
 
     def __init__(self, mk: Megakernel, inputs: Mapping[str, "torch.Tensor"]):
         self._mk = mk
-        self._inputs = dict(inputs)  # kept alive while bound
-        self._addresses, sizes = mk._bind_inputs(self._inputs)
+        self.inputs = dict(inputs)  # the bound tensors, by bundle name (kept alive while bound)
+        self._addresses, sizes = mk._bind_inputs(self.inputs)
         self.sizes = dict(sizes)
         self._sizes = [sizes[s.name] for s in mk.bundle.symbols]
         self.outputs = mk._output_views(sizes)

@@ -7,7 +7,7 @@ next to a read bandwidth measured in the same run and the same op in PyTorch (CU
 launch included). Compile where MLIR is; run on the GPU:
 
     etc bench-tiles --compile DIR                  # one profiling bundle per case
-    etc bench-tiles --bundles DIR [--out rows.jsonl] [--batch 1]
+    etc bench-tiles --bundles DIR [--batch 1 16] [--out rows.jsonl]
 """
 from __future__ import annotations
 
@@ -160,6 +160,8 @@ def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
                 step.wait()
                 if i >= 10:
                     recs = mk.profile()
+                    if not recs:
+                        raise EtcError(f"{path}: the step left no tile records (not a profiling bundle?)")
                     spans.append((max(r.end_ns for r in recs) - min(r.start_ns for r in recs)) / 1e3)
             with torch.no_grad():
                 ours = next(iter(step.outputs.values())).float()

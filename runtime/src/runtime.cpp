@@ -94,12 +94,14 @@ void Runtime::init() {
     throw CudaError(where + " cannot map host memory, which the watchdog's progress words need");
 
   // The module: the cubin where the device runs it (no JIT wait), else the PTX with the JIT's logs.
+  std::string cubin_error;  // why the cubin did not load, for the message if the PTX does not either
   if (!s.cubin.empty()) {
     const CUresult status = cu_.cuModuleLoadDataEx(&module_, s.cubin.data(), 0, nullptr, nullptr);
     if (status == CUDA_SUCCESS) {
       image_ = "cubin";
-    } else if (status != CUDA_ERROR_NO_BINARY_FOR_GPU && status != CUDA_ERROR_INVALID_IMAGE) {
-      throw CudaError("cuModuleLoadDataEx (the kernel's cubin for " + where + ") failed: " + cu_.describe(status));
+    } else {
+      module_ = nullptr;
+      cubin_error = "; the cubin did not load either: " + cu_.describe(status);
     }
   }
   if (module_ == nullptr) {
@@ -114,7 +116,7 @@ void Runtime::init() {
       std::string log = error_log.data();
       if (log.empty()) log = info_log.data();
       throw CudaError("cuModuleLoadDataEx (JIT of the kernel's PTX for " + where + ") failed: " +
-                      cu_.describe(status) + (log.empty() ? std::string() : "\nJIT log:\n" + log));
+                      cu_.describe(status) + cubin_error + (log.empty() ? std::string() : "\nJIT log:\n" + log));
     }
     image_ = "ptx";
   }

@@ -72,7 +72,7 @@ def test_write_load_round_trip(tmp_path):
 
 
 def test_cubin_round_trip_and_stale_cubin(tmp_path):
-    elf = b"\x7fELF\x00\x01binary\x00with NULs"
+    elf = b"\x7fELF\x00\x01binary\x00with NULs" + bytes(64)
     written = B.write(tmp_path / "b", meta(), PTX, elf, "sm_90a")
     loaded = B.load(tmp_path / "b")
     assert loaded.cubin == written.cubin == elf and loaded.cubin_arch == "sm_90a"
@@ -83,6 +83,9 @@ def test_cubin_round_trip_and_stale_cubin(tmp_path):
     B.write(tmp_path / "c", meta(), PTX, elf)
     (tmp_path / "c" / "kernel.cubin").unlink()
     with pytest.raises(EtcError, match="the bundle's cubin file kernel.cubin is missing$"):
+        B.load(tmp_path / "c")
+    (tmp_path / "c" / "kernel.cubin").write_text("not an image")
+    with pytest.raises(EtcError, match=r"kernel.cubin: not a cubin \(no ELF header\)$"):
         B.load(tmp_path / "c")
 
 

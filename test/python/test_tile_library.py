@@ -76,12 +76,13 @@ def test_linear_tiles_with_prefetched_weight_rows_match_the_reference(cases, row
     reads those rows from there (3 rows: some of each tile; 10000: every row, capped by the tile)."""
     from etc.codegen.kernel import prefetch_plan
 
-    selected = [c for c in cases if c.task.kind == "linear" and c.name.startswith(("tiny-llama/", "tiny-gpt/"))]
-    assert len(selected) >= 8
+    selected = [c for c in cases if c.task.kind == "linear"
+                and c.name.startswith(("tiny-llama/", "tiny-gpt/", "llama-1b/"))]
+    assert len(selected) >= 10
     failures, planned = [], 0
     for case in selected:
-        row_bytes = int(case.task.params["in_features"]) * 2
-        budget = min(rows * row_bytes * 2, 128 * 1024)
+        matrices = 2 if "silu_mul" in case.task.params.get("epilogue", ()) else 1
+        budget = min(rows * int(case.task.params["in_features"]) * 2 * matrices, 128 * 1024)
         plan = prefetch_plan(case.task, case.program, budget)
         planned += plan is not None
         got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, prefetch_bytes=budget)

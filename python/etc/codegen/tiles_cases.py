@@ -2,7 +2,7 @@
 results (etc.reference.run_tile over every tile of the task's grid).
 
 Programs come from the tiny models (fused and unfused) and from hand-written one-task programs with the
-Llama-3.2-1B tile shapes (hidden 2048, MLP 8192, head_dim 64, GQA 32/8, kv_chunk 256, lm_head tile_n 976)
+Llama-3.2-1B tile shapes (hidden 2048, MLP 8192, head_dim 64, GQA 32/8, kv_chunk 128, lm_head tile_n 976)
 but fewer output rows, so that the weights stay small; plus argmax, elementwise bodies and the param
 variants the models do not produce.
 
@@ -203,7 +203,7 @@ def _linear(name, k, n, tile_n, *, prologue="rms_norm", epilogue=(), head_dim=64
 
 def llama_programs() -> dict[str, object]:
     """Llama-3.2-1B tile shapes with fewer output rows (the code depends on N only through the last tile)."""
-    attn = {"head_dim": 64, "kv_chunk": 256, "num_heads": 32, "num_kv_heads": 8, "scale": 0.125}
+    attn = {"head_dim": 64, "kv_chunk": 128, "num_heads": 32, "num_kv_heads": 8, "scale": 0.125}
     progs = {
         "q_proj": _linear("q", 2048, 128, 64, epilogue=["rope"]),
         "k_proj": _linear("k", 2048, 128, 64, epilogue=["rope", "kv_append"], cache_heads=2),

@@ -54,8 +54,9 @@ int etc_rt_bind(etc_rt* rt, int n, const int32_t* indices, const uint64_t* addre
 int etc_rt_allocate(etc_rt* rt, int index, uint64_t bytes, uint64_t* address_out);
 
 /* One decode step on `stream` with sizes[num_symbols]: waits (timeout_s) for a previous step still
- * pending, uploads the buffer table and sizes, clears the ready queue, launches cooperatively with the
- * next epoch. etc_rt_wait waits for it; etc_rt_step does both. */
+ * pending, uploads the buffer table and sizes (when they changed since the last upload), clears the
+ * ready queue, launches cooperatively with the next epoch. etc_rt_wait waits for it; etc_rt_step does
+ * both. */
 int etc_rt_launch(etc_rt* rt, const int64_t* sizes, uint64_t stream, double timeout_s);
 int etc_rt_wait(etc_rt* rt, double timeout_s);
 int etc_rt_step(etc_rt* rt, const int64_t* sizes, uint64_t stream, double timeout_s);

@@ -7,7 +7,7 @@
 // CHECK: kind = "linear", params = {{{.*}}out_features = 8192 : i64, {{.*}}tile_n = 64 : i64}
 // CHECK: kind = "linear", params = {{{.*}}out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
 // CHECK: kind = "linear", params = {{{.*}}out_features = 128256 : i64, {{.*}}tile_n = 976 : i64}
-// CHECK: kind = "attention", params = {{{.*}}kv_chunk = 256 : i64
+// CHECK: kind = "attention", params = {{{.*}}kv_chunk = 128 : i64
 // CHECK: kind = "silu_mul", params = {{{.*}}tile_c = 1024 : i64}
 // SMALL-LABEL: func.func @shapes
 // SMALL: out_features = 8192 : i64, {{.*}}tile_n = 1024 : i64}
