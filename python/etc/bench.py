@@ -58,8 +58,9 @@ def step_bytes(config, batch: int, ctx: int) -> int:
     return params * item + kv
 
 
-def timings_ms(fn, *, warmup: int = 20, iters: int = 100) -> list[float]:
-    """Milliseconds of each of `iters` runs of fn(), each between two CUDA events, after a warm-up."""
+def timings_ms(fn, *, warmup: int = 20, iters: int = 100, before=None) -> list[float]:
+    """Milliseconds of each of `iters` runs of fn(), each between two CUDA events, after a warm-up;
+    before(), when given, runs ahead of every timed run, outside the events (e.g. an L2 flush)."""
     import torch
 
     for _ in range(warmup):
@@ -67,6 +68,8 @@ def timings_ms(fn, *, warmup: int = 20, iters: int = 100) -> list[float]:
     torch.cuda.synchronize()
     times = []
     for _ in range(iters):
+        if before is not None:
+            before()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()

@@ -131,7 +131,7 @@ def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
     """Time every case whose bundle is in `bundles_dir` (GPU)."""
     import torch
 
-    from etc.bench import _graph, read_bandwidth_gbps
+    from etc.bench import _graph, read_bandwidth_gbps, timings_ms
     from etc.bundle import load
     from etc.runtime import Megakernel
 
@@ -169,16 +169,8 @@ def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
             err = float((ours - ref).norm() / ref.norm().clamp_min(1e-30))
         with torch.no_grad():
             replay = _graph(lambda: model(*args))
-        times = []
-        for i in range(10 + iters):  # the same op in PyTorch, replayed from a CUDA graph, L2 flushed too
-            flush.fill_(i)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            replay()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        torch_ms = statistics.median(times[10:])
+        # the same op in PyTorch, replayed from a CUDA graph, L2 flushed too
+        torch_ms = statistics.median(timings_ms(replay, warmup=10, iters=iters, before=lambda: flush.fill_(1)))
         us = statistics.median(spans)
         nbytes = case.moved(batch) if case.moved else moved_bytes(bundle, step.sizes)
         rows.append({"case": case.name, "batch": batch, "tile_us": round(us, 2), "bytes": nbytes,
