@@ -119,7 +119,7 @@ class LowerToGpu(Pass):
             module_op.regions[0].blocks[0].append(gpu_module.operation)
             module_op.attributes["gpu.container_module"] = ir.UnitAttr.get()
             # the launch needs this much dynamic shared memory: the largest tile's
-            prefetch = max((p.offset + len(p.roles) * p.rows * p.row_bytes for p in plans.values()), default=0)
+            prefetch = max((p.end for p in plans.values()), default=0)
             kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(max(own, prefetch))
 
 

@@ -44,6 +44,14 @@ def _exact_logits(model, tokens, positions, k, v):
     return out
 
 
+def need_cuda(what: str) -> None:
+    """EtcError (one line) unless PyTorch sees a CUDA GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EtcError(f"{what} needs a CUDA GPU; none is visible to PyTorch")
+
+
 def step_bytes(config, batch: int, ctx: int) -> int:
     """Bytes one decode step must read: every weight once (tied embeddings once) and the K and V caches
     of every layer up to `ctx` slots."""
@@ -128,8 +136,7 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
 
     from etc.models.decoder import CONFIGS, build_model, make_kv_caches
 
-    if not torch.cuda.is_available():
-        raise EtcError("etc bench needs a CUDA GPU; none is visible to PyTorch")
+    need_cuda("etc bench")
     if name not in CONFIGS:
         raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
     c = CONFIGS[name]
@@ -191,6 +198,15 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
                 row["etc_error"] = str(e).splitlines()[0]
         rows.append({key: row.get(key) for key in ROW_KEYS + EXTRA_KEYS})
     return rows
+
+
+def run_batches(name: str, batches, **kwargs) -> list[dict]:
+    """run() for each batch size, with the reference model built once."""
+    from etc.models.decoder import CONFIGS, build_model
+
+    need_cuda("etc bench")
+    model = build_model(name, seed=kwargs.get("seed", 0)).cuda().eval() if name in CONFIGS else None
+    return [row for b in batches for row in run(name, batch=b, model=model, **kwargs)]
 
 
 def _commit() -> str:

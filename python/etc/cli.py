@@ -73,12 +73,10 @@ def _compile(args) -> int:
 
 def _gpu_model(command: str, bundle: str, model_name: str | None, seed: int = 0):
     """(name, config, model on the GPU) of the reference model a bundle was compiled from."""
-    import torch
-
+    from etc.bench import need_cuda
     from etc.models import CONFIGS, build_model
 
-    if not torch.cuda.is_available():
-        raise EtcError(f"{command} needs a CUDA GPU; none is visible to PyTorch")
+    need_cuda(command)
     meta = json.loads((Path(bundle) / "bundle.json").read_text())
     name = model_name or meta.get("model", {}).get("name")
     if name not in CONFIGS:
@@ -111,28 +109,21 @@ def _generate(args) -> int:
     return 0 if same else 1
 
 
-def torch_cuda_available() -> bool:
-    import torch
+def _report(rows: list[dict], table: str, out) -> None:
+    from etc import bench
 
-    return torch.cuda.is_available()
+    print(table)
+    if out:
+        bench.write_rows(rows, out)
+        print(f"wrote {len(rows)} rows to {out}")
 
 
 def _bench(args) -> int:
     from etc import bench
 
-    rows = []
-    model = None
-    for b in args.batch:
-        if model is None and torch_cuda_available():
-            from etc.models import build_model
-
-            model = build_model(args.model).cuda().eval()  # built once for every batch size
-        rows += bench.run(args.model, batch=b, ctx=args.ctx, bundles=args.bundle, iters=args.iters,
-                          with_compile=not args.no_compile, model=model)
-    print(bench.table(rows))
-    if args.out:
-        bench.write_rows(rows, args.out)
-        print(f"wrote {len(rows)} rows to {args.out}")
+    rows = bench.run_batches(args.model, args.batch, ctx=args.ctx, bundles=args.bundle, iters=args.iters,
+                             with_compile=not args.no_compile)
+    _report(rows, bench.table(rows), args.out)
     return 0
 
 
@@ -145,13 +136,8 @@ def _bench_tiles(args) -> int:
         for path in tile_bench.compile_all(args.compile):
             print(f"compiled {path}")
         return 0
-    rows = []
-    for b in args.batch:
-        rows += tile_bench.run(args.bundles, batch=b)
-    print(tile_bench.table(rows))
-    if args.out:
-        tile_bench.write_rows(rows, args.out)
-        print(f"wrote {len(rows)} rows to {args.out}")
+    rows = [row for b in args.batch for row in tile_bench.run(args.bundles, batch=b)]
+    _report(rows, tile_bench.table(rows), args.out)
     return 0
 
 

@@ -12,7 +12,6 @@ launch included). Compile where MLIR is; run on the GPU:
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from pathlib import Path
 from typing import Callable
@@ -131,12 +130,11 @@ def run(bundles_dir, *, batch: int = 1, iters: int = 50) -> list[dict]:
     """Time every case whose bundle is in `bundles_dir` (GPU)."""
     import torch
 
-    from etc.bench import _graph, read_bandwidth_gbps, timings_ms
+    from etc.bench import _graph, need_cuda, read_bandwidth_gbps, timings_ms
     from etc.bundle import load
     from etc.runtime import Megakernel
 
-    if not torch.cuda.is_available():
-        raise EtcError("etc bench-tiles needs a CUDA GPU; none is visible to PyTorch")
+    need_cuda("etc bench-tiles")
     read = read_bandwidth_gbps()
     flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device="cuda")
     rows = []
@@ -190,9 +188,3 @@ def table(rows: list[dict]) -> str:
     if rows:
         lines.append(f"read bandwidth measured in this run: {rows[0]['read_GBps']} GB/s")
     return "\n".join(lines)
-
-
-def write_rows(rows: list[dict], path) -> None:
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")

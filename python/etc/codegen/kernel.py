@@ -157,7 +157,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     # thread 0: progress and waits
     if plan is not None:  # all threads, before thread 0 waits
-        _prefetch_rows(loop, plan, layout, coords)
+        emit_prefetch_rows(loop, plan, layout.buffers, coords)
     lead = loop.child("w")
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
     for name, m in waits:
@@ -221,15 +221,19 @@ MAX_SHARED_BYTES = 227 * 1024 - 1024  # a block's shared memory on sm_90, less r
 @dataclasses.dataclass(frozen=True)
 class PrefetchPlan:
     """Weight rows of a linear tile that its worker copies into shared memory (cp.async, all threads)
-    before it waits on the tile's input events: `rows` rows of each read role in `roles` (weight, then
-    up_weight), `row_bytes` each, at byte `offset` of dynamic shared memory."""
-    roles: tuple[str, ...]
+    before it waits on the tile's input events: `rows` rows of each of `buffers` (the weight, then the
+    up_weight of a fused SiLU*mul), `row_bytes` each, at byte `offset` of dynamic shared memory."""
     buffers: tuple[str, ...]
     rows: int
     row_bytes: int
     tile_n: int
     out_features: int
     offset: int = PREFETCH_OFFSET
+
+    @property
+    def end(self) -> int:
+        """The first shared-memory byte past the buffer."""
+        return self.offset + len(self.buffers) * self.rows * self.row_bytes
 
 
 def prefetch_plan(task: Task, program: SmTaskProgram, budget: int) -> PrefetchPlan | None:
@@ -253,12 +257,13 @@ def prefetch_plan(task: Task, program: SmTaskProgram, budget: int) -> PrefetchPl
     rows = min(TN, budget // (row_bytes * len(roles)))
     if rows < 1 or row_bytes % 16:
         return None
-    return PrefetchPlan(roles, bufs, rows, row_bytes, TN, N)
+    return PrefetchPlan(bufs, rows, row_bytes, TN, N)
 
 
-def _prefetch_rows(e: Emitter, plan: PrefetchPlan, layout: Layout, coords: list[str]) -> None:
+def emit_prefetch_rows(e: Emitter, plan: PrefetchPlan, buffers: list[str], coords: list[str]) -> None:
     """Every thread, before the tile's waits: cp.async (16 bytes each) of the plan's weight rows of this
-    tile into the prefetch buffer, one commit group; the tile function waits for it before it reads them."""
+    tile into the prefetch buffer, one commit group; the tile function waits for it before it reads them.
+    buffers: the buffer table's order (names)."""
     n0 = e.binary("muli", coords[0], e.const(plan.tile_n))
     rows = e.binary("maxsi", e.binary("minsi", e.binary("subi", e.const(plan.out_features), n0),
                                       e.const(plan.rows)), e.const(0))
@@ -267,7 +272,7 @@ def _prefetch_rows(e: Emitter, plan: PrefetchPlan, layout: Layout, coords: list[
     step = e.binary("muli", e.emit(f"arith.index_cast {e.emit('gpu.block_dim x')} : index to i64"), e.const(16))
     smem = e.emit("llvm.mlir.addressof @etc_dynamic_smem : !llvm.ptr<3>")
     for k, name in enumerate(plan.buffers):
-        slot = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        slot = e.emit(f"llvm.getelementptr %buffers[{buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
         src = e.binary("addi", e.emit(f"llvm.load {slot} : !llvm.ptr -> i64"), e.binary("muli", n0, e.const(plan.row_bytes)))
         dst0 = plan.offset + k * plan.rows * plan.row_bytes
         off = e.fresh()
@@ -315,7 +320,7 @@ def _target(e: Emitter, program, layout: Layout, name: str, elem: list[str], shi
 
 def _spin(e: Emitter, word: str, target: str) -> None:
     ptr = e.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
-    e.line(f"scf.while : () -> () {{")
+    e.line("scf.while : () -> () {")
     v = e.fresh()
     c = e.fresh()
     e.line(f"  {v} = llvm.load {ptr} atomic syncscope(\"device\") acquire {{alignment = 8 : i64}} : !llvm.ptr -> i64")

@@ -37,11 +37,10 @@ def check_kernel_text(task, program, buffer_index, symbol_index, plan=None) -> s
         b.barrier()
         if plan is not None:
             from etc.codegen.emit import Emitter
-            from etc.codegen.kernel import _prefetch_rows
+            from etc.codegen.kernel import emit_prefetch_rows
 
-            order = sorted(buffer_index, key=buffer_index.get)
             e = Emitter(prefix=f"pf{len(b.text())}_")
-            _prefetch_rows(e, plan, _BufferOrder(order), [str(c0), str(c1), str(c2)])
+            emit_prefetch_rows(e, plan, sorted(buffer_index, key=buffer_index.get), [str(c0), str(c1), str(c2)])
             for line in e.lines:
                 b.stmt(line)
         b.stmt(f"func.call @{tile_function_name(task.id)}(%buffers, %sizes, {c0}, {c1}, {c2}) : "
@@ -49,13 +48,6 @@ def check_kernel_text(task, program, buffer_index, symbol_index, plan=None) -> s
         b.barrier()
     return "\n".join([f"gpu.func @{check_kernel_name(task.id)}(%buffers: !llvm.ptr, %sizes: !llvm.ptr) kernel {{",
                       b.text(), "  gpu.return", "}"])
-
-
-class _BufferOrder:
-    """What _prefetch_rows reads of a Layout: the buffer order."""
-
-    def __init__(self, buffers):
-        self.buffers = buffers
 
 
 def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, prefetch_bytes: int = 0) -> str:
