@@ -12,9 +12,11 @@ Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
 The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
 dynamic shared memory the launch needs. Upstream passes then lower the gpu.module to
 PTX (etc.pipeline.codegen_pipeline).
-With prefetch-bytes=N, the worker of a linear tile first copies as many of the tile's weight rows as fit
-in N bytes into shared memory (cp.async, every thread), then waits on the tile's input events: HBM
-streams those rows while the tile waits, and the tile reads them last, from shared memory.
+With weight-stream=true (the default), linear tiles whose in_features is a multiple of 256 read their
+weights through shared memory: bulk copies (cp.async.bulk) fill a ring of stages that complete on
+mbarriers (etc.codegen.weight_stream), and the worker issues the first stages before it waits on the
+tile's input events, so HBM streams them while the tile waits; such a tile's own scratch must fit below
+the ring (96 KiB). weight-stream=false: every lane loads its weights from global memory.
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
 signals, into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
@@ -46,17 +48,14 @@ class LowerToGpu(Pass):
     SUMMARY = "Build the persistent megakernel (gpu.module) of a scheduled sm_task program."
     OPTIONS = (Option("profile", bool, False, "stamp %globaltimer at every tile's start and end into the "
                                               "workspace buffer 'etc.profile'"),
-               Option("prefetch-bytes", int, 0, "shared memory for the weight rows a linear tile's worker "
-                                                "copies in (cp.async) before it waits; 0: none"))
+               Option("weight-stream", bool, True, "linear tiles stream their weights through shared memory "
+                                                   "(bulk copies, the first ones issued before the tile's waits)"))
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
 
         kernels = mlir.ops_named(module_op, "sm_task.kernel")
         if not kernels:
-            return
-        if self.option("prefetch-bytes") < 0:
-            self.error(kernels[0], f"prefetch-bytes must be >= 0, got {self.option('prefetch-bytes')}")
             return
         if self.option("profile"):
             _add_profile_buffer(module_op, kernels[0])
@@ -83,44 +82,30 @@ class LowerToGpu(Pass):
         tiles: dict[str, str] = {}  # tile function name -> text, one per distinct tile
         by_text: dict[str, str] = {}
         tile_of_task: dict[int, str] = {}
-        budget = self.option("prefetch-bytes")
-        if budget and budget + kernel.PREFETCH_OFFSET > kernel.MAX_SHARED_BYTES:
-            self.error(kernels[0], f"prefetch-bytes {budget} does not fit: the prefetch buffer starts at "
-                                   f"{kernel.PREFETCH_OFFSET} bytes and a block has {kernel.MAX_SHARED_BYTES}")
-            return
-        plans = {}
-        for task in program.tasks:
-            plan = kernel.prefetch_plan(task, program, budget)
-            if plan is not None:
-                plans[task.id] = plan
         for task in program.tasks:
             try:
                 text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index,
-                                          plans.get(task.id))
+                                          self.option("weight-stream"))
             except EtcError as e:
                 self.error(task.op, str(e))
                 continue
             name = abi.tile_function_name(task.id)
-            key = text.replace(f"@{name}(", "@TILE(")
+            key = text.replace(f"@{name}(", "@TILE(").replace(f"@{name}_issue(", "@TILE_issue(")
             if key not in by_text:  # tasks that differ only in their buffers share a tile function
                 by_text[key] = name
                 tiles[name] = text
             tile_of_task[task.id] = by_text[key]
         if len(tile_of_task) != len(program.tasks):
             return
-        own = max(kernel.shared_bytes(text) for text in tiles.values())
-        if plans and own > kernel.PREFETCH_OFFSET:
-            self.error(kernels[0], f"a tile uses {own} bytes of shared memory, past the weight prefetch buffer at "
-                                   f"{kernel.PREFETCH_OFFSET}; compile with prefetch-bytes=0")
-            return
-        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, plans)
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)
             module_op.attributes["gpu.container_module"] = ir.UnitAttr.get()
-            # the launch needs this much dynamic shared memory: the largest tile's
-            prefetch = max((p.end for p in plans.values()), default=0)
-            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(max(own, prefetch))
+            # the launch needs this much dynamic shared memory: the largest tile's (a streaming tile's
+            # counts its ring)
+            own = max(kernel.shared_bytes(text) for text in tiles.values())
+            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(own)
 
 
 def _add_profile_buffer(module_op, kernel_op) -> None:

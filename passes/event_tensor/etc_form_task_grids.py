@@ -325,20 +325,23 @@ class _Former:
             if not isinstance(p, tiles.Tiled):
                 continue  # the producer tile covers this dim: nothing to tell apart
             extent = producer.grid[p.grid_dim]
-            pd = ir.AffineDimExpr.get(p.grid_dim)
+            if p.share > 1:  # tiles that share a block notify it together
+                if not mlir.is_constant(extent):
+                    continue
+                extent = ir.AffineConstantExpr.get(-(-mlir.constant_value(extent) // p.share))
             if isinstance(c, tiles.Tiled):
-                cd = ir.AffineDimExpr.get(c.grid_dim)
+                # a consumer tile reading part of a shared block waits for the whole block
                 if c.size % p.size == 0:
                     ratio = c.size // p.size
                     if ratio == 1 or (mlir.is_constant(extent) and mlir.constant_value(extent) % ratio == 0):
-                        notify.append(pd if ratio == 1 else ir.AffineExpr.get_floor_div(pd, ratio))
-                        wait.append(cd)
+                        notify.append(_block(p.grid_dim, p.share * ratio))
+                        wait.append(_block(c.grid_dim, c.share))
                         shape.append(extent if ratio == 1 else
                                      ir.AffineConstantExpr.get(mlir.constant_value(extent) // ratio))
                         continue
                 elif p.size % c.size == 0:
-                    notify.append(pd)
-                    wait.append(ir.AffineExpr.get_floor_div(cd, p.size // c.size))
+                    notify.append(_block(p.grid_dim, p.share))
+                    wait.append(_block(c.grid_dim, c.share * (p.size // c.size)))
                     shape.append(extent)
                     continue
             # The consumer reads across producer tiles along this dim: the dim collapses.
@@ -433,6 +436,12 @@ def _cols_expr(buf: _Buffer) -> ir.AffineExpr:
     for d in buf.shape[1:]:
         cols = cols * d
     return cols
+
+
+def _block(grid_dim: int, tiles_per_block: int):
+    """The affine coordinate of the block a tile falls in: d, or d floordiv n."""
+    d = ir.AffineDimExpr.get(grid_dim)
+    return d if tiles_per_block == 1 else ir.AffineExpr.get_floor_div(d, tiles_per_block)
 
 
 def _regions(grid: _Grid, role: str, rank: int) -> tuple:

@@ -2,7 +2,9 @@
 
 Matches: every `etc.tile` op.
 Produces: the tile-shape params that etc.tiles defines per kind: `tile_n` for linear (about one tile per
-SM, a multiple of head_dim when the epilogue works per head, else of 8), `kv_chunk` for attention (the
+SM, a multiple of head_dim when the epilogue works per head, else of 8; with split-heads, a linear whose
+per-head steps are only rope and kv_append and whose heads outnumber the SMs' share gets tile_n dividing
+head_dim, so a head's rotate-half pairs spread over several tiles, etc.tiles), `kv_chunk` for attention (the
 KV length one split covers), `tile_c` for row-wise elementwise kinds. Sizes need not divide evenly: the
 last tile is short.
 Guarantees: every tile kind's coverage rules hold (a per-head epilogue sees whole heads, a norm's dim
@@ -20,7 +22,13 @@ from etc import mlir_adapter as mlir
 from etc.frontend import torch_ops as T
 from etc.passes.base import Option, Pass
 
+from etc.tiles import SPLIT_HEAD_STEPS
+
 PER_HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
+SPLIT_UNIT = 16  # a split head's tile_n is a multiple of this (two 8-aligned halves)
+# ... and at least this: a tile has a fixed cost of a few microseconds (measured on the H200: q/k/v tiles of
+# 16 columns of Llama-3.2-1B took 6.6 us each for 64 KB, and their 192 tiles took two rounds of 132 SMs)
+SPLIT_MIN = 32
 MAX_HEAD_DIM = 256
 
 
@@ -40,6 +48,7 @@ class Tile(Pass):
         Option("tile-n", int, 0, "linear output features per tile; 0 picks about one tile per SM"),
         Option("kv-chunk", int, 128, "KV slots per attention split"),
         Option("row-tile", int, 1024, "columns per tile of row-wise elementwise kinds"),
+        Option("split-heads", bool, True, "let a rope / kv_append linear split heads over several tiles"),
     )
 
     def run(self, module_op) -> None:
@@ -67,11 +76,20 @@ class Tile(Pass):
             k, n = params["in_features"], params["out_features"]
             if k % 8:
                 raise ValueError(f"in_features {k} is not a multiple of 8 (16-byte bf16 loads)")
-            per_head = any(s in PER_HEAD_STEPS for s in params.get("epilogue", []))
-            unit = params["head_dim"] if per_head else 8
-            if per_head and n % unit:
+            steps = [s for s in params.get("epilogue", []) if s in PER_HEAD_STEPS]
+            unit = params["head_dim"] if steps else 8
+            if steps and n % unit:
                 raise ValueError(f"out_features {n} is not a whole number of heads of {unit}")
-            tile_n = self.option("tile-n") or _round_up(_ceildiv(n, self.option("num-sms")), unit)
+            want = self.option("tile-n") or _ceildiv(n, self.option("num-sms"))
+            splittable = self.option("split-heads") and set(steps) <= set(SPLIT_HEAD_STEPS)
+            if steps and want < unit and splittable:  # a head over several tiles
+                parts = [t for t in range(SPLIT_UNIT, unit, SPLIT_UNIT)
+                         if unit % t == 0 and t >= max(want, SPLIT_MIN)]
+                if self.option("tile-n") and self.option("tile-n") not in parts:
+                    raise ValueError(f"tile-n {want} neither holds whole heads of {unit} nor splits them "
+                                     f"(a divisor of {unit} that is a multiple of {SPLIT_UNIT})")
+                return {"tile_n": parts[0] if parts else unit}
+            tile_n = self.option("tile-n") or _round_up(want, unit)
             if tile_n % unit:
                 raise ValueError(f"tile-n {tile_n} does not hold whole heads of {unit}")
             return {"tile_n": tile_n}

@@ -10,36 +10,40 @@ from etc.pipeline import frontend_pipeline, run_pipeline, scheduling_pipeline
 
 
 def import_torch(model, example_args, dynamic_shapes=None, *, fuse=True, num_sms: int = 132, tile_n: int = 0,
-                 kv_chunk: int = 128):
+                 kv_chunk: int = 128, split_heads: bool = True):
     """Import one decode step of `model` into event_tensor IR (an mlir.ir.Module).
 
     example_args: the forward arguments (tuple); dynamic_shapes: torch.export's form (torch.export.Dim),
     e.g. etc.models.decoder.dynamic_shapes_for(config). Parameters may be on the meta device.
-    fuse: True, False or {fusion name: bool} (etc.pipeline.FUSIONS); num_sms, tile_n, kv_chunk: etc-tile's options.
+    fuse: True, False or {fusion name: bool} (etc.pipeline.FUSIONS); num_sms, tile_n, kv_chunk, split_heads:
+    etc-tile's options.
     Raises EtcError (one line, with the PyTorch source location where there is one).
     """
     imported = export_torch_ir(model, example_args, dynamic_shapes)
     ctx = mlir.new_context(allow_unregistered=True)
     module = mlir.parse(imported.text, ctx, source_name=f"<torch import of {type(model).__name__}>")
-    return run_pipeline(module, frontend_pipeline(fuse=fuse, num_sms=num_sms, tile_n=tile_n, kv_chunk=kv_chunk))
+    return run_pipeline(module, frontend_pipeline(fuse=fuse, num_sms=num_sms, tile_n=tile_n, kv_chunk=kv_chunk,
+                                                  split_heads=split_heads))
 
 
 def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: int = 132, dynamic_shapes=None,
-                     early_push: bool = False, fuse=True, tile_n: int = 0, kv_chunk: int = 128):
+                     early_push: bool = False, fuse=True, tile_n: int = 0, kv_chunk: int = 128,
+                     split_heads: bool = True):
     """Import `model` and schedule it for `num_sms` workers: sm_task IR (an mlir.ir.Module).
 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
     """
     return _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms, dynamic_shapes=dynamic_shapes,
-                        early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk)[0]
+                        early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
+                        split_heads=split_heads)[0]
 
 
 def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, early_push=False, fuse, tile_n,
-                 kv_chunk, block_size=256):
+                 kv_chunk, block_size=256, split_heads=True):
     """compile_to_tasks, with the seconds each stage took."""
     t0 = time.perf_counter()
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
-                          kv_chunk=kv_chunk)
+                          kv_chunk=kv_chunk, split_heads=split_heads)
     t1 = time.perf_counter()
     run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push, block_size))
     return module, {"import": t1 - t0, "schedule": time.perf_counter() - t1}
@@ -47,13 +51,13 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
 
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
             num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 128, model_info: dict | None = None,
-            profile: bool = False, prefetch_bytes: int = 0, block_size: int = 256):
+            profile: bool = False, weight_stream: bool = True, block_size: int = 256, split_heads: bool = True):
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
-    %globaltimer stamps; etc.Megakernel.profile() reads them). prefetch_bytes: shared memory for the
-    weight rows a linear tile's worker copies in (cp.async) before it waits on the tile's inputs (0: none);
-    block_size: threads per worker block. Where ptxas is installed the bundle also holds its cubin."""
+    %globaltimer stamps; etc.Megakernel.profile() reads them). weight_stream: linear tiles read their
+    weights through shared memory, bulk copies issued before the tile's waits (etc.codegen.weight_stream);
+    block_size: threads per worker block; split_heads: etc-tile's split-heads. Where ptxas is installed the bundle also holds its cubin."""
     from etc import bundle
     from etc.codegen import ptxas
     from etc.codegen.bundle_meta import bundle_meta
@@ -63,9 +67,9 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
 
     module, seconds = _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms,
                                    dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
-                                   block_size=block_size)
+                                   block_size=block_size, split_heads=split_heads)
     t0 = time.perf_counter()
-    run_pipeline(module, codegen_pipeline(target, profile, prefetch_bytes))
+    run_pipeline(module, codegen_pipeline(target, profile, weight_stream))
     program = SmTaskProgram.of(module.operation)
     ptx = ptx_of(module)
     seconds["codegen"] = time.perf_counter() - t0

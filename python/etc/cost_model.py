@@ -131,7 +131,7 @@ def _tile_elements(task: Task, role: str | None, shape: tuple[int, ...], tiles_c
     elems = 1
     for part, extent in zip(region, shape):
         if isinstance(part, tiles.Tiled):
-            elems *= min(part.size, extent)
+            elems *= min(part.size, extent) / part.share
         elif isinstance(part, tiles.Anywhere):
             elems *= 1
         else:

@@ -193,7 +193,8 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
 FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")
 
 
-def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 128) -> str:
+def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 128,
+                      split_heads: bool = True) -> str:
     """The pipeline text from imported torch IR to event_tensor IR: raise, fuse, tile, form event tensors.
 
     fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS).
@@ -208,7 +209,8 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
             raise PipelineError(f"{name} must be a positive integer, got {value!r}")
     fusions = [f"etc-fuse-{name}{{enable={'true' if fuse.get(name, True) else 'false'}}}" for name in FUSIONS]
     return ",".join(["etc-raise-torch", "etc-raise-elementwise", *fusions,
-                     f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk}}}",
+                     f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk} "
+                     f"split-heads={'true' if split_heads else 'false'}}}",
                      "etc-form-task-grids", "etc-derive-wait-counts", "etc-verify-event-tensor"])
 
 
@@ -221,8 +223,9 @@ def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
             "gpu-module-to-binary{format=isa}")
 
 
-def codegen_pipeline(target: str = "sm_90a", profile: bool = False, prefetch_bytes: int = 0) -> str:
+def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_stream: bool = True) -> str:
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
     GPU -> NVVM -> PTX."""
-    return (f"etc-lower-to-gpu{{profile={'true' if profile else 'false'} prefetch-bytes={int(prefetch_bytes)}}},"
+    flag = {True: "true", False: "false"}
+    return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]}}},"
             + gpu_lowering_pipeline(target))

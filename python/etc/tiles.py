@@ -32,8 +32,12 @@ Kinds (grid; reads -> writes; params):
                     "head_rms_norm":per head segment of head_dim: rms_norm with head_norm_weight, head_norm_eps
                     "rope":         per head segment: rope as below (reads positions, inv_freq)
                     "kv_append":    cache[r, head, positions[r], :] = y[r, head segment] (writes cache)
-                  Steps that work per head need tile_n % head_dim == 0. When y is only stored into the cache,
-                  write_roles has no "y".
+                  Steps that work per head need tile_n % head_dim == 0, except a *split head*: when the
+                  per-head steps are only rope and kv_append, tile_n may divide head_dim D (tile_n % 16 == 0);
+                  then P = D / tile_n consecutive tiles share a head, tile j taking its rotate-half pairs:
+                  cols = h*D + q*tile_n/2 + [0, tile_n/2) and h*D + D/2 + q*tile_n/2 + [0, tile_n/2),
+                  h = j // P, q = j % P (rope pairs them with inv_freq[q*tile_n/2 :][: tile_n/2]).
+                  When y is only stored into the cache, write_roles has no "y".
   rope            (R, C/head_dim) x[R,C], positions[R], inv_freq[head_dim/2] -> y[R,C]      head_dim
                   f = f32(positions[r]) * inv_freq; e = cat(f, f); cos = round(cos(e)), sin = round(sin(e));
                   y = round(round(x * cos) + round(rotate_half(x) * sin)), rotate_half(x) = cat(-x2, x1).
@@ -73,9 +77,12 @@ class Full:
 
 @dataclasses.dataclass(frozen=True)
 class Tiled:
-    """The tile touches [d * size, (d + 1) * size) of this buffer dim, d = tile coordinate `grid_dim`."""
+    """The tile touches [b * size, (b + 1) * size) of this buffer dim, b = d // share, d = tile coordinate
+    `grid_dim`: each tile its own block (share 1), or `share` consecutive tiles one block together (each
+    a part of it: a linear tile of a split head)."""
     grid_dim: int
     size: int
+    share: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +126,11 @@ def regions(kind: str, params: dict, role: str, rank: int) -> Region:
     """The region of an operand buffer of `rank` dims that one tile of `kind` touches."""
     full = (Full(),) * rank
     if kind == "linear":
-        tn = params["tile_n"]
+        tn, share = params["tile_n"], split_head_tiles(params)
         if role in ("y", "residual"):
-            return (Full(), Tiled(0, tn))
+            return (Full(), Tiled(0, params["head_dim"], share) if share > 1 else Tiled(0, tn))
         if role == "cache":
-            return (Full(), Tiled(0, tn // params["head_dim"]), Anywhere(), Full())
+            return (Full(), Tiled(0, 1, share) if share > 1 else Tiled(0, tn // params["head_dim"]), Anywhere(), Full())
         return full
     if kind in ("rms_norm", "layer_norm") and role in ("x", "y"):
         return (Tiled(0, 1), Tiled(1, params["dim"]))
@@ -169,3 +176,15 @@ def regions(kind: str, params: dict, role: str, rank: int) -> Region:
                 return full
         return (Tiled(0, 1), Tiled(1, tc))
     raise KeyError(f"unknown tile kind '{kind}'")
+
+
+SPLIT_HEAD_STEPS = ("rope", "kv_append")  # the per-head epilogue steps a split head allows
+
+
+def split_head_tiles(params: dict) -> int:
+    """P, the tiles sharing one head, for a linear whose head is split (tile_n < head_dim); else 1."""
+    d, tn = params.get("head_dim"), params["tile_n"]
+    per_head = any(s in ("head_rms_norm",) + SPLIT_HEAD_STEPS for s in params.get("epilogue", ()))
+    if not per_head or not d or tn >= d:
+        return 1
+    return d // tn

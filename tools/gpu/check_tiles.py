@@ -129,7 +129,7 @@ def prepare(outdir: str, cases=None) -> None:
         program = group[0].program
         buffer_index, symbol_index = default_indices(program)
         tasks = list({c.task.id: c.task for c in group}.values())
-        text = harness_module_text(program, tasks, buffer_index, symbol_index)
+        text = harness_module_text(program, tasks, buffer_index, symbol_index, weight_stream=True)
         ptx_name = f"ptx/group{g}.ptx.gz"
         with gzip.open(os.path.join(outdir, ptx_name), "wt") as f:
             f.write(ptxas.compile_ptx_text(text))
@@ -154,7 +154,7 @@ def prepare(outdir: str, cases=None) -> None:
             manifest["cases"].append({
                 "name": case.name, "ptx": ptx_name, "mlir": f"ptx/group{g}.mlir.gz",
                 "kernel": check_kernel_name(case.task.id), "grid": case.tiles, "block": case.block,
-                "shared_bytes": tile_shared_bytes(case.task, program, buffer_index, symbol_index),
+                "shared_bytes": tile_shared_bytes(case.task, program, buffer_index, symbol_index, weight_stream=True),
                 "num_buffers": len(buffer_index), "sizes": sizes, "buffers": buffers})
     with open(os.path.join(outdir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)

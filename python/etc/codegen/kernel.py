@@ -95,15 +95,17 @@ def operand_index(task: Task) -> dict[str, int]:
 
 
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
-                    layout: Layout, plans: dict[int, PrefetchPlan] | None = None) -> str:
+                    layout: Layout) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
-    plans: task id -> the weight rows its worker prefetches into shared memory before each tile's waits."""
-    from etc.codegen.tile_library import DYNAMIC_SHARED_DECL
+    A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
+    called by every thread before the tile's waits."""
+    from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, has_issue_function
 
-    plans = plans or {}
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
-    parts += [_run_function(t, program, layout, tile_of_task[t.id], plans.get(t.id)) for t in program.tasks]
+    for t in program.tasks:
+        name = tile_of_task[t.id]
+        parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name)))
     parts.append(_kernel(program, layout))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
@@ -123,7 +125,7 @@ POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : 
 
 
 def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
-                  plan: PrefetchPlan | None = None) -> str:
+                  issue: bool = False) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
     task: the one tile `first`, popped ready, so it does not wait)."""
     e = Emitter()
@@ -155,9 +157,10 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     coords += [loop.const(0)] * (abi.MAX_GRID_RANK - len(coords))
     waits = [] if dynamic else [(c, m) for c, m in zip(task.waits, task.wait_maps)]
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
+    args = f"({table}, %sizes, {coords[0]}, {coords[1]}, {coords[2]}) : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()"
+    if issue:  # all threads, before thread 0 waits: the first weight blocks stream in during the waits
+        loop.line(f"func.call @{tile_function}_issue{args}")
     # thread 0: progress and waits
-    if plan is not None:  # all threads, before thread 0 waits
-        emit_prefetch_rows(loop, plan, layout.buffers, coords)
     lead = loop.child("w")
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
     for name, m in waits:
@@ -191,8 +194,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     if layout.profile_offset:  # ... and when it has signalled
         _stamp(signal, layout, task.id, "%tile", 1, None)
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
-    call = (f"func.call @{tile_function}({table}, %sizes, {coords[0]}, {coords[1]}, {coords[2]})"
-            " : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
+    call = f"func.call @{tile_function}{args}"
     loop_body = loop.body("      ") + f"""
       scf.if {is_leader} {{
 {lead.body("        ")}
@@ -212,79 +214,6 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     }}
     return
 }}"""
-
-
-PREFETCH_OFFSET = 96 * 1024  # where the weight prefetch buffer starts in dynamic shared memory
-MAX_SHARED_BYTES = 227 * 1024 - 1024  # a block's shared memory on sm_90, less room for static globals
-
-
-@dataclasses.dataclass(frozen=True)
-class PrefetchPlan:
-    """Weight rows of a linear tile that its worker copies into shared memory (cp.async, all threads)
-    before it waits on the tile's input events: `rows` rows of each of `buffers` (the weight, then the
-    up_weight of a fused SiLU*mul), `row_bytes` each, at byte `offset` of dynamic shared memory."""
-    buffers: tuple[str, ...]
-    rows: int
-    row_bytes: int
-    tile_n: int
-    out_features: int
-    offset: int = PREFETCH_OFFSET
-
-    @property
-    def end(self) -> int:
-        """The first shared-memory byte past the buffer."""
-        return self.offset + len(self.buffers) * self.rows * self.row_bytes
-
-
-def prefetch_plan(task: Task, program: SmTaskProgram, budget: int) -> PrefetchPlan | None:
-    """The plan for a linear task under `budget` bytes of shared memory, or None (nothing fits or applies)."""
-    if budget <= 0 or task.kind != "linear":
-        return None
-    from etc.codegen.tiles_builder import ELEM_BYTES
-    from etc.reference.tiles import roles as tile_roles
-
-    read_roles, _ = tile_roles(task.kind, task.params, len(task.reads), len(task.writes))
-    steps = [str(x) for x in task.params.get("epilogue", ())]
-    roles = ("weight", "up_weight") if "silu_mul" in steps else ("weight",)
-    if any(r not in read_roles for r in roles):
-        return None
-    by_name = {b.name: b for b in program.buffers}
-    bufs = tuple(task.reads[read_roles.index(r)] for r in roles)
-    if any(by_name[n].role != "weight" for n in bufs):
-        return None
-    K, N, TN = (int(task.params[k]) for k in ("in_features", "out_features", "tile_n"))
-    row_bytes = K * ELEM_BYTES[by_name[bufs[0]].element_type]
-    rows = min(TN, budget // (row_bytes * len(roles)))
-    if rows < 1 or row_bytes % 16:
-        return None
-    return PrefetchPlan(bufs, rows, row_bytes, TN, N)
-
-
-def emit_prefetch_rows(e: Emitter, plan: PrefetchPlan, buffers: list[str], coords: list[str]) -> None:
-    """Every thread, before the tile's waits: cp.async (16 bytes each) of the plan's weight rows of this
-    tile into the prefetch buffer, one commit group; the tile function waits for it before it reads them.
-    buffers: the buffer table's order (names)."""
-    n0 = e.binary("muli", coords[0], e.const(plan.tile_n))
-    rows = e.binary("maxsi", e.binary("minsi", e.binary("subi", e.const(plan.out_features), n0),
-                                      e.const(plan.rows)), e.const(0))
-    total = e.binary("muli", rows, e.const(plan.row_bytes))
-    tid = e.emit(f"arith.index_cast {e.emit('gpu.thread_id x')} : index to i64")
-    step = e.binary("muli", e.emit(f"arith.index_cast {e.emit('gpu.block_dim x')} : index to i64"), e.const(16))
-    smem = e.emit("llvm.mlir.addressof @etc_dynamic_smem : !llvm.ptr<3>")
-    for k, name in enumerate(plan.buffers):
-        slot = e.emit(f"llvm.getelementptr %buffers[{buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
-        src = e.binary("addi", e.emit(f"llvm.load {slot} : !llvm.ptr -> i64"), e.binary("muli", n0, e.const(plan.row_bytes)))
-        dst0 = plan.offset + k * plan.rows * plan.row_bytes
-        off = e.fresh()
-        e.line(f"scf.for {off} = {e.binary('muli', tid, e.const(16))} to {total} step {step} : i64 {{")
-        inner = e.child(f"pf{k}_")
-        g = inner.emit(f"llvm.inttoptr {inner.binary('addi', src, off)} : i64 to !llvm.ptr<1>")
-        d = inner.emit(f"llvm.getelementptr {smem}[{inner.binary('addi', off, inner.const(dst0))}] "
-                       ": (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i8")
-        inner.line(f"nvvm.cp.async.shared.global {d}, {g}, 16, cache = cg : !llvm.ptr<3>, !llvm.ptr<1>")
-        e.lines += ["  " + line for line in inner.lines]
-        e.line("}")
-    e.line("nvvm.cp.async.commit.group")
 
 
 def _delinearize(e: Emitter, index: str, extents: list[str]) -> list[str]:

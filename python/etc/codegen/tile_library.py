@@ -43,7 +43,7 @@ class Tile:
     """What one tile function needs: its task, operands by role, runtime sizes, thread ids, shared memory."""
 
     def __init__(self, task, program, buffer_index: Mapping[str, int], symbol_index: Mapping[str, int],
-                 prefetch=None):
+                 weight_stream: bool = False):
         self.task = task
         self.program = program
         self.kind = task.kind
@@ -65,7 +65,8 @@ class Tile:
         self._smem_base: V | None = None
         self._thread: dict[str, V] = {}
         self._scratch: V | None = None
-        self.prefetch = prefetch  # etc.codegen.kernel.PrefetchPlan: weight rows the worker copies in early
+        self.weight_stream = weight_stream  # linear tiles stream their weights (etc.codegen.weight_stream)
+        self.companions: list[str] = []  # more functions of the tile (a linear tile's issue function)
 
     # ------------------------------------------------------------ errors and params
 
@@ -222,7 +223,8 @@ class Tile:
 
     # ------------------------------------------------------------ shared memory
 
-    def _smem(self) -> V:
+    def smem_base(self) -> V:
+        """The start of dynamic shared memory."""
         b = self.b
         if self._smem_base is None:
             with b.at_entry():
@@ -234,15 +236,9 @@ class Tile:
 
     def smem(self, nbytes: int, align: int = 16) -> V:
         """A scratch region of dynamic shared memory (bump allocated for this tile function)."""
-        base = self._smem()
+        base = self.smem_base()
         offset = -(-self.shared_bytes // align) * align
         self.shared_bytes = offset + nbytes
-        with self.b.at_entry():
-            return self.b.gep(base, offset, "i8")
-
-    def smem_at(self, offset: int) -> V:
-        """Dynamic shared memory at a fixed byte offset that the worker loop owns (the prefetch buffer)."""
-        base = self._smem()
         with self.b.at_entry():
             return self.b.gep(base, offset, "i8")
 
@@ -281,11 +277,12 @@ class Tile:
 
     # ------------------------------------------------------------ the function
 
-    def function_text(self) -> str:
-        name = tile_function_name(self.task.id)
+    def function_text(self, suffix: str = "") -> str:
+        """The tile function `@etc_tile_<id><suffix>`, then its companions."""
+        name = tile_function_name(self.task.id) + suffix
         head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64) "
                 f"attributes {{etc.shared_bytes = {self.shared_bytes} : i64, etc.tile_kind = \"{self.kind}\"}} {{")
-        return "\n".join([head, self.b.text(), "  return", "}"]) + "\n"
+        return "\n".join([head, self.b.text(), "  return", "}"] + self.companions) + "\n"
 
 
 def floordiv(b: Builder, a, d) -> V:
@@ -778,8 +775,8 @@ def _emitters() -> dict[str, Callable[[Tile], None]]:
     }
 
 
-def _build(task, program, buffer_index, symbol_index, prefetch=None) -> Tile:
-    tile = Tile(task, program, buffer_index, symbol_index, prefetch)
+def _build(task, program, buffer_index, symbol_index, weight_stream: bool = False) -> Tile:
+    tile = Tile(task, program, buffer_index, symbol_index, weight_stream)
     emitters = _emitters()
     assert set(emitters) == set(contract.KINDS), "every tile kind of etc.tiles needs an emitter"
     emitters[task.kind](tile)
@@ -787,15 +784,21 @@ def _build(task, program, buffer_index, symbol_index, prefetch=None) -> Tile:
 
 
 def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index: dict[str, int],
-                       prefetch=None) -> str:
-    """MLIR text of `func.func @etc_tile_<task.id>` computing one tile of `task` (see the module docstring);
-    prefetch: the kernel.PrefetchPlan of a linear task whose worker copies weight rows in before its waits."""
-    return _build(task, program, buffer_index, symbol_index, prefetch).function_text()
+                       weight_stream: bool = False) -> str:
+    """MLIR text of `func.func @etc_tile_<task.id>` computing one tile of `task` (see the module docstring).
+    weight_stream: linear tiles whose weights can stream get a companion `@etc_tile_<id>_issue` with the
+    same arguments, which the worker calls (every thread) before the tile's waits."""
+    return _build(task, program, buffer_index, symbol_index, weight_stream).function_text()
+
+
+def has_issue_function(tile_text: str, name: str) -> bool:
+    """Whether tile function text (of `name`) carries the weight stream's issue function."""
+    return f"func.func @{name}_issue(" in tile_text
 
 
 def tile_shared_bytes(task, program, buffer_index: dict[str, int] | None = None,
-                      symbol_index: dict[str, int] | None = None) -> int:
+                      symbol_index: dict[str, int] | None = None, weight_stream: bool = False) -> int:
     """Bytes of dynamic shared memory the task's tile function uses (also its `etc.shared_bytes` attribute)."""
     buffer_index = buffer_index or {b.name: i for i, b in enumerate(program.buffers)}
     symbol_index = symbol_index or {d.name: i for i, d in enumerate(program.dims)}
-    return _build(task, program, buffer_index, symbol_index).shared_bytes
+    return _build(task, program, buffer_index, symbol_index, weight_stream).shared_bytes

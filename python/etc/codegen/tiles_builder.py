@@ -333,6 +333,50 @@ class Builder:
         self.stmt("nvvm.cp.async.commit.group")
         self.stmt("nvvm.cp.async.wait.group 0")
 
+    # ------------------------------------------------------------ bulk copies and mbarriers (sm_90)
+
+    def mbarrier_init(self, bar: V, count: int) -> None:
+        self.stmt(f"nvvm.mbarrier.init {bar}, {self.i32(count)} : {bar.type}, i32")
+
+    def mbarrier_inval(self, bar: V) -> None:
+        self.stmt(f"nvvm.mbarrier.inval {bar} : {bar.type}")
+
+    def mbarrier_expect_tx(self, bar: V, nbytes: V) -> None:
+        """Arrive on the barrier and expect `nbytes` (i32) more bytes of bulk copies before its phase completes."""
+        self.emit(f"nvvm.mbarrier.arrive.expect_tx {bar}, {nbytes} : {bar.type}, i32 -> i64", "i64")
+
+    def mbarrier_wait(self, bar: V, parity: V) -> None:
+        """Block until the barrier's phase of parity `parity` (i32, 0 or 1) has completed (acquire, CTA)."""
+        self.stmt("scf.while : () -> () {")
+        self._depth += 1
+        ok = self.emit(f"nvvm.mbarrier.try_wait {bar}, {parity} : {bar.type}, i32 -> i1", "i1")
+        self.stmt(f"scf.condition({self.xor(ok, self.const(1, 'i1'))})")
+        self._depth -= 1
+        self.stmt("} do {")
+        self.stmt("  scf.yield")
+        self.stmt("}")
+
+    def copy_bulk(self, dst: V, src: V, nbytes: V, bar: V) -> None:
+        """cp.async.bulk global -> shared of `nbytes` (i32, a multiple of 16; both addresses 16-byte
+        aligned), completing `nbytes` of the barrier's expected transaction count."""
+        d = self.emit(f"llvm.addrspacecast {dst} : {dst.type} to !llvm.ptr<7>", "!llvm.ptr<7>")
+        self.stmt(f"nvvm.cp.async.bulk.shared.cluster.global {d}, {src}, {bar}, {nbytes} : !llvm.ptr<7>, <1>")
+
+    def fence_proxy_async(self) -> None:
+        """Order this thread's earlier shared-memory accesses before later bulk copies (the async proxy)."""
+        self.stmt("nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")
+
+    def keep(self, values: Sequence[V]) -> None:
+        """Compute `values` here: an empty asm statement with side effects that reads them."""
+        if values:
+            cons = ",".join("f" if v.type == "f32" else "r" for v in values)
+            self.stmt(f'llvm.inline_asm has_side_effects "", "{cons}" {", ".join(str(v) for v in values)} : '
+                      f'({", ".join(v.type for v in values)}) -> ()')
+
+    def trap(self) -> None:
+        """Abort the kernel (a launch that breaks what the code was compiled for)."""
+        self.stmt("llvm.intr.trap")
+
     # ------------------------------------------------------------ control flow
 
     def for_(self, lo, hi, step, inits: Sequence[V], body: Callable[[V, list[V]], Sequence[V]]) -> list[V]:

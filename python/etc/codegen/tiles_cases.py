@@ -166,7 +166,7 @@ DIMS = [("batch", 1, 64), ("kv_len", 2, 4096)]
 
 
 def _linear(name, k, n, tile_n, *, prologue="rms_norm", epilogue=(), head_dim=64, cache_heads=0, act="bf16",
-            **extra):
+            block_size=256, **extra):
     """A Llama-shaped linear program: x [s0, k] -> y [s0, n] (or the KV cache); act: x / residual / y dtype."""
     bufs = [("x", "workspace", act, f"s0, {k}"), ("w", "weight", "bf16", f"{n}, {k}")]
     reads, rr = ["x", "w"], ["x", "weight"]
@@ -198,7 +198,7 @@ def _linear(name, k, n, tile_n, *, prologue="rms_norm", epilogue=(), head_dim=64
         writes, wr = ["y"], ["y"]
     params["read_roles"], params["write_roles"] = rr, wr
     grid = str(-(-n // tile_n))
-    return program_of_text(program_text(DIMS, bufs, "linear", grid, reads, writes, params))
+    return program_of_text(program_text(DIMS, bufs, "linear", grid, reads, writes, params, block_size=block_size))
 
 
 def llama_programs() -> dict[str, object]:
@@ -212,6 +212,10 @@ def llama_programs() -> dict[str, object]:
         "gate_up": _linear("gu", 2048, 128, 64, epilogue=["silu_mul"]),
         "down": _linear("d", 8192, 32, 16, prologue="none", epilogue=["residual_add"]),
         "lm_head": _linear("lm", 2048, 976 + 8, 976),  # a full tile of 976 and a short one
+        # split heads: four tiles of 16 columns per head of 64 (rotate-half pairs), as etc-tile picks for 1B
+        "q_proj_split": _linear("qs", 2048, 128, 16, epilogue=["rope"]),
+        "k_proj_split": _linear("ks", 2048, 128, 16, epilogue=["rope", "kv_append"], cache_heads=2),
+        "v_proj_split": _linear("vs", 2048, 128, 16, epilogue=["kv_append"], cache_heads=2),
     }
     progs["attention_partial"] = program_of_text(program_text(
         DIMS, [("q", "workspace", "bf16", "s0, 2048"), ("kc", "kv_cache", "bf16", "s0, 8, s1, 64"),
@@ -319,6 +323,10 @@ def extra_programs() -> dict[str, object]:
     progs["linear_partial_k"] = _linear("pk", 72, 40, 16, prologue="none")  # K % 256 != 0, last tile short
     progs["linear_f32"] = _linear("f", 264, 48, 16, prologue="rms_norm", epilogue=["silu_mul", "residual_add"],
                                   act="f32")
+    # streams (K % 256 == 0): column groups of 8 cut short (tile_n 12), a last tile of 4 columns, two K slices
+    # of the SiLU*mul pair at K 1024 (16 rows of 1024 bf16 exceed a 32 KiB block)
+    progs["linear_stream_short"] = _linear("ss", 1024, 28, 12, prologue="rms_norm", epilogue=["silu_mul"])
+    progs["linear_stream_block128"] = _linear("sb", 512, 28, 12, prologue="none", block_size=128)
     progs["linear_heads_gelu_y"] = _linear("hg", 64, 64, 32, prologue="none", head_dim=16,
                                            epilogue=["head_rms_norm", "residual_add", "rope"])
     return progs
@@ -354,11 +362,18 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
             cases.append(make_case(f"llama-1b/{name}", program, program.tasks[0], sizes, seed=7))
         lm = progs["gate_up"]
         cases.append(make_case("llama-1b/gate_up-b9", lm, lm.tasks[0], {"batch": 9, "kv_len": 520}, seed=7))
+        down = progs["down"]  # 9 rows of 8192: three row groups of 4 (staged x fills 64 KiB)
+        cases.append(make_case("llama-1b/down-b9", down, down.tasks[0], {"batch": 9, "kv_len": 520}, seed=8))
     if extra:
         progs = extra_programs()
         for name, program in progs.items():
+            if name == "linear_stream_block128":
+                continue  # added below, run with its 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
+        b128 = progs["linear_stream_block128"]  # compiled for 4 warps: column groups of 4
+        cases.append(make_case("extra/linear_stream_block128", b128, b128.tasks[0], {"batch": 2, "kv_len": 20},
+                               seed=13, block=128))
         lin = progs["linear_partial_k"]
         cases.append(make_case("extra/linear_partial_k-block128", lin, lin.tasks[0], {"batch": 5, "kv_len": 20},
                                seed=12, block=128))

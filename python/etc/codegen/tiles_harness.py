@@ -19,8 +19,8 @@ def default_indices(program) -> tuple[dict[str, int], dict[str, int]]:
     return ({b.name: i for i, b in enumerate(program.buffers)}, {d.name: i for i, d in enumerate(program.dims)})
 
 
-def check_kernel_text(task, program, buffer_index, symbol_index, plan=None) -> str:
-    """plan: a kernel.PrefetchPlan; the kernel then copies the tile's weight rows in first, as a worker does."""
+def check_kernel_text(task, program, buffer_index, symbol_index, issue: bool = False) -> str:
+    """issue: call the tile's weight-stream issue function before the tile, as a worker does."""
     t = Tile(task, program, buffer_index, symbol_index)
     b = t.b
     with b.at_entry():
@@ -35,32 +35,28 @@ def check_kernel_text(task, program, buffer_index, symbol_index, plan=None) -> s
         c1 = b.rem(rest, extents[1]) if not (isinstance(extents[1], int) and extents[1] == 1) else b.i64(0)
         c0 = b.div(rest, extents[1])
         b.barrier()
-        if plan is not None:
-            from etc.codegen.emit import Emitter
-            from etc.codegen.kernel import emit_prefetch_rows
-
-            e = Emitter(prefix=f"pf{len(b.text())}_")
-            emit_prefetch_rows(e, plan, sorted(buffer_index, key=buffer_index.get), [str(c0), str(c1), str(c2)])
-            for line in e.lines:
-                b.stmt(line)
-        b.stmt(f"func.call @{tile_function_name(task.id)}(%buffers, %sizes, {c0}, {c1}, {c2}) : "
-               "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
+        args = f"(%buffers, %sizes, {c0}, {c1}, {c2}) : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()"
+        if issue:
+            b.stmt(f"func.call @{tile_function_name(task.id)}_issue{args}")
+        b.stmt(f"func.call @{tile_function_name(task.id)}{args}")
         b.barrier()
     return "\n".join([f"gpu.func @{check_kernel_name(task.id)}(%buffers: !llvm.ptr, %sizes: !llvm.ptr) kernel {{",
                       b.text(), "  gpu.return", "}"])
 
 
-def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, prefetch_bytes: int = 0) -> str:
-    """prefetch_bytes: the weight prefetch budget (as etc-lower-to-gpu's prefetch-bytes) for linear tasks."""
-    from etc.codegen.kernel import prefetch_plan
+def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, weight_stream: bool = False) -> str:
+    """weight_stream: linear tiles stream their weights (as etc-lower-to-gpu's weight-stream)."""
+    from etc.codegen.abi import tile_function_name
+    from etc.codegen.tile_library import has_issue_function
 
     if buffer_index is None or symbol_index is None:
         buffer_index, symbol_index = default_indices(program)
     parts = []
     for task in tasks:
-        plan = prefetch_plan(task, program, prefetch_bytes)
-        parts.append(emit_tile_function(task, program, buffer_index, symbol_index, plan))
-        parts.append(check_kernel_text(task, program, buffer_index, symbol_index, plan))
+        text = emit_tile_function(task, program, buffer_index, symbol_index, weight_stream)
+        parts.append(text)
+        issue = has_issue_function(text, tile_function_name(task.id))
+        parts.append(check_kernel_text(task, program, buffer_index, symbol_index, issue))
     body = "\n".join(parts)
     return f"module attributes {{gpu.container_module}} {{\ngpu.module @etc {{\n{DYNAMIC_SHARED_DECL}\n{body}\n}}\n}}\n"
 

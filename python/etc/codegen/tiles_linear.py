@@ -12,17 +12,24 @@ Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB r
   3. heads:   (only with head_rms_norm / rope / kv_append) one warp per (row, head) segment of `st`
               runs the remaining steps in order, then stores y and/or the KV cache.
 The dot phase is emitted for 1, 2, 4, 8 and RB rows and picked at run time, so batch 1 does no wasted work.
+With a weight stream (etc.codegen.weight_stream: K a multiple of 256, 16- or 32-bit weights) the dot
+phase reads the weight rows from shared-memory stages that bulk copies fill, one column per warp, the
+first stages issued by the worker before the tile's waits; otherwise every lane loads them from global
+memory itself.
 """
 from __future__ import annotations
 
 from etc.codegen.tile_library import WARP, Tile, gelu, rope_pair, silu
 from etc.codegen.tiles_builder import ELEM_BYTES, V
+from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES, StreamGeometry, WeightStream, linear_column
+from etc.tiles import SPLIT_HEAD_STEPS, split_head_tiles
 
 ROW_GROUP = 16  # rows sharing one pass over the weights
 X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
 UNROLL = 8  # weight chunks in flight per lane and column
 COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
 HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
+STAGE_IN_REGISTERS = 8  # 16-byte chunks per lane up to which a normalized row is staged in one pass
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
 
@@ -80,7 +87,15 @@ class Linear:
                     t.fail(f"epilogue '{s}' needs a '{role}' operand")
         if "silu_mul" in self.steps and list(t.shape("up_weight")) != [self.N, self.K]:
             t.fail(f"up_weight shape {t.shape('up_weight')} is not [{self.N}, {self.K}]")
-        if self.rest:
+        self.split = split_head_tiles(self.t.params) if self.rest else 1
+        if self.split > 1:
+            self.D = int(t.param("head_dim"))
+            if any(s not in SPLIT_HEAD_STEPS for s in self.rest) or self.D % self.TN or self.TN % 16 \
+                    or self.N % self.D:
+                t.fail(f"tile_n {self.TN} splits heads of {self.D}: that needs per-head steps among "
+                       f"{', '.join(SPLIT_HEAD_STEPS)} only, tile_n dividing head_dim, tile_n % 16 == 0 and "
+                       f"whole heads in out_features")
+        elif self.rest:
             self.D = int(t.param("head_dim"))
             if self.TN % self.D or self.N % self.D:
                 t.fail(f"epilogue '{self.rest[0]}' needs whole heads: tile_n {self.TN} and out_features {self.N} "
@@ -100,8 +115,11 @@ class Linear:
         self.ncols = TN if self.N % TN == 0 else b.max(b.min(b.sub(self.N, self.n0), TN), 0)
         self.xs = t.smem(RB * K * ELEM_BYTES[xt])
         self.st = t.smem(RB * TN * 4) if self.rest else None
-        self.prefetch_rows = t.prefetch.rows if t.prefetch else 0
-        self.wbuf = t.smem_at(t.prefetch.offset) if self.prefetch_rows else None
+        geometry = StreamGeometry.of(t) if t.weight_stream else None
+        if geometry is not None and t.shared_bytes > RING_OFFSET:
+            t.fail(f"its staged rows need {t.shared_bytes} bytes of shared memory, past the weight stream's "
+                   f"ring at {RING_OFFSET}")
+        self.stream = WeightStream(t, geometry) if geometry else None
         with b.at_entry():
             self.lane8 = b.mul(t.lane, 8)
             self.xs_lane = b.gep(self.xs, self.lane8, xt)
@@ -117,6 +135,16 @@ class Linear:
             if self.rest:
                 b.barrier()
                 self.heads(rg, nr)
+        if self.stream:
+            self.stream.finish()
+            t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
+            issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True)
+            WeightStream(issue, self.stream.g).start()
+            t.companions.append(issue.function_text(suffix="_issue"))
+
+    def col(self, c) -> V:
+        """The output column (and weight row) of local column c."""
+        return linear_column(self.b, self.n0, self.t.coords[0], c, self.TN, getattr(self, "D", 0), self.split)
 
     def dispatch(self, rg: V, nr: V, i: int) -> None:
         """Run the dot phase of the smallest variant >= nr."""
@@ -160,7 +188,21 @@ class Linear:
                     return []
                 b.for_(t.lane, K // 8, WARP, [], body)
 
-            if self.prologue == "rms_norm":
+            per_lane = K // 8 // WARP
+            if self.prologue == "rms_norm" and K % (8 * WARP) == 0 and per_lane <= STAGE_IN_REGISTERS:
+                # one pass: every chunk of the row is loaded at once and stays in registers
+                offs = [b.add(self.lane8, 256 * j) for j in range(per_lane)]
+                xv = [t.load_vec("x", b.add(row, o)) for o in offs]  # packed until used
+                wv = [t.load_vec("norm_weight", o) for o in offs]
+                ss = b.f32(0.0)
+                for xs in xv:
+                    ss = _sumsq(b, b.unpack_f32(xs), ss)
+                rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(K)), eps)))
+                for o, xs, ws in zip(offs, xv, wv):
+                    ys = [b.cast(b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt), xt)
+                          for x, w in zip(b.unpack_f32(xs), b.unpack_f32(ws))]
+                    b.store(b.vec_from(ys), b.gep(dst, o, xt), min(16, 8 * ELEM_BYTES[xt]))
+            elif self.prologue == "rms_norm":
                 (ss,) = chunks(lambda k, xs, acc: [_sumsq(b, xs, acc[0])], [b.f32(0.0)])
                 rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(K)), eps)))
                 write(lambda x, w, _: b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt))
@@ -178,23 +220,51 @@ class Linear:
     # ------------------------------------------------------------ 2. dot products and per-column epilogue
 
     def dot(self, rg: V, nr: V, v: int) -> list:
-        """The columns whose weight rows the worker prefetched into shared memory come last, so their
-        copies have the longest time to land."""
-        t, b = self.t, self.b
-        P = self.prefetch_rows
-        if not P:
-            self.columns(rg, nr, v, b.i64(0), self.ncols, None)
-            return []
-        npre = b.min(self.ncols, P)
-        self.columns(rg, nr, v, npre, self.ncols, None)
-        b.wait_async()  # this thread's copies (issued by the worker before its waits) ...
-        b.barrier()     # ... and everyone else's
-        self.columns(rg, nr, v, b.i64(0), npre, self.wbuf)
+        if self.stream:
+            self.streamed_columns(rg, nr, v)
+        else:
+            self.columns(rg, nr, v, self.b.i64(0), self.ncols)
         return []
 
-    def columns(self, rg: V, nr: V, v: int, lo: V, hi: V, wbuf: V | None) -> None:
-        """Columns [lo, hi) of the tile; weight rows from global memory, or from the prefetch buffer
-        `wbuf` in shared memory (rows [n0, n0 + P), then up_weight's)."""
+    def streamed_columns(self, rg: V, nr: V, v: int) -> None:
+        """The dot phase from the weight stream: warp w takes column w of each column group; per K slice
+        it waits for the block, FMAs the slice against the staged x rows, and releases the stage."""
+        t, b, s = self.t, self.b, self.stream
+        g = s.g
+        silu_mul = self.uptr is not None
+        wt = t.etype("weight")
+        per_col = v * (2 if silu_mul else 1)
+        hoist = v * self.K // WARP <= HOIST_X_VALUES  # x of every slice stays live across the groups
+        rows_groups = b.div(b.add(self.rows, self.RB - 1), self.RB)
+        total = b.mul(rows_groups, s.per_row_group)
+        base = b.mul(b.div(rg, self.RB), s.per_row_group)
+        with b.loop(0, s.groups) as group:
+            def one_slice(sl, acc):
+                i = b.add(base, b.add(b.mul(group, g.slices), sl))
+                stage = s.wait(i)
+                rows = [b.gep(stage, b.mul(b.add(self.lane8, b.mul(b.add(t.warp, k * g.columns), g.slice_k)),
+                                           g.elem_bytes), "i8") for k in range(len(g.roles))]
+                kbase = b.mul(sl, g.slice_k)
+                acc = list(acc)
+                for j in range(g.slice_k // 256):
+                    vecs = [b.unpack_f32(b.load(b.gep(r, 256 * j, wt), f"vector<8x{wt}>", min(16, 8 * g.elem_bytes)))
+                            for r in rows]
+                    for rr in range(v):
+                        xv = b.unpack_f32(b.load(b.gep(self.xs_lane, b.add(kbase, rr * self.K + 256 * j), self.xt),
+                                                 f"vector<8x{self.xt}>", min(16, 8 * ELEM_BYTES[self.xt]),
+                                                 volatile=not hoist))
+                        for k, ws in enumerate(vecs):
+                            acc[k * v + rr] = _dot8(b, ws, xv, acc[k * v + rr])
+                b.keep(acc)  # finish the FMAs before the release: the scheduler would sink them past the
+                # barrier and hold every staged value of the slice in registers
+                s.release(i, total)
+                return acc
+            acc = b.for_(0, g.slices, 1, [b.f32(0.0)] * per_col, one_slice)
+            col = b.add(b.mul(group, g.columns), t.warp)
+            self.finish_columns([b.warp_sum(a) for a in acc], [col], v, rg, nr, self.ncols)
+
+    def columns(self, rg: V, nr: V, v: int, lo: V, hi: V) -> None:
+        """Columns [lo, hi) of the tile, weight rows loaded from global memory by every lane."""
         t, b = self.t, self.b
         K = self.K
         K8 = K // 8
@@ -208,18 +278,12 @@ class Linear:
             last = b.sub(hi, 1)
             # a column past the range repeats the last one's loads (in bounds) and is not stored
             cs = [b.min(c, last) for c in cols]
-            if wbuf is None:
-                wrows = [b.gep(b.gep(self.wptr, b.mul(b.add(self.n0, c), K), wt), self.lane8, wt) for c in cs]
-                urow = b.gep(b.gep(self.uptr, b.mul(b.add(self.n0, cs[0]), K), ut), self.lane8, ut) \
-                    if silu_mul else None
-            else:
-                wrows = [b.gep(b.gep(wbuf, b.mul(c, K), wt), self.lane8, wt) for c in cs]
-                urow = b.gep(b.gep(wbuf, b.add(b.mul(cs[0], K), self.prefetch_rows * K), ut), self.lane8, ut) \
-                    if silu_mul else None
+            wrows = [b.gep(b.gep(self.wptr, b.mul(self.col(c), K), wt), self.lane8, wt) for c in cs]
+            urow = b.gep(b.gep(self.uptr, b.mul(self.col(cs[0]), K), ut), self.lane8, ut) \
+                if silu_mul else None
             per_col = v * (2 if silu_mul else 1)
             # x is the same for every column: let LLVM keep it in registers when it is small
             hoist = v * K // WARP <= HOIST_X_VALUES
-            invariant = wbuf is None  # weights in global memory: the read-only path
             def chunks(acc: list[V], kbase, indices: list[int]) -> list[V]:
                 """Accumulate chunks `kbase + 256 * i` (elements, relative to this lane's 8) for i in indices.
                 Every weight load of the group is issued before any use, so they are all in flight at once."""
@@ -229,10 +293,10 @@ class Linear:
                 for i in indices:
                     off = offset(i)
                     loaded[i] = [b.load(b.gep(w, off, wt), f"vector<8x{wt}>", min(16, 8 * ELEM_BYTES[wt]),
-                                        invariant=invariant) for w in wrows]
+                                        invariant=True) for w in wrows]
                     if silu_mul:
                         loaded[i].append(b.load(b.gep(urow, off, ut), f"vector<8x{ut}>", min(16, 8 * ELEM_BYTES[ut]),
-                                                invariant=invariant))
+                                                invariant=True))
                 acc = list(acc)
                 for i in indices:
                     vecs = [b.unpack_f32(x) for x in loaded[i]]
@@ -258,20 +322,28 @@ class Linear:
             if K8 % WARP:  # a last partial chunk round: lanes < K8 % 32
                 acc = b.if_(b.cmp("lt", t.lane, K8 % WARP), [a.type for a in acc],
                             lambda: chunks(acc, None, [full]), lambda: acc)
-            sums = [b.warp_sum(a) for a in acc]
-            for j, c in enumerate(cols):
-                part = sums[j * per_col:(j + 1) * per_col]
-                # lane rr finishes row rr
-                y = part[0]
-                up = part[v] if silu_mul else None
-                for rr in range(1, v):
-                    is_rr = b.cmp("eq", t.lane, rr)
-                    y = b.select(is_rr, part[rr], y)
-                    if silu_mul:
-                        up = b.select(is_rr, part[v + rr], up)
-                ok = b.cmp("lt", t.lane, nr) if j == 0 else b.land(b.cmp("lt", t.lane, nr), b.cmp("lt", c, hi))
-                with b.when(ok):
-                    self.finish_column(b.add(rg, t.lane), t.lane, b.add(self.n0, c), c, y, up)
+            self.finish_columns([b.warp_sum(a) for a in acc], cols, v, rg, nr, hi, first_in_range=True)
+
+    def finish_columns(self, sums: list[V], cols: list[V], v: int, rg: V, nr: V, hi, first_in_range=False) -> None:
+        """sums: per column, v row sums (then v up-projection sums with silu_mul), the same in every lane;
+        lane rr finishes row rr of each column < hi."""
+        t, b = self.t, self.b
+        silu_mul = self.uptr is not None
+        per_col = v * (2 if silu_mul else 1)
+        for j, c in enumerate(cols):
+            part = sums[j * per_col:(j + 1) * per_col]
+            y = part[0]
+            up = part[v] if silu_mul else None
+            for rr in range(1, v):
+                is_rr = b.cmp("eq", t.lane, rr)
+                y = b.select(is_rr, part[rr], y)
+                if silu_mul:
+                    up = b.select(is_rr, part[v + rr], up)
+            ok = b.cmp("lt", t.lane, nr)
+            if not (first_in_range and j == 0):
+                ok = b.land(ok, b.cmp("lt", c, hi))
+            with b.when(ok):
+                self.finish_column(b.add(rg, t.lane), t.lane, self.col(c), c, y, up)
 
     def finish_column(self, r: V, rr: V, n: V, c: V, y: V, up: V | None) -> None:
         t, b = self.t, self.b
@@ -306,15 +378,24 @@ class Linear:
     # ------------------------------------------------------------ 3. per-head steps
 
     def heads(self, rg: V, nr: V) -> None:
+        """One warp per (row, segment): a segment is a head, or a split head's tile_n columns (its
+        rotate-half pairs sit half a segment apart, as in a whole head)."""
         t, b = self.t, self.b
         D, TN, rt = self.D, self.TN, self.rt
-        hpt = self.ncols // D if isinstance(self.ncols, int) else b.div(self.ncols, D)
-        with b.loop(t.warp, b.mul(nr, hpt), t.nwarps) as s:  # one warp per (row, head) segment
+        W = TN if self.split > 1 else D  # segment width
+        hpt = self.ncols // W if isinstance(self.ncols, int) else b.div(self.ncols, W)
+        with b.loop(t.warp, b.mul(nr, hpt), t.nwarps) as s:
             rr, hl = b.div(s, hpt), b.rem(s, hpt)
             r = b.add(rg, rr)
-            seg = b.gep(self.st, b.add(b.mul(rr, TN), b.mul(hl, D)), "f32")
-            col0 = b.add(self.n0, b.mul(hl, D))  # first output column of the head
-            head = b.div(col0, D)
+            seg = b.gep(self.st, b.add(b.mul(rr, TN), b.mul(hl, W)), "f32")
+            first = self.col(b.mul(hl, W))  # output column of the segment's first value
+            head = b.div(first, D)
+
+            def column(e):  # output column of the segment's value e
+                return self.col(e) if self.split > 1 else b.add(first, e)
+
+            def dim(e):  # e's place in its head
+                return b.rem(column(e), D)
 
             def each(n_elems: int, fn):
                 with b.loop(t.lane, n_elems, WARP) as e:
@@ -327,8 +408,8 @@ class Linear:
                 if k:
                     b.warp_sync()  # lanes read what other lanes wrote in the previous step
                 if step in ("gelu", "residual_add"):
-                    each(D, lambda e: b.store(self.elementwise_step(step, b.load(at(e), "f32"), None, r,
-                                                                    b.add(col0, e)), at(e)))
+                    each(W, lambda e: b.store(self.elementwise_step(step, b.load(at(e), "f32"), None, r,
+                                                                    column(e)), at(e)))
                 elif step == "head_rms_norm":
                     eps = float(t.param("head_norm_eps"))
                     (ss,) = b.for_(t.lane, D, WARP, [b.f32(0.0)],
@@ -341,12 +422,12 @@ class Linear:
                     pos = b.cast(t.load("positions", r), "f32")
 
                     def pair(i):
-                        i2 = b.add(i, D // 2)
+                        i2 = b.add(i, W // 2)
                         y1, y2 = rope_pair(b, b.load(at(i), "f32"), b.load(at(i2), "f32"), pos,
-                                           t.load("inv_freq", i), rt)
+                                           t.load("inv_freq", dim(i)), rt)
                         b.store(y1, at(i))
                         b.store(y2, at(i2))
-                    each(D // 2, pair)
+                    each(W // 2, pair)
                 else:  # kv_append
                     _, kv_heads, slots, cd = t.shape("cache")
                     if cd != D:
@@ -355,11 +436,11 @@ class Linear:
                     p = t.load("positions", r)
                     with b.when(b.land(b.cmp("ge", p, 0), b.cmp("lt", p, slots))):  # the reference raises
                         dst = b.mul(b.add(b.mul(b.add(b.mul(r, kv_heads), head), slots), p), D)
-                        each(D, lambda e: t.store("cache", b.add(dst, e), b.round_to(b.load(at(e), "f32"), ct)))
+                        each(W, lambda e: t.store("cache", b.add(dst, dim(e)), b.round_to(b.load(at(e), "f32"), ct)))
             if self.has_y:
                 b.warp_sync()
-                yrow = b.add(b.mul(r, self.N), col0)
-                each(D, lambda e: t.store("y", b.add(yrow, e), b.load(at(e), "f32")))
+                yrow = b.mul(r, self.N)
+                each(W, lambda e: t.store("y", b.add(yrow, column(e)), b.load(at(e), "f32")))
 
 
 def _dot8(b, ws: list[V], xs: list[V], acc: V) -> V:

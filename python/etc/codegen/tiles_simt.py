@@ -176,6 +176,7 @@ class Simulator:
         for bid in range(grid):
             self.bid = bid
             self.shared = self.memory.add(max(shared_bytes, 16))
+            self.mbarriers = {}
             env = {a: np.full(block, v, dtype=np.int64) for a, v in zip(argv, args)}
             self._exec(body, env, np.ones(block, bool))
             self.memory.regions[self.shared >> REGION_SHIFT] = np.zeros(0, np.uint8)  # free it
@@ -184,20 +185,20 @@ class Simulator:
         """Run ops under mask; returns the operands of the terminator (yield / return)."""
         for op in ops:
             out = self._op(op, env, mask)
-            if out is not None and op.name in ("scf.yield", "func.return", "gpu.return"):
-                return out
-            if op.name in ("scf.yield", "func.return", "gpu.return"):
-                return []
+            if op.name in _TERMINATORS:
+                return out if out is not None else []
         return []
 
     def _op(self, op: Op, env: dict, mask: np.ndarray):
         name = op.name
         x = [env[i] for i in op.operands]
         B = self.B
-        if name in ("scf.yield", "func.return", "gpu.return"):
+        if name in _TERMINATORS:
             return x
         if name == "scf.for":
             return self._for(op, env, mask, x)
+        if name == "scf.while":
+            return self._while(op, env, mask, x)
         if name == "scf.if":
             return self._if(op, env, mask, x)
         if name == "func.call":
@@ -238,6 +239,23 @@ class Simulator:
             carried = [_where(active, o, c) for o, c in zip(outs, carried)]
             iv = np.where(active, iv + step, iv)
         for r, v in zip(op.results, carried):
+            env[r] = v
+        return None
+
+    def _while(self, op: Op, env, mask, x):
+        (before_args, before), (after_args, after) = op.regions
+        carried, active = list(x), mask.copy()
+        while True:
+            local = dict(env)
+            local.update(zip(before_args, carried))
+            cond, *passed = self._exec(before, local, active)
+            active = active & cond.astype(bool)
+            if not active.any():
+                break
+            local = dict(env)
+            local.update(zip(after_args, passed))
+            carried = [_where(active, o, c) for o, c in zip(self._exec(after, local, active), carried)]
+        for r, v in zip(op.results, passed):
             env[r] = v
         return None
 
@@ -444,6 +462,70 @@ def h_copy_async(sim, op, x, mask):
         sim.memory.store(x[0][mask], sim.memory.load(x[1][mask], "vector<4xi32>"), "vector<4xi32>")
 
 
+# mbarriers: per address {"count", "arrived", "tx", "phase"}. A bulk copy lands at once; a wait whose phase
+# has not completed raises, since in lockstep nothing else could complete it (the GPU would hang).
+
+def _mbarrier(sim, addr, what):
+    if addr not in sim.mbarriers:
+        raise EtcError(f"simulator: {what} on shared address {addr & ((1 << REGION_SHIFT) - 1)}, which holds no "
+                       "initialized mbarrier")
+    return sim.mbarriers[addr]
+
+
+def _arrive(m, arrivals, tx):
+    m["arrived"] += arrivals
+    m["tx"] += tx
+    if m["arrived"] == m["count"] and m["tx"] == 0:
+        m["phase"] += 1
+        m["arrived"] = 0
+
+
+def h_mbarrier_init(sim, op, x, mask):
+    for addr, count in zip(x[0][mask], x[1][mask]):
+        if int(addr) in sim.mbarriers:
+            raise EtcError("simulator: mbarrier.init on a live mbarrier (not invalidated)")
+        sim.mbarriers[int(addr)] = {"count": int(count), "arrived": 0, "tx": 0, "phase": 0}
+
+
+def h_mbarrier_inval(sim, op, x, mask):
+    for addr in x[0][mask]:
+        m = _mbarrier(sim, int(addr), "mbarrier.inval")
+        if m["tx"] or m["arrived"]:
+            raise EtcError(f"simulator: mbarrier invalidated mid-phase ({m['tx']} bytes still expected)")
+        del sim.mbarriers[int(addr)]
+
+
+def h_mbarrier_expect_tx(sim, op, x, mask):
+    for addr, n in zip(x[0][mask], x[1][mask]):
+        _arrive(_mbarrier(sim, int(addr), "mbarrier.arrive.expect_tx"), 1, int(n))
+    return np.zeros(sim.B, np.int64)
+
+
+def h_copy_bulk(sim, op, x, mask):
+    dst, src, bar, size = x[:4]
+    for d, s_, a, n in zip(dst[mask], src[mask], bar[mask], size[mask]):
+        n = int(n)
+        if n % 16 or d % 16 or s_ % 16:
+            raise EtcError("simulator: cp.async.bulk needs 16-byte aligned addresses and sizes")
+        raw = sim.memory.load(np.array([s_], np.int64), f"vector<{n}xi8>")
+        sim.memory.store(np.array([d], np.int64), raw, f"vector<{n}xi8>")
+        _arrive(_mbarrier(sim, int(a), "cp.async.bulk"), 0, -n)
+
+
+def h_mbarrier_try_wait(sim, op, x, mask):
+    for addr, parity in set(zip(x[0][mask].tolist(), x[1][mask].tolist())):
+        m = _mbarrier(sim, addr, "mbarrier.try_wait")
+        if m["phase"] % 2 == parity:  # the phase of this parity is the current, incomplete one
+            raise EtcError(f"simulator: mbarrier wait for parity {parity} never completes (phase {m['phase']}, "
+                           f"{m['tx']} bytes and {m['count'] - m['arrived']} arrivals outstanding)")
+    return np.ones(sim.B, bool)
+
+
+def h_trap(sim, op, x, mask):
+    if mask.any():
+        raise EtcError("simulator: the kernel trapped (llvm.intr.trap)")
+
+
 def h_identity(sim, op, x, mask):
     return x[0].astype(np.int64)
 
@@ -540,7 +622,11 @@ _HANDLERS = {
     "nvvm.cp.async.shared.global": h_copy_async, "nvvm.cp.async.commit.group": h_noop,
     "nvvm.cp.async.wait.group": h_noop,
     "vector.extract": h_vec_extract, "vector.from_elements": h_vec_from,
+    "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
+    "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
+    "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_noop,
 }
+_TERMINATORS = ("scf.yield", "scf.condition", "func.return", "gpu.return")
 
 
 # ---------------------------------------------------------------- running a tile case
@@ -564,14 +650,14 @@ def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
 
 
 def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None,
-             prefetch_bytes: int = 0) -> dict:
+             weight_stream: bool = False) -> dict:
     """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards.
-    prefetch_bytes: a linear tile's weight prefetch budget (its rows are copied into shared memory first)."""
+    weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers)."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
 
     buffer_index, symbol_index = default_indices(program)
-    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index, prefetch_bytes))
+    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index, weight_stream))
     addrs = [0] * len(buffer_index)
     for name, arr in arrays.items():
         addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))
@@ -580,11 +666,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     for sym, i in symbol_index.items():
         size_values[i] = sizes.get(sym, 1)
     size_table = sim.memory.add(np.array(size_values, np.int64))
-    shared = tile_shared_bytes(task, program, buffer_index, symbol_index)
-    if prefetch_bytes:
-        from etc.codegen.kernel import PREFETCH_OFFSET
-
-        shared = PREFETCH_OFFSET + prefetch_bytes
+    shared = tile_shared_bytes(task, program, buffer_index, symbol_index, weight_stream)
     sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table])
     return {name: from_storage(sim.memory.view(addrs[buffer_index[name]]), program.buffer(name).element_type,
                                arrays[name].shape) for name in task.writes}

@@ -508,5 +508,6 @@ class _Step:
 
 def _holds(part, coords: tuple, i: int) -> bool:
     if isinstance(part, contract.Tiled):
-        return coords[part.grid_dim] * part.size <= i < (coords[part.grid_dim] + 1) * part.size
+        block = coords[part.grid_dim] // part.share
+        return block * part.size <= i < (block + 1) * part.size
     return True  # Full, Anywhere

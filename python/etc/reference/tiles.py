@@ -212,15 +212,26 @@ def layer_norm_tile(params, coords, a: TileAccess) -> None:
     a.write("y", (r, cols), layer_norm(x, w, b, param("layer_norm", params, "eps"), rounder(a.etype("y"))))
 
 
+def linear_column_runs(params, j: int, n: int) -> list[slice]:
+    """The output columns of linear tile j: one run, or a split head's two rotate-half runs (etc.tiles)."""
+    tile_n = param("linear", params, "tile_n")
+    parts = contract.split_head_tiles(params)
+    if parts == 1:
+        return [span(j, tile_n, n)]
+    d, half = params["head_dim"], tile_n // 2
+    first = (j // parts) * d + (j % parts) * half
+    return [slice(first, first + half), slice(first + d // 2, first + d // 2 + half)]
+
+
 def linear(params, coords, a: TileAccess) -> None:
     (j,) = coords
     n = param("linear", params, "out_features")
     k = param("linear", params, "in_features")
-    tile_n = param("linear", params, "tile_n")
     rows, k_got = a.shape("x")
     if k_got != k:
         raise EtcError(f"linear tile: x has {k_got} columns, in_features is {k}")
-    cols = span(j, tile_n, n)
+    runs = linear_column_runs(params, j, n)
+    split = len(runs) > 1
     rnd = act_rounder(a, "y", "cache", "x")
     x = f32(a.read("x", all_(2)))
     prologue = params.get("prologue", "none")
@@ -235,10 +246,14 @@ def linear(params, coords, a: TileAccess) -> None:
         raise EtcError(f"linear tile: unknown prologue '{prologue}'")
     has_bias = params.get("has_bias", a.has("bias"))
 
+    def gather(role: str, index, axis: int = -1) -> np.ndarray:
+        """The operand's values at the tile's columns (index(run) -> the read index), runs side by side."""
+        return np.concatenate([f32(a.read(role, index(run))) for run in runs], axis=axis)
+
     def project(weight_role: str, bias_role: str) -> np.ndarray:
-        acc = f32(x) @ f32(a.read(weight_role, (cols, slice(None)))).T
+        acc = f32(x) @ gather(weight_role, lambda run: (run, slice(None)), axis=0).T
         if has_bias:
-            acc = acc + f32(a.read(bias_role, (cols,)))
+            acc = acc + gather(bias_role, lambda run: (run,))
         return rnd(acc)
 
     y = project("weight", "bias")
@@ -250,32 +265,45 @@ def linear(params, coords, a: TileAccess) -> None:
         elif step == "gelu":
             y = rnd(gelu(y, params.get("gelu_approximate", "none")))
         elif step == "residual_add":
-            y = rnd(f32(a.read("residual", (slice(None), cols))) + y)
+            y = rnd(gather("residual", lambda run: (slice(None), run)) + y)
         elif step in ("head_rms_norm", "rope", "kv_append"):
             d = param("linear", params, "head_dim")
-            if cols.start % d or width % d:
+            if split and step not in contract.SPLIT_HEAD_STEPS:
+                raise EtcError(f"linear tile: epilogue '{step}' needs whole heads, but tile_n "
+                               f"{params['tile_n']} splits heads of {d}")
+            if not split and (runs[0].start % d or width % d):
                 raise EtcError(f"linear tile: epilogue '{step}' needs whole heads, but columns "
-                               f"[{cols.start}, {cols.stop}) are not a multiple of head_dim {d}")
-            heads = y.reshape(rows, width // d, d)
+                               f"[{runs[0].start}, {runs[0].stop}) are not a multiple of head_dim {d}")
+            seg = width if split else d  # a split head's pairs sit half a segment apart, as in a whole head
+            heads = y.reshape(rows, width // seg, seg)
             if step == "head_rms_norm":
                 heads = rms_norm(heads, a.read("head_norm_weight", (slice(None),)),
                                  param("linear", params, "head_norm_eps"), rnd, rnd)
             elif step == "rope":
                 positions = a.read("positions", (slice(None),))
-                heads = rope(heads, positions[:, None], a.read("inv_freq", (slice(None),)), rnd)
+                freq = a.read("inv_freq", (slice(runs[0].start % d, runs[0].start % d + seg // 2),))
+                heads = rope(heads, positions[:, None], freq, rnd)
             else:
                 positions = a.read("positions", (slice(None),))
                 slots = a.shape("cache")[2]
-                head0 = cols.start // d
+                write = rounder(a.etype("cache"))
                 for r in range(rows):
                     p = check_position("linear", int(positions[r]), r, slots)
-                    a.write("cache", (r, slice(head0, head0 + width // d), p, slice(None)),
-                            rounder(a.etype("cache"))(heads[r]))
+                    if split:
+                        head = runs[0].start // d
+                        for run, part in zip(runs, np.split(heads[r, 0], 2)):
+                            a.write("cache", (r, head, p, slice(run.start % d, run.stop - head * d)), write(part))
+                    else:
+                        head0 = runs[0].start // d
+                        a.write("cache", (r, slice(head0, head0 + width // d), p, slice(None)), write(heads[r]))
             y = heads.reshape(rows, width)
         else:
             raise EtcError(f"linear tile: unknown epilogue step '{step}'")
     if a.has("y"):
-        a.write("y", (slice(None), cols), y)
+        at = 0
+        for run in runs:
+            a.write("y", (slice(None), run), y[:, at:at + run.stop - run.start])
+            at += run.stop - run.start
 
 
 def rope_tile(params, coords, a: TileAccess) -> None:

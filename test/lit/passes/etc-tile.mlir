@@ -1,11 +1,17 @@
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p etc-tile --verify-diagnostics | FileCheck %s
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-tile{num-sms=8 kv-chunk=64 row-tile=256}" --verify-diagnostics | FileCheck %s --check-prefix=SMALL
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-tile{split-heads=false}" --verify-diagnostics | FileCheck %s --check-prefix=WHOLE
 
-// Positive: about one linear tile per SM (132 on the H200), whole heads when the epilogue works per head,
-// a short last tile when sizes do not divide (128256 = 131 * 976 + 400).
+// Positive: about one linear tile per SM (132 on the H200), whole heads when the epilogue works per head
+// -- except that a rope projection with fewer heads than SMs splits its heads of 64 into tiles of 32
+// (rotate-half pairs; split-heads=false keeps 64) -- and a short last tile when sizes do not divide
+// (128256 = 131 * 976 + 400).
 // CHECK-LABEL: func.func @shapes
 // CHECK: kind = "linear", params = {{{.*}}out_features = 8192 : i64, {{.*}}tile_n = 64 : i64}
-// CHECK: kind = "linear", params = {{{.*}}out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
+// CHECK: kind = "linear", params = {{{.*}}out_features = 512 : i64, {{.*}}tile_n = 32 : i64}
+// WHOLE-LABEL: func.func @shapes
+// WHOLE: out_features = 8192 : i64, {{.*}}tile_n = 64 : i64}
+// WHOLE: out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
 // CHECK: kind = "linear", params = {{{.*}}out_features = 128256 : i64, {{.*}}tile_n = 976 : i64}
 // CHECK: kind = "attention", params = {{{.*}}kv_chunk = 128 : i64
 // CHECK: kind = "silu_mul", params = {{{.*}}tile_c = 1024 : i64}

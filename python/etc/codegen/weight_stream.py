@@ -1,0 +1,202 @@
+"""Weight streaming for linear tiles: the tile's weight rows flow HBM -> shared memory through a ring of
+stages filled by bulk copies (`cp.async.bulk`), each stage completing on its own mbarrier.
+
+A linear tile reads columns [n0, n0 + ncols) of the weight (rows of the [N, K] matrix, plus the same rows
+of up_weight in a fused SiLU*mul). They are cut into *blocks*: a block is one *column group* (one column
+per warp) times one *K slice* (`slice_k` elements of each of those rows); block i of a tile goes to stage
+i % stages. The order is: per row group of x, per column group, per K slice.
+
+    issue function (every thread calls it; warp 0 acts), run by the worker BEFORE the tile's waits:
+        init the stage barriers; issue blocks 0 .. stages-1 (lane 0: expect_tx on the block's barrier;
+        then the lanes issue the block's row copies, a few each)
+    tile function, for each block i:
+        every thread waits on barrier i % stages for phase parity (i / stages) & 1
+        each warp multiplies its column's slice with the staged x rows (shared memory -> registers)
+        barrier (the stage is free); warp 0 issues block i + stages into it
+    at the end thread 0 invalidates the barriers: every issued block has been consumed.
+
+So the first `stages` blocks of HBM traffic overlap the tile's waits (the anchors' "start the next
+instruction's weight loads before its inputs are ready"), and afterwards up to `stages` blocks (128 KB)
+are in flight per SM whatever the warps are doing.
+
+Shared memory: the ring sits at [RING_OFFSET, RING_OFFSET + RING_BYTES), the barriers right after it; a
+streaming tile's own scratch (staged x, per-head values) must end below RING_OFFSET.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from etc.codegen.tiles_builder import ELEM_BYTES, V
+
+RING_OFFSET = 96 * 1024
+RING_BYTES = 128 * 1024
+STAGE_BYTES = 32 * 1024  # the largest block
+MAX_STAGES = 8
+BARRIER_OFFSET = RING_OFFSET + RING_BYTES
+STREAM_SHARED_BYTES = BARRIER_OFFSET + 8 * MAX_STAGES  # what a kernel with streaming tiles launches with
+LANE_CHUNK = 8 * 32  # elements one pass of a warp covers: 16 bytes (8 x 16-bit) per lane
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamGeometry:
+    roles: tuple[str, ...]  # "weight", then "up_weight" for a fused SiLU*mul
+    in_features: int
+    out_features: int
+    tile_n: int
+    columns: int  # per column group: one per warp
+    slice_k: int  # elements of each row in one block
+    elem_bytes: int
+    stages: int
+    head_dim: int = 0
+    split: int = 1  # tiles per head of a split head (etc.tiles.split_head_tiles)
+
+    @property
+    def slices(self) -> int:
+        return self.in_features // self.slice_k
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row's slice."""
+        return self.slice_k * self.elem_bytes
+
+    @property
+    def stage_bytes(self) -> int:
+        return self.columns * len(self.roles) * self.row_bytes
+
+    @classmethod
+    def of(cls, t) -> "StreamGeometry | None":
+        """The geometry of linear tile `t` (an etc.codegen.tile_library.Tile), or None when its weights
+        cannot stream: 8-byte or 1-byte elements, or in_features not a multiple of 256."""
+        roles = ("weight", "up_weight") if "silu_mul" in t.params.get("epilogue", ()) else ("weight",)
+        etypes = {t.etype(r) for r in roles if t.has(r)}
+        if len(etypes) != 1 or not all(t.has(r) for r in roles):
+            return None
+        eb = ELEM_BYTES[etypes.pop()]
+        K = int(t.param("in_features"))
+        columns = max(1, int(t.program.kernel.block_size) // 32)
+        if eb not in (2, 4) or K % LANE_CHUNK:
+            return None
+        slice_k = 0
+        for s in range(LANE_CHUNK, K + 1, LANE_CHUNK):
+            if K % s == 0 and columns * len(roles) * s * eb <= STAGE_BYTES:
+                slice_k = s
+        if not slice_k:
+            return None
+        from etc.tiles import split_head_tiles
+
+        g = cls(roles, K, int(t.param("out_features")), int(t.param("tile_n")), columns, slice_k, eb, 1,
+                int(t.params.get("head_dim", 0) or 0), split_head_tiles(t.params))
+        return dataclasses.replace(g, stages=min(MAX_STAGES, RING_BYTES // g.stage_bytes))
+
+
+def linear_column(b, n0: V, j: V, c, tile_n: int, head_dim: int, parts: int) -> V:
+    """The output column (= weight row) of a linear tile's local column c: n0 + c, or for a split head
+    (`parts` tiles per head, etc.tiles) the rotate-half pair layout: the first tile_n/2 columns from
+    h*D + q*tile_n/2, the rest D/2 further."""
+    if parts == 1:
+        return b.add(n0, c)
+    half = tile_n // 2
+    first = b.add(b.mul(b.div(j, parts), head_dim), b.mul(b.rem(j, parts), half))
+    return b.add(b.add(first, c), b.select(b.cmp("ge", c, half), b.i64(head_dim // 2 - half), b.i64(0)))
+
+
+class WeightStream:
+    """The emitters of one tile function (or its issue function) for geometry `g`."""
+
+    def __init__(self, t, g: StreamGeometry):
+        self.t, self.b, self.g = t, t.b, g
+        b = self.b
+        base = t.smem_base()
+        with b.at_entry():
+            self.ring = b.gep(base, RING_OFFSET, "i8")
+            self.bars = b.gep(base, BARRIER_OFFSET, "i8")
+            self.ptrs = [t.ptr(role) for role in g.roles]
+            self.n0 = b.mul(t.coords[0], g.tile_n)
+            self.ncols = g.tile_n if g.out_features % g.tile_n == 0 else \
+                b.max(b.min(b.sub(g.out_features, self.n0), g.tile_n), 0)
+            self.groups = -(-self.ncols // g.columns) if isinstance(self.ncols, int) else \
+                b.div(b.add(self.ncols, g.columns - 1), g.columns)
+            self.per_row_group = self.groups * g.slices if isinstance(self.groups, int) else \
+                b.mul(self.groups, g.slices)
+            self.leader = b.cmp("eq", t.tid, 0)  # thread 0 invalidates the barriers
+
+    def column(self, c) -> V:
+        """The weight row of the tile's local column c."""
+        g = self.g
+        return linear_column(self.b, self.n0, self.t.coords[0], c, g.tile_n, g.head_dim, g.split)
+
+    def bar(self, slot) -> V:
+        return self.b.gep(self.bars, self.b.mul(slot, 8) if isinstance(slot, V) else slot * 8, "i8")
+
+    def stage(self, i: V) -> V:
+        """The shared-memory stage block i lands in."""
+        return self.b.gep(self.ring, self.b.mul(self.b.rem(i, self.g.stages), self.g.stage_bytes), "i8")
+
+    # ------------------------------------------------------------ producer (warp 0)
+
+    def issue(self, i: V) -> None:
+        """Warp 0: bulk-copy block i (its rows past ncols are skipped) into its stage; lane 0 arms the
+        barrier, then every lane issues some of the block's row copies."""
+        b, g, t = self.b, self.g, self.t
+        blk = b.rem(i, self.per_row_group)
+        group, sl = b.div(blk, g.slices), b.rem(blk, g.slices)
+        first = b.mul(group, g.columns)
+        valid = b.min(b.sub(self.ncols, first), g.columns)
+        bar = self.bar(b.rem(i, g.stages))
+        dst0 = self.stage(i)
+        with b.when(b.cmp("eq", t.lane, 0)):
+            b.mbarrier_expect_tx(bar, b.cast(b.mul(valid, len(g.roles) * g.row_bytes), "i32"))
+        b.warp_sync()
+        b.fence_proxy_async()  # the stage was last read through the generic proxy
+        with b.loop(t.lane, b.mul(valid, len(g.roles)), 32) as q:
+            k, w = b.div(q, valid), b.rem(q, valid)
+            row = self.column(b.add(first, w))
+            src = b.add(b.mul(row, g.in_features), b.mul(sl, g.slice_k))
+            ptr = self.ptrs[0] if len(self.ptrs) == 1 else b.select(b.cmp("eq", k, 0), self.ptrs[0], self.ptrs[1])
+            dst = b.gep(dst0, b.mul(b.add(w, b.mul(k, g.columns)), g.row_bytes), "i8")
+            b.copy_bulk(dst, b.gep(ptr, b.mul(src, g.elem_bytes), "i8"), b.i32(g.row_bytes), bar)
+
+    def check_block(self) -> None:
+        """Trap unless the block has one warp per column of a group (the runtime launches the bundle's
+        block_size, which the geometry was made for)."""
+        b = self.b
+        with b.when(b.cmp("ne", self.t.nwarps, self.g.columns)):
+            b.trap()
+
+    def start(self) -> None:
+        """The issue function's body: init the barriers, issue the first blocks (of the first row group)."""
+        b, g, t = self.b, self.g, self.t
+        self.check_block()
+        with b.when(b.cmp("eq", t.warp, 0)):
+            with b.when(b.cmp("eq", t.lane, 0)):
+                for s in range(g.stages):
+                    b.mbarrier_init(self.bar(s), 1)
+                b.fence_proxy_async()  # the bulk copies see the initialized barriers
+            b.warp_sync()
+            with b.loop(0, b.min(self.per_row_group, g.stages) if isinstance(self.per_row_group, V)
+                        else min(self.per_row_group, g.stages)) as i:
+                self.issue(i)
+
+    # ------------------------------------------------------------ consumers (every thread)
+
+    def wait(self, i: V) -> V:
+        """Wait until block i has landed; its stage."""
+        b, g = self.b, self.g
+        parity = b.cast(b.and_(b.div(i, g.stages), 1), "i32")
+        b.mbarrier_wait(self.bar(b.rem(i, g.stages)), parity)
+        return self.stage(i)
+
+    def release(self, i: V, total: V) -> None:
+        """Every thread is done with block i's stage: warp 0 refills it with block i + stages."""
+        b, g = self.b, self.g
+        b.barrier()
+        nxt = b.add(i, g.stages)
+        with b.when(b.land(b.cmp("eq", self.t.warp, 0), b.cmp("lt", nxt, total))):
+            self.issue(nxt)
+
+    def finish(self) -> None:
+        """Thread 0, after the last release: the barriers are idle; invalidate them for the next tile."""
+        b = self.b
+        with b.when(self.leader):
+            for s in range(self.g.stages):
+                b.mbarrier_inval(self.bar(s))
