@@ -17,6 +17,7 @@ weights through shared memory: bulk copies (cp.async.bulk) fill a ring of stages
 mbarriers (etc.codegen.weight_stream), and the worker issues the first stages before it waits on the
 tile's input events, so HBM streams them while the tile waits; such a tile's own scratch must fit below
 the ring (96 KiB). weight-stream=false: every lane loads its weights from global memory.
+spin-sleep=N: a waiting worker's thread 0 sleeps N ns between polls of its counter (0: spins).
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
 signals, into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
@@ -49,13 +50,18 @@ class LowerToGpu(Pass):
     OPTIONS = (Option("profile", bool, False, "stamp %globaltimer at every tile's start and end into the "
                                               "workspace buffer 'etc.profile'"),
                Option("weight-stream", bool, True, "linear tiles stream their weights through shared memory "
-                                                   "(bulk copies, the first ones issued before the tile's waits)"))
+                                                   "(bulk copies, the first ones issued before the tile's waits)"),
+               Option("spin-sleep", int, 32, "nanoseconds a waiting worker sleeps between polls of a counter "
+                                             "(0: spin)"))
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
 
         kernels = mlir.ops_named(module_op, "sm_task.kernel")
         if not kernels:
+            return
+        if not 0 <= self.option("spin-sleep") <= 1_000_000:
+            self.error(kernels[0], f"spin-sleep must be in [0, 1000000] ns, got {self.option('spin-sleep')}")
             return
         if self.option("profile"):
             _add_profile_buffer(module_op, kernels[0])
@@ -97,7 +103,7 @@ class LowerToGpu(Pass):
             tile_of_task[task.id] = by_text[key]
         if len(tile_of_task) != len(program.tasks):
             return
-        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout)
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"))
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)

@@ -3,7 +3,9 @@
 Matches: every event_tensor.event_tensor notified by task grids only (an event that an
 event_tensor.notify or event_tensor.trigger op also reaches has a run-time count and is left alone).
 Produces: the `wait_count` map `(event coords)[symbols] -> (n)`, where n is the number of producer
-tiles whose notify map lands on each element, summed over producers; it may be symbolic.
+tiles whose notify map lands on each element, summed over producers; it may be symbolic, and a
+product of symbolic extents (batch x KV splits, when a consumer waits on every attention tile) is kept
+as a semi-affine map, which the kernel and the runtime evaluate like any other.
 Guarantees: a waiter released at n notifies has seen every producer tile that writes its element.
 A notify map must give each event coordinate as `d_k`, `d_k floordiv c` or the constant 0 (on an axis
 of extent 1), cover the whole event tensor, and use each tile coordinate at most once; every other
@@ -93,8 +95,8 @@ class DeriveWaitCounts(Pass):
             count = ir.AffineExpr.get_constant(1)
             for k, factor in enumerate(per_dim):
                 term = factor if factor is not None else extents[k]
-                if not mlir.is_constant(term) and not mlir.is_constant(count):
-                    raise _NotUniform(f"the count {count} * ({term}) is not affine")
+                # a product of symbolic extents (rows x KV splits) is semi-affine: MLIR keeps it, and the
+                # kernel and the runtime evaluate it like any other count
                 count = count * term
             return count
 

@@ -15,6 +15,8 @@ Produces, in a new body of the same function:
     both producer and consumer tile it and one tile size divides the other, the event keeps that dim
     (a consumer tile waits for just the producer tiles it reads); otherwise the dim collapses.
     Wait counts are left at 0 for etc-derive-wait-counts.
+With fuse-attention-merge (default), an attention_merge grid whose output feeds only one linear as its
+x (o_proj) is folded into that linear, which then reads the partials (prologue "attention_merge").
 Guarantees: every tile waits, before it runs, for every producer tile that writes any element it
 reads in the same step (tiles of etc.tiles regions); it never waits on a grid whose buffers it does
 not read, so there is no whole-layer barrier. Grid extents and event shapes stay symbolic. Errors:
@@ -40,7 +42,7 @@ from etc import mlir_adapter as mlir
 from etc import tiles
 from etc.frontend import torch_ops as T
 from etc.frontend.torch_graph import TorchGraph
-from etc.passes.base import Pass
+from etc.passes.base import Option, Pass
 
 _ELEMENT_TYPE = {"bf16": "bf16", "f16": "f16", "f32": "f32", "f64": "f64", "si64": "i64", "si32": "i32",
                  "i1": "i1", "ui8": "i8", "si8": "i8"}
@@ -79,6 +81,8 @@ class _Grid:
 class FormTaskGrids(Pass):
     NAME = "etc-form-task-grids"
     SUMMARY = "Build event_tensor IR (buffers, task grids, fine-grained event tensors) from tiled etc.tile ops."
+    OPTIONS = (Option("fuse-attention-merge", bool, True,
+                      "fold an attention merge into the one linear that reads its output (prologue attention_merge)"),)
 
     def run(self, module_op) -> None:
         for func in [op.operation for op in module_op.regions[0].blocks[0].operations]:
@@ -87,14 +91,15 @@ class FormTaskGrids(Pass):
             if not any(op.operation.name == T.TILE_OP for op in func.regions[0].blocks[0].operations):
                 continue
             try:
-                _Former(func, module_op).form()
+                _Former(func, module_op, self.option("fuse-attention-merge")).form()
             except _Error as e:
                 self.error(e.op, str(e))
 
 
 class _Former:
-    def __init__(self, func: ir.Operation, module_op):
+    def __init__(self, func: ir.Operation, module_op, fuse_attention_merge: bool = True):
         self.func = func
+        self.fuse_attention_merge = fuse_attention_merge
         self.module_op = module_op
         self.graph = TorchGraph(func, module_op)
         self.symbols = list(self.graph.symbols)  # in torch.symbolic_int order
@@ -214,8 +219,30 @@ class _Former:
                 raise _Error(op, f"op '{op.name}' was not raised to a tile (run etc-raise-torch and "
                                  "etc-raise-elementwise first)")
         self.check_cache_reads(block)
+        if self.fuse_attention_merge:
+            self.fold_attention_merges(producer_of)
         events = self.join(producer_of)
         self.rebuild(block, events)
+
+    def fold_attention_merges(self, producer_of: dict[str, _Grid]) -> None:
+        """An attention_merge grid whose output only one linear reads, as x without a prologue (o_proj),
+        folds into that linear: it reads the partials and merges them itself (prologue attention_merge),
+        which saves a dependent stage per layer."""
+        for merge in [g for g in self.grids if g.kind == "attention_merge"]:
+            out = merge.writes[0][1]
+            readers = [g for g in self.grids if any(buf is out for _, buf in g.reads)]
+            if out.output_index is not None or len(readers) != 1:
+                continue
+            linear = readers[0]
+            if linear.kind != "linear" or linear.params.get("prologue", "none") != "none" \
+                    or [r for r, buf in linear.reads if buf is out] != ["x"]:
+                continue
+            linear.reads = merge.reads + [(r, buf) for r, buf in linear.reads if buf is not out]
+            linear.params = dict(linear.params, prologue="attention_merge", x_etype=out.element_type,
+                                 num_heads=merge.params["num_heads"], head_dim=merge.params["head_dim"])
+            self.grids.remove(merge)
+            del producer_of[out.name]
+            del self.buffers[out.name]
 
     def check_cache_reads(self, block) -> None:
         """An in-place update must be the last read of the old cache value (buffers are updated in place)."""

@@ -1,7 +1,7 @@
 """etc: ETC's command line.
 
   etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--kv-chunk 128]
-               [--profile] [--no-weight-stream] [--no-split-heads] [--no-fuse FUSION] [--block-size 256] [--out DIR]
+               [--profile] [--no-weight-stream] [--no-split-heads] [--spin-sleep 32] [--no-fuse FUSION] [--block-size 256] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
   etc bench    --model NAME [--bundle DIR ...] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
   etc bench-tiles --compile DIR | --bundles DIR [--batch 1 ...] [--out rows.jsonl]
@@ -27,12 +27,13 @@ from pathlib import Path
 from etc.errors import EtcError
 
 DEFAULT_MODEL = "llama-3.2-1b"
-FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")  # = etc.pipeline.FUSIONS (no MLIR import)
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge")  # = etc.pipeline.FUSIONS
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
                       kv_chunk: int = 128, seed: int = 0, profile: bool = False,
-                      weight_stream: bool = True, block_size: int = 256, no_fuse=(), split_heads: bool = True) -> Path:
+                      weight_stream: bool = True, block_size: int = 256, no_fuse=(), split_heads: bool = True,
+                      spin_sleep_ns: int = 32) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
@@ -44,6 +45,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, weight_stream=weight_stream, split_heads=split_heads,
+                spin_sleep_ns=spin_sleep_ns,
                 block_size=block_size, fuse={name: name not in no_fuse for name in FUSIONS})
     return Path(out)
 
@@ -53,7 +55,7 @@ def _compile(args) -> int:
     t0 = time.perf_counter()
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
                       kv_chunk=args.kv_chunk, profile=args.profile, weight_stream=not args.no_weight_stream,
-                      split_heads=not args.no_split_heads,
+                      split_heads=not args.no_split_heads, spin_sleep_ns=args.spin_sleep,
                       block_size=args.block_size, no_fuse=args.no_fuse)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
@@ -203,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--block-size", type=int, default=256, help="threads per worker block")
     c.add_argument("--no-fuse", action="append", default=[], choices=FUSIONS, metavar="FUSION",
                    help=f"turn a front-end fusion off (repeatable): {', '.join(FUSIONS)}")
+    c.add_argument("--spin-sleep", type=int, default=32, metavar="NS",
+                   help="nanoseconds a waiting worker sleeps between counter polls (0: spin)")
     c.add_argument("--no-split-heads", action="store_true",
                    help="keep whole heads in every rope / kv_append projection tile")
     c.add_argument("--no-weight-stream", action="store_true",

@@ -190,7 +190,9 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
             f"etc-dynamic-schedule{{early-push={'true' if early_push else 'false'}}}")
 
 
-FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append")
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge")
+# fusions that are an option of etc-form-task-grids rather than a pass etc-fuse-<name>
+FORM_FUSIONS = ("attention-merge",)
 
 
 def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 128,
@@ -207,11 +209,13 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     for name, value in (("num_sms", num_sms), ("kv_chunk", kv_chunk)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise PipelineError(f"{name} must be a positive integer, got {value!r}")
-    fusions = [f"etc-fuse-{name}{{enable={'true' if fuse.get(name, True) else 'false'}}}" for name in FUSIONS]
+    on = {name: "true" if fuse.get(name, True) else "false" for name in FUSIONS}
+    fusions = [f"etc-fuse-{name}{{enable={on[name]}}}" for name in FUSIONS if name not in FORM_FUSIONS]
     return ",".join(["etc-raise-torch", "etc-raise-elementwise", *fusions,
                      f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk} "
                      f"split-heads={'true' if split_heads else 'false'}}}",
-                     "etc-form-task-grids", "etc-derive-wait-counts", "etc-verify-event-tensor"])
+                     f"etc-form-task-grids{{fuse-attention-merge={on['attention-merge']}}}",
+                     "etc-derive-wait-counts", "etc-verify-event-tensor"])
 
 
 def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
@@ -223,9 +227,11 @@ def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
             "gpu-module-to-binary{format=isa}")
 
 
-def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_stream: bool = True) -> str:
+def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_stream: bool = True,
+                     spin_sleep_ns: int = 32) -> str:
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
     GPU -> NVVM -> PTX."""
     flag = {True: "true", False: "false"}
-    return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]}}},"
+    return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]} "
+            f"spin-sleep={int(spin_sleep_ns)}}},"
             + gpu_lowering_pipeline(target))

@@ -24,7 +24,9 @@ Kinds (grid; reads -> writes; params):
   linear          (ceildiv(N, tile_n))                                              in_features K, out_features N,
                   x[R,K], weight[N,K], (bias[N]), ... -> y[R,N] and/or cache        tile_n, has_bias, prologue,
                   prologue: "none" | "rms_norm" | "layer_norm" (reads norm_weight,   prologue_eps, epilogue
-                  norm_bias; x is normalized per row as the unfused norm would).      (array of steps), head_dim
+                  norm_bias; x is normalized per row as the unfused norm would)       (array of steps), head_dim,
+                  | "attention_merge": no x; x = the attention_merge of partial_out, x_etype, num_heads
+                  partial_stats (below) over all heads, rounded to x_etype.
                   acc = x @ weight[cols].T (+ bias) in f32, round -> y. Then each epilogue step in order:
                     "silu_mul":     also up = round(x @ up_weight[cols].T (+ up_bias)); y = round(round(silu(y)) * up)
                     "gelu":         y = round(gelu(y, approximate=params.gelu_approximate))
@@ -105,7 +107,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("rms_norm", ("x", "weight"), ("y",)),
     Kind("layer_norm", ("x", "weight", "bias"), ("y",)),
     Kind("linear", ("x", "weight", "bias", "norm_weight", "norm_bias", "up_weight", "up_bias", "residual",
-                    "head_norm_weight", "positions", "inv_freq"), ("y", "cache")),
+                    "head_norm_weight", "positions", "inv_freq", "partial_out", "partial_stats"), ("y", "cache")),
     Kind("rope", ("x", "positions", "inv_freq"), ("y",)),
     Kind("kv_append", ("x", "positions"), ("cache",)),
     Kind("attention_partial", ("q", "k_cache", "v_cache", "positions"), ("partial_out", "partial_stats")),

@@ -95,7 +95,7 @@ def operand_index(task: Task) -> dict[str, int]:
 
 
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
-                    layout: Layout) -> str:
+                    layout: Layout, spin_sleep_ns: int = 32) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
     A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
@@ -105,7 +105,8 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
     for t in program.tasks:
         name = tile_of_task[t.id]
-        parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name)))
+        parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name),
+                                   spin_sleep_ns))
     parts.append(_kernel(program, layout))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
@@ -125,7 +126,7 @@ POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : 
 
 
 def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
-                  issue: bool = False) -> str:
+                  issue: bool = False, spin_sleep_ns: int = 32) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
     task: the one tile `first`, popped ready, so it does not wait)."""
     e = Emitter()
@@ -168,7 +169,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         word = _counter_word(lead, layout, name, elem)
         target = _target(lead, program, layout, name, elem, shifted_epoch)
         _progress_word(lead, worker64, word, target)
-        _spin(lead, word, target)
+        _spin(lead, word, target, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
         _stamp(lead, layout, task.id, "%tile", 0, worker64)
@@ -247,7 +248,8 @@ def _target(e: Emitter, program, layout: Layout, name: str, elem: list[str], shi
     return e.binary("addi", shifted_epoch, n)
 
 
-def _spin(e: Emitter, word: str, target: str) -> None:
+def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:
+    """Thread 0 polls the counter word (acquire loads), sleeping `sleep_ns` between polls (0: none)."""
     ptr = e.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
     e.line("scf.while : () -> () {")
     v = e.fresh()
@@ -256,9 +258,10 @@ def _spin(e: Emitter, word: str, target: str) -> None:
     e.line(f"  {c} = arith.cmpi ult, {v}, {target} : i64")
     e.line(f"  scf.condition({c})")
     e.line("} do {")
-    pause = e.fresh()
-    e.line(f"  {pause} = arith.constant 32 : i32")
-    e.line(f"  nvvm.nanosleep {pause}")
+    if sleep_ns:
+        pause = e.fresh()
+        e.line(f"  {pause} = arith.constant {int(sleep_ns)} : i32")
+        e.line(f"  nvvm.nanosleep {pause}")
     e.line("  scf.yield")
     e.line("}")
 

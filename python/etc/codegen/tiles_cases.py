@@ -225,6 +225,15 @@ def llama_programs() -> dict[str, object]:
         "attention_partial", "s0, 8, s1 ceildiv 256", ["q", "kc", "vc", "pos"], ["po", "ps"],
         attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"],
                 "write_roles": ["partial_out", "partial_stats"]}))
+    # o_proj with the attention merge folded in: x merged from the splits of 32 heads
+    progs["o_proj_merge"] = program_of_text(program_text(
+        DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 64"),
+               ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("w", "weight", "bf16", "64, 2048"),
+               ("res", "workspace", "bf16", "s0, 64"), ("y", "workspace", "bf16", "s0, 64")],
+        "linear", "4", ["po", "ps", "w", "res"], ["y"],
+        {"in_features": 2048, "out_features": 64, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
+         "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": 32, "head_dim": 64,
+         "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
     progs["attention_merge"] = program_of_text(program_text(
         DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 64"),
                ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("out", "workspace", "bf16", "s0, 2048")],
@@ -326,6 +335,8 @@ def extra_programs() -> dict[str, object]:
     # streams (K % 256 == 0): column groups of 8 cut short (tile_n 12), a last tile of 4 columns, two K slices
     # of the SiLU*mul pair at K 1024 (16 rows of 1024 bf16 exceed a 32 KiB block)
     progs["linear_stream_short"] = _linear("ss", 1024, 28, 12, prologue="rms_norm", epilogue=["silu_mul"])
+    # two row groups (RB 10 at K 3072) of only two blocks each, fewer than the ring's stages (5)
+    progs["linear_stream_rows"] = _linear("sr", 3072, 16, 8, prologue="none")
     progs["linear_stream_block128"] = _linear("sb", 512, 28, 12, prologue="none", block_size=128)
     progs["linear_heads_gelu_y"] = _linear("hg", 64, 64, 32, prologue="none", head_dim=16,
                                            epilogue=["head_rms_norm", "residual_add", "rope"])
@@ -371,6 +382,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 continue  # added below, run with its 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
+        rows = progs["linear_stream_rows"]
+        cases.append(make_case("extra/linear_stream_rows-b12", rows, rows.tasks[0], {"batch": 12, "kv_len": 20},
+                               seed=14))
         b128 = progs["linear_stream_block128"]  # compiled for 4 warps: column groups of 4
         cases.append(make_case("extra/linear_stream_block128", b128, b128.tasks[0], {"batch": 2, "kv_len": 20},
                                seed=13, block=128))

@@ -12,6 +12,9 @@ Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB r
   3. heads:   (only with head_rms_norm / rope / kv_append) one warp per (row, head) segment of `st`
               runs the remaining steps in order, then stores y and/or the KV cache.
 The dot phase is emitted for 1, 2, 4, 8 and RB rows and picked at run time, so batch 1 does no wasted work.
+With the attention_merge prologue there is no x: stage 1 merges the attention splits (partial_out,
+partial_stats) into xs, as the attention_merge tile would (the merge folded into o_proj). With a split
+head (tile_n < head_dim, etc.tiles) the tile's columns are its rotate-half pairs (`col`).
 With a weight stream (etc.codegen.weight_stream: K a multiple of 256, 16- or 32-bit weights) the dot
 phase reads the weight rows from shared-memory stages that bulk copies fill, one column per warp, the
 first stages issued by the worker before the tile's waits; otherwise every lane loads them from global
@@ -29,6 +32,7 @@ X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
 UNROLL = 8  # weight chunks in flight per lane and column
 COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
 HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
+MERGE_UNROLL = 8  # attention splits whose partial outputs a thread loads at once (attention_merge prologue)
 STAGE_IN_REGISTERS = 8  # 16-byte chunks per lane up to which a normalized row is staged in one pass
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
@@ -46,7 +50,20 @@ class Linear:
         self.K = int(t.param("in_features"))
         self.N = int(t.param("out_features"))
         self.TN = int(t.param("tile_n"))
-        rows, kx = t.shape("x")
+        self.prologue = p.get("prologue", "none")
+        if self.prologue not in ("none", "rms_norm", "layer_norm", "attention_merge"):
+            t.fail(f"unknown prologue '{self.prologue}'")
+        x_role = "partial_out" if self.prologue == "attention_merge" else "x"
+        if x_role == "x":
+            rows, kx = t.shape("x")
+            self.xt = t.float_etype("x")
+        else:  # x is merged from the attention splits: [rows, heads, splits, head_dim] f32
+            rows, heads, _, hd = t.shape("partial_out")
+            kx = heads * hd
+            self.xt = str(t.param("x_etype"))
+            if self.xt not in ("bf16", "f16", "f32") or hd % 8 or t.float_etype("partial_stats") != "f32":
+                t.fail(f"the attention_merge prologue needs x_etype bf16/f16/f32 (got '{self.xt}'), f32 partials "
+                       f"and head_dim % 8 == 0 (got {hd})")
         if kx != self.K:
             t.fail(f"x has {kx} columns, in_features is {self.K}")
         if list(t.shape("weight")) != [self.N, self.K]:
@@ -54,19 +71,16 @@ class Linear:
         if self.K % 8:
             t.fail(f"in_features {self.K} is not a multiple of 8")
         self.rows = rows
-        self.xt = t.float_etype("x")
         t.float_etype("weight")
         self.has_y, self.has_cache = t.has("y"), t.has("cache")
         if not self.has_y and not self.has_cache:
             t.fail("writes neither y nor cache")
         self.rt = t.float_etype("y" if self.has_y else "cache")  # the activation dtype of the unfused ops
-        self.prologue = p.get("prologue", "none")
-        if self.prologue not in ("none", "rms_norm", "layer_norm"):
-            t.fail(f"unknown prologue '{self.prologue}'")
         self.has_bias = bool(p.get("has_bias", t.has("bias")))
         self.steps = [str(s) for s in p.get("epilogue", ())]
+        self.D = 0  # head_dim, when per-head steps follow
         self.check_steps()
-        max_rows = int(t.max_shape("x")[0])
+        max_rows = int(t.max_shape(x_role)[0])
         self.RB = max(1, min(ROW_GROUP, max_rows, X_STAGE_BYTES // (self.K * ELEM_BYTES[self.xt])))
         self.variants = [v for v in (1, 2, 4, 8) if v < self.RB] + [self.RB]
 
@@ -115,7 +129,12 @@ class Linear:
         self.ncols = TN if self.N % TN == 0 else b.max(b.min(b.sub(self.N, self.n0), TN), 0)
         self.xs = t.smem(RB * K * ELEM_BYTES[xt])
         self.st = t.smem(RB * TN * 4) if self.rest else None
-        geometry = StreamGeometry.of(t) if t.weight_stream else None
+        if self.prologue == "attention_merge":  # per head and split: m (then the weight) and l; per head the sum
+            _, H, _, _ = t.shape("partial_out")
+            s_max = int(t.max_shape("partial_out")[2])
+            self.merge_m, self.merge_l, self.merge_den = t.smem(H * s_max * 4), t.smem(H * s_max * 4), t.smem(H * 4)
+        x_role = "partial_out" if self.prologue == "attention_merge" else "x"
+        geometry = StreamGeometry.of(t, RB, x_role) if t.weight_stream else None
         if geometry is not None and t.shared_bytes > RING_OFFSET:
             t.fail(f"its staged rows need {t.shared_bytes} bytes of shared memory, past the weight stream's "
                    f"ring at {RING_OFFSET}")
@@ -144,7 +163,7 @@ class Linear:
 
     def col(self, c) -> V:
         """The output column (and weight row) of local column c."""
-        return linear_column(self.b, self.n0, self.t.coords[0], c, self.TN, getattr(self, "D", 0), self.split)
+        return linear_column(self.b, self.n0, self.t.coords[0], c, self.TN, self.D, self.split)
 
     def dispatch(self, rg: V, nr: V, i: int) -> None:
         """Run the dot phase of the smallest variant >= nr."""
@@ -161,6 +180,9 @@ class Linear:
         t, b = self.t, self.b
         K, xt = self.K, self.xt
         src = b.mul(rg, K)
+        if self.prologue == "attention_merge":
+            self.stage_merge(rg, nr)
+            return
         if self.prologue == "none":
             def copy(i):
                 off = b.mul(i, 8)
@@ -217,6 +239,65 @@ class Linear:
                     return b.round_to(y if bias is None else b.add(y, bias), xt)
                 write(ln)
 
+    def stage_merge(self, rg: V, nr: V) -> None:
+        """x rows merged from the attention splits, as attention_merge computes them, row by row: the
+        stats (m, l) into shared memory (a thread per head and split), then per head the max, the split
+        weights exp(m - max) (in place of m) and the denominator, then a thread per 8 values of x sums
+        the weighted partial outputs, MERGE_UNROLL splits' loads at a time."""
+        t, b = self.t, self.b
+        K, xt = self.K, self.xt
+        _, H, S, D = t.shape("partial_out")
+        m_at = lambda i: b.gep(self.merge_m, i, "f32")  # noqa: E731
+        l_at = lambda i: b.gep(self.merge_l, i, "f32")  # noqa: E731
+        with b.loop(0, nr) as rr:
+            r = b.add(rg, rr)
+            b.barrier()  # the previous row is done with the stats
+
+            def stats(i):  # i = head * S + split
+                at = b.mul(b.add(b.mul(b.mul(r, H), S), i), 2)
+                b.store(t.load("partial_stats", at), m_at(i))
+                b.store(t.load("partial_stats", b.add(at, 1)), l_at(i))
+            t.thread_loop(b.mul(H, S), stats)
+            b.barrier()
+
+            def head(h):
+                first = b.mul(h, S)
+                (top,) = b.for_(0, S, 1, [b.f32(float("-inf"))],
+                                lambda s, a: [b.max(a[0], b.load(m_at(b.add(first, s)), "f32"))])
+
+                def weigh(s, a):
+                    m = b.load(m_at(b.add(first, s)), "f32")
+                    w = b.select(b.cmp("eq", m, float("-inf")), 0.0, b.exp(b.sub(m, top)))  # empty chunks weigh 0
+                    b.store(w, m_at(b.add(first, s)))
+                    return [b.add(a[0], b.mul(w, b.load(l_at(b.add(first, s)), "f32")))]
+                (den,) = b.for_(0, S, 1, [b.f32(0.0)], weigh)
+                b.store(den, b.gep(self.merge_den, h, "f32"))
+            t.thread_loop(H, head)
+            b.barrier()
+
+            def values(i):  # x[r, 8i : 8i + 8]
+                k0 = b.mul(i, 8)
+                h, d0 = b.div(k0, D), b.rem(k0, D)
+                base = b.mul(b.add(b.mul(r, H), h), S)  # (r, h, split 0)
+
+                def splits(s0, acc):
+                    acc = list(acc)
+                    loads = []
+                    for u in range(MERGE_UNROLL):
+                        s = b.min(b.add(s0, u), b.sub(S, 1))  # past S: clamped, weight 0
+                        w = b.select(b.cmp("lt", b.add(s0, u), S), b.load(m_at(b.add(b.mul(h, S), s)), "f32"), 0.0)
+                        at = b.add(b.mul(b.add(base, s), D), d0)
+                        loads.append((w, b.unpack_f32(t.load_vec("partial_out", at, 4)) +
+                                      b.unpack_f32(t.load_vec("partial_out", b.add(at, 4), 4))))
+                    for w, o in loads:
+                        acc = [b.fma(w, x, a) for x, a in zip(o, acc)]
+                    return acc
+                num = b.for_(0, S, MERGE_UNROLL, [b.f32(0.0)] * 8, splits)
+                den = b.load(b.gep(self.merge_den, h, "f32"), "f32")
+                ys = [b.cast(b.round_to(b.div(x, den), xt), xt) for x in num]
+                b.store(b.vec_from(ys), b.gep(self.xs, b.add(b.mul(rr, K), k0), xt), min(16, 8 * ELEM_BYTES[xt]))
+            t.thread_loop(K // 8, values)
+
     # ------------------------------------------------------------ 2. dot products and per-column epilogue
 
     def dot(self, rg: V, nr: V, v: int) -> list:
@@ -235,8 +316,7 @@ class Linear:
         wt = t.etype("weight")
         per_col = v * (2 if silu_mul else 1)
         hoist = v * self.K // WARP <= HOIST_X_VALUES  # x of every slice stays live across the groups
-        rows_groups = b.div(b.add(self.rows, self.RB - 1), self.RB)
-        total = b.mul(rows_groups, s.per_row_group)
+        total = s.total
         base = b.mul(b.div(rg, self.RB), s.per_row_group)
         with b.loop(0, s.groups) as group:
             def one_slice(sl, acc):

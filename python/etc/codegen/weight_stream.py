@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 from etc.codegen.tiles_builder import ELEM_BYTES, V
+from etc.tiles import split_head_tiles
 
 RING_OFFSET = 96 * 1024
 RING_BYTES = 128 * 1024
@@ -49,6 +50,8 @@ class StreamGeometry:
     stages: int
     head_dim: int = 0
     split: int = 1  # tiles per head of a split head (etc.tiles.split_head_tiles)
+    row_group: int = 1  # rows of x per pass over the weights (the linear tile's RB)
+    x_role: str = "x"  # the operand whose first extent is the rows ("partial_out" for a merge prologue)
 
     @property
     def slices(self) -> int:
@@ -64,9 +67,10 @@ class StreamGeometry:
         return self.columns * len(self.roles) * self.row_bytes
 
     @classmethod
-    def of(cls, t) -> "StreamGeometry | None":
-        """The geometry of linear tile `t` (an etc.codegen.tile_library.Tile), or None when its weights
-        cannot stream: 8-byte or 1-byte elements, or in_features not a multiple of 256."""
+    def of(cls, t, row_group: int, x_role: str) -> "StreamGeometry | None":
+        """The geometry of linear tile `t` (an etc.codegen.tile_library.Tile) passing over its weights once
+        per `row_group` rows of `x_role`, or None when its weights cannot stream: 8-byte or 1-byte
+        elements, or in_features not a multiple of 256."""
         roles = ("weight", "up_weight") if "silu_mul" in t.params.get("epilogue", ()) else ("weight",)
         etypes = {t.etype(r) for r in roles if t.has(r)}
         if len(etypes) != 1 or not all(t.has(r) for r in roles):
@@ -82,10 +86,8 @@ class StreamGeometry:
                 slice_k = s
         if not slice_k:
             return None
-        from etc.tiles import split_head_tiles
-
         g = cls(roles, K, int(t.param("out_features")), int(t.param("tile_n")), columns, slice_k, eb, 1,
-                int(t.params.get("head_dim", 0) or 0), split_head_tiles(t.params))
+                int(t.params.get("head_dim", 0) or 0), split_head_tiles(t.params), row_group, x_role)
         return dataclasses.replace(g, stages=min(MAX_STAGES, RING_BYTES // g.stage_bytes))
 
 
@@ -118,6 +120,9 @@ class WeightStream:
                 b.div(b.add(self.ncols, g.columns - 1), g.columns)
             self.per_row_group = self.groups * g.slices if isinstance(self.groups, int) else \
                 b.mul(self.groups, g.slices)
+            rows = t.shape(g.x_role)[0]
+            self.total = b.mul(b.div(b.add(rows, g.row_group - 1), g.row_group), self.per_row_group) \
+                if not isinstance(rows, int) else -(-rows // g.row_group) * self.per_row_group
             self.leader = b.cmp("eq", t.tid, 0)  # thread 0 invalidates the barriers
 
     def column(self, c) -> V:
@@ -164,7 +169,8 @@ class WeightStream:
             b.trap()
 
     def start(self) -> None:
-        """The issue function's body: init the barriers, issue the first blocks (of the first row group)."""
+        """The issue function's body: init the barriers, issue the first `stages` blocks (of every row
+        group: a row group may have fewer blocks than the ring has stages)."""
         b, g, t = self.b, self.g, self.t
         self.check_block()
         with b.when(b.cmp("eq", t.warp, 0)):
@@ -173,8 +179,8 @@ class WeightStream:
                     b.mbarrier_init(self.bar(s), 1)
                 b.fence_proxy_async()  # the bulk copies see the initialized barriers
             b.warp_sync()
-            with b.loop(0, b.min(self.per_row_group, g.stages) if isinstance(self.per_row_group, V)
-                        else min(self.per_row_group, g.stages)) as i:
+            with b.loop(0, b.min(self.total, g.stages) if isinstance(self.total, V)
+                        else min(self.total, g.stages)) as i:
                 self.issue(i)
 
     # ------------------------------------------------------------ consumers (every thread)
@@ -186,7 +192,7 @@ class WeightStream:
         b.mbarrier_wait(self.bar(b.rem(i, g.stages)), parity)
         return self.stage(i)
 
-    def release(self, i: V, total: V) -> None:
+    def release(self, i: V, total) -> None:
         """Every thread is done with block i's stage: warp 0 refills it with block i + stages."""
         b, g = self.b, self.g
         b.barrier()

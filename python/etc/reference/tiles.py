@@ -227,15 +227,24 @@ def linear(params, coords, a: TileAccess) -> None:
     (j,) = coords
     n = param("linear", params, "out_features")
     k = param("linear", params, "in_features")
-    rows, k_got = a.shape("x")
+    prologue = params.get("prologue", "none")
+    if prologue == "attention_merge":  # x is the merge of the attention splits (etc.tiles)
+        o, stats = f32(a.read("partial_out", all_(4))), f32(a.read("partial_stats", all_(4)))
+        rows = o.shape[0]
+        x = rounder(param("linear", params, "x_etype"))(
+            np.stack([merge_partials(o[r], stats[r]).reshape(-1) for r in range(rows)]).reshape(rows, -1))
+        k_got = x.shape[1]
+    else:
+        rows, k_got = a.shape("x")
+        x = f32(a.read("x", all_(2)))
     if k_got != k:
         raise EtcError(f"linear tile: x has {k_got} columns, in_features is {k}")
     runs = linear_column_runs(params, j, n)
     split = len(runs) > 1
     rnd = act_rounder(a, "y", "cache", "x")
-    x = f32(a.read("x", all_(2)))
-    prologue = params.get("prologue", "none")
-    if prologue == "rms_norm":
+    if prologue in ("none", "attention_merge"):
+        pass
+    elif prologue == "rms_norm":
         x = rms_norm(x, a.read("norm_weight", (slice(None),)), param("linear", params, "prologue_eps"),
                      rounder(a.etype("x")), rounder(a.etype("x")))
     elif prologue == "layer_norm":
@@ -364,13 +373,18 @@ def attention_merge(params, coords, a: TileAccess) -> None:
     heads = slice(g * group, (g + 1) * group)
     o = f32(a.read("partial_out", (r, heads, slice(None), slice(None))))  # [group, S, D]
     stats = f32(a.read("partial_stats", (r, heads, slice(None), slice(None))))  # [group, S, 2]
+    out = merge_partials(o, stats)
+    a.write("out", (r, slice(g * group * d, (g + 1) * group * d)), rounder(a.etype("out"))(out.reshape(-1)))
+
+
+def merge_partials(o: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Attention splits merged: o [heads, S, D], stats [heads, S, 2] (m, l) -> [heads, D] f32."""
     m, l = stats[..., 0], stats[..., 1]
     top = m.max(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore"):
         w = np.exp(m - top)  # chunks with no visible slot: exp(-inf) = 0
     w = np.where(np.isneginf(m), np.float32(0), w)
-    out = (w[..., None] * o).sum(axis=1, dtype=np.float32) / (w * l).sum(axis=-1, dtype=np.float32)[:, None]
-    a.write("out", (r, slice(g * group * d, (g + 1) * group * d)), rounder(a.etype("out"))(out.reshape(-1)))
+    return (w[..., None] * o).sum(axis=1, dtype=np.float32) / (w * l).sum(axis=-1, dtype=np.float32)[:, None]
 
 
 def _row_tile(kind: str, params, coords, a: TileAccess) -> tuple[int, slice]:

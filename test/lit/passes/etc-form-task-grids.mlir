@@ -1,4 +1,5 @@
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p etc-form-task-grids --verify-diagnostics --mlir-print-local-scope | FileCheck %s
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{fuse-attention-merge=false}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=NOFOLD
 
 // Positive: embedding -> linear (tile_n 8: 2 tiles, one head each) -> rope (a tile per row and head).
 // The linear reads whole rows, so it waits for every embedding tile (the event collapses to one element);
@@ -60,7 +61,37 @@ func.func @append_attend(%k: !torch.vtensor<[?,8],bf16> {etc.name = "k", etc.rol
   return %o, %new : !torch.vtensor<[?,2,1,8],bf16>, !torch.vtensor<[?,1,?,8],bf16>
 }
 
+// Positive: attention whose output only o_proj reads (through a view, as x): the merge folds into o_proj,
+// which reads the partials (prologue attention_merge) and waits for every partial tile: one element counting
+// rows x KV heads x splits. With fuse-attention-merge=false the merge grid stays.
+// CHECK-LABEL: func.func @attend_project()
+// CHECK-NOT: name = "attention.y"
+// CHECK-NOT: kind = "attention_merge"
+// CHECK: %[[EP:.*]] = "event_tensor.event_tensor"({{.*}}) {name = "attention.partial.done", shape = affine_map<()[s0, s1] -> (1)>
+// CHECK: "event_tensor.task_grid"({{.*}}%[[EP]]) {grid = affine_map<()[s0, s1] -> (2)>, kind = "linear", name = "o_proj", {{.*}}prologue = "attention_merge", read_roles = ["partial_out", "partial_stats", "weight"], {{.*}}wait_maps = [affine_map<(d0)[s0, s1] -> (0)>]
+// NOFOLD-LABEL: func.func @attend_project()
+// NOFOLD: kind = "attention_merge"
+// NOFOLD: kind = "linear", name = "o_proj"
+func.func @attend_project(%q: !torch.vtensor<[?,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %pos: !torch.vtensor<[?],si64> {etc.name = "positions", etc.role = "input"}, %cache: !torch.vtensor<[?,1,?,8],bf16> {etc.name = "cache", etc.role = "input"}, %wo: !torch.vtensor<[16,16],bf16> {etc.name = "o_proj.weight", etc.role = "weight"}) -> !torch.vtensor<[?,16],bf16> {
+  %b = "torch.symbolic_int"() <{max_val = 8 : i64, min_val = 1 : i64, symbol_name = "batch"}> : () -> !torch.int
+  %t = "torch.symbolic_int"() <{max_val = 16 : i64, min_val = 2 : i64, symbol_name = "kv_len"}> : () -> !torch.int
+  "torch.bind_symbolic_shape"(%q, %b) <{shape_expressions = affine_map<()[s0] -> (s0, 2, 1, 8)>}> : (!torch.vtensor<[?,2,1,8],bf16>, !torch.int) -> ()
+  "torch.bind_symbolic_shape"(%pos, %b) <{shape_expressions = affine_map<()[s0] -> (s0)>}> : (!torch.vtensor<[?],si64>, !torch.int) -> ()
+  "torch.bind_symbolic_shape"(%cache, %b, %t) <{shape_expressions = affine_map<()[s0, s1] -> (s0, 1, s1, 8)>}> : (!torch.vtensor<[?,1,?,8],bf16>, !torch.int, !torch.int) -> ()
+  %o = "etc.tile"(%q, %cache, %cache, %pos) {kind = "attention", params = {operand_roles = ["q", "k_cache", "v_cache", "positions"], result_roles = ["y"], num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 8 : i64, scale = 0.35 : f64, kv_chunk = 4 : i64}} : (!torch.vtensor<[?,2,1,8],bf16>, !torch.vtensor<[?,1,?,8],bf16>, !torch.vtensor<[?,1,?,8],bf16>, !torch.vtensor<[?],si64>) -> !torch.vtensor<[?,2,1,8],bf16>
+  "torch.bind_symbolic_shape"(%o, %b) <{shape_expressions = affine_map<()[s0] -> (s0, 2, 1, 8)>}> : (!torch.vtensor<[?,2,1,8],bf16>, !torch.int) -> ()
+  %m1 = "torch.constant.int"() <{value = -1 : i64}> : () -> !torch.int
+  %c16 = "torch.constant.int"() <{value = 16 : i64}> : () -> !torch.int
+  %shape = "torch.prim.ListConstruct"(%m1, %c16) : (!torch.int, !torch.int) -> !torch.list<int>
+  %x = "torch.aten.view"(%o, %shape) : (!torch.vtensor<[?,2,1,8],bf16>, !torch.list<int>) -> !torch.vtensor<[?,16],bf16>
+  "torch.bind_symbolic_shape"(%x, %b) <{shape_expressions = affine_map<()[s0] -> (s0, 16)>}> : (!torch.vtensor<[?,16],bf16>, !torch.int) -> ()
+  %y = "etc.tile"(%x, %wo) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 16 : i64, out_features = 16 : i64, has_bias = false, tile_n = 8 : i64}} : (!torch.vtensor<[?,16],bf16>, !torch.vtensor<[16,16],bf16>) -> !torch.vtensor<[?,16],bf16>
+  "torch.bind_symbolic_shape"(%y, %b) <{shape_expressions = affine_map<()[s0] -> (s0, 16)>}> : (!torch.vtensor<[?,16],bf16>, !torch.int) -> ()
+  return %y : !torch.vtensor<[?,16],bf16>
+}
+
 // -----
+
 
 // No match: a function without tiles is left alone.
 // CHECK-LABEL: func.func @no_tiles
