@@ -83,8 +83,8 @@ class Tile(Pass):
             want = self.option("tile-n") or _ceildiv(n, self.option("num-sms"))
             splittable = self.option("split-heads") and set(steps) <= set(SPLIT_HEAD_STEPS)
             if steps and want < unit and splittable:  # a head over several tiles
-                parts = [t for t in range(SPLIT_UNIT, unit, SPLIT_UNIT)
-                         if unit % t == 0 and t >= max(want, SPLIT_MIN)]
+                least = want if self.option("tile-n") else max(want, SPLIT_MIN)  # an explicit tile-n is taken
+                parts = [t for t in range(SPLIT_UNIT, unit, SPLIT_UNIT) if unit % t == 0 and t >= least]
                 if self.option("tile-n") and self.option("tile-n") not in parts:
                     raise ValueError(f"tile-n {want} neither holds whole heads of {unit} nor splits them "
                                      f"(a divisor of {unit} that is a multiple of {SPLIT_UNIT})")

@@ -311,3 +311,31 @@ def test_compare_flags_wrong_values_and_missing_writes():
     nan[0] = np.nan
     assert not check_tiles.compare(nan, want, "f32")[2]
     assert not check_tiles.compare(np.array([1, 2]), np.array([1, 3]), "i64")[2]
+
+
+def test_weights_computed_in_the_step_do_not_stream():
+    """Only model weights stream: a weight buffer written during the step (a workspace, e.g. a merged
+    adapter) is read after the tile's waits, never copied before them."""
+    from etc.codegen.tiles_cases import DIMS
+
+    def program(role):
+        return program_of_text(program_text(
+            DIMS, [("x", "workspace", "bf16", "s0, 256"), ("w", role, "bf16", "16, 256"), ("y", "workspace", "bf16", "s0, 16")],
+            "linear", "2", ["x", "w"], ["y"], {"in_features": 256, "out_features": 16, "tile_n": 8, "has_bias": False,
+                                              "read_roles": ["x", "weight"], "write_roles": ["y"]}))
+    assert "nvvm.cp.async.bulk" in harness_module_text(program("weight"), program("weight").tasks, weight_stream=True)
+    computed = program("workspace")
+    assert "nvvm.cp.async.bulk" not in harness_module_text(computed, computed.tasks, weight_stream=True)
+
+
+def test_explicit_tile_n_may_split_heads_finer_than_the_automatic_choice():
+    from etc.pipeline import run_pipeline
+
+    text = """func.func @f(%x: !torch.vtensor<[?,2048],bf16>, %w: !torch.vtensor<[512,2048],bf16>, %pos: !torch.vtensor<[?],si64>, %inv: !torch.vtensor<[32],f32>) {
+  %0 = "etc.tile"(%x, %w, %pos, %inv) {kind = "linear", params = {operand_roles = ["x", "weight", "positions", "inv_freq"], result_roles = ["y"], in_features = 2048 : i64, out_features = 512 : i64, has_bias = false, epilogue = ["rope"], head_dim = 64 : i64}} : (!torch.vtensor<[?,2048],bf16>, !torch.vtensor<[512,2048],bf16>, !torch.vtensor<[?],si64>, !torch.vtensor<[32],f32>) -> !torch.vtensor<[?,512],bf16>
+  return
+}"""
+    from etc import mlir_adapter as mlir
+
+    for option, tile_n in (("", 32), ("{tile-n=16}", 16)):  # automatic: at least 32 (SPLIT_MIN)
+        assert f"tile_n = {tile_n} : i64" in mlir.to_text(run_pipeline(text, f"etc-tile{option}")), option

@@ -107,7 +107,7 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
         name = tile_of_task[t.id]
         parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name),
                                    spin_sleep_ns))
-    parts.append(_kernel(program, layout))
+    parts.append(_kernel(program, layout, spin_sleep_ns))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
 
@@ -294,7 +294,7 @@ def _progress_word(e: Emitter, worker: str, word: str, target: str) -> None:
         e.line(f"llvm.store volatile {e.emit(f'arith.trunci {value} : i64 to i32')}, {ptr} : i32, !llvm.ptr")
 
 
-def _kernel(program: SmTaskProgram, layout: Layout) -> str:
+def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32) -> str:
     """The worker loop: this block's static queue (a switch on the task id picks the run function), then,
     when the program has dynamic tasks, popping the ready queue until every dynamic tile has run."""
     call = ("func.call @etc_run_{id}(%buffers, %sizes, %counters, %progress, %ready, %epoch, {first}, {stride})"
@@ -333,12 +333,13 @@ def _kernel(program: SmTaskProgram, layout: Layout) -> str:
         scf.yield
       }}
     }}
-{_dynamic_loop(program, layout, dynamic, call) if dynamic else ""}
+{_dynamic_loop(program, layout, dynamic, call, spin_sleep_ns) if dynamic else ""}
     gpu.return
   }}"""
 
 
-def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], call: str) -> str:
+def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], call: str,
+                  spin_sleep_ns: int = 32) -> str:
     """Block 0 pushes the dynamic tiles that wait on nothing; then every block pops slots in order
     (thread 0 claims the next slot and spins until it is filled) until all dynamic tiles have run.
     Claims follow push order, and a tile is pushed only when its waits are met, so some claimed tile can
@@ -372,6 +373,8 @@ def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], c
     smem = e.emit("llvm.mlir.addressof @etc_popped : !llvm.ptr<3>")
     zero32, one32 = e.const(0, "i32"), e.const(1, "i32")
     header, mask, shift = e.const(abi.READY_HEADER_WORDS), e.const((1 << TILE_BITS) - 1), e.const(TILE_BITS)
+    sleep = ("\n            %pause = arith.constant " + str(int(spin_sleep_ns)) + " : i32\n            nvvm.nanosleep %pause"
+             if spin_sleep_ns else "")
     cases = "\n".join(f"""        case {t.id} {{
           {call.format(id=t.id, first="%tile", stride="%one")}
           scf.yield
@@ -391,9 +394,7 @@ def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], c
             %empty = arith.cmpi eq, %v, {zero32} : i32
             scf.condition(%empty) %v : i32
           }} do {{
-          ^bb0(%x: i32):
-            %pause = arith.constant 32 : i32
-            nvvm.nanosleep %pause
+          ^bb0(%x: i32):{sleep}
             scf.yield %x : i32
           }}
           scf.yield %got : i32

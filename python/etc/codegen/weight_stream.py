@@ -69,12 +69,15 @@ class StreamGeometry:
     @classmethod
     def of(cls, t, row_group: int, x_role: str) -> "StreamGeometry | None":
         """The geometry of linear tile `t` (an etc.codegen.tile_library.Tile) passing over its weights once
-        per `row_group` rows of `x_role`, or None when its weights cannot stream: 8-byte or 1-byte
-        elements, or in_features not a multiple of 256."""
+        per `row_group` rows of `x_role`, or None when its weights cannot stream: buffers that are not
+        model weights (written during the step), 8-byte or 1-byte elements, or in_features not a
+        multiple of 256."""
         roles = ("weight", "up_weight") if "silu_mul" in t.params.get("epilogue", ()) else ("weight",)
         etypes = {t.etype(r) for r in roles if t.has(r)}
         if len(etypes) != 1 or not all(t.has(r) for r in roles):
             return None
+        if any(t.buffer(r).role != "weight" for r in roles):
+            return None  # computed in the step: copying it before the tile's waits would read stale values
         eb = ELEM_BYTES[etypes.pop()]
         K = int(t.param("in_features"))
         columns = max(1, int(t.program.kernel.block_size) // 32)

@@ -1,6 +1,7 @@
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu" | FileCheck %s
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{spin-sleep=0}" | FileCheck %s --check-prefix=SPIN
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{spin-sleep=-5}" --verify-diagnostics
+// RUN: etc-opt %s -p "etc-lower-to-sm-task{policy=dynamic},etc-static-schedule{num-sms=2},etc-dynamic-schedule{early-push=false},etc-lower-to-gpu{spin-sleep=77}" | FileCheck %s --check-prefix=DYN
 
 // Positive: a waiting worker sleeps 32 ns between polls of its counter (measured best on the H200 against
 // 0 and 256: bench/results/2026-11-29-h200-stream/call7).
@@ -8,6 +9,10 @@
 // CHECK: scf.while
 // CHECK: arith.constant 32 : i32
 // CHECK-NEXT: nvvm.nanosleep
+// The dynamic schedule's ready-queue poll sleeps the same.
+// DYN: gpu.func @etc_megakernel
+// DYN: arith.constant 77 : i32
+// DYN-NEXT: nvvm.nanosleep
 // No match: spin-sleep=0 polls without sleeping.
 // SPIN-NOT: nvvm.nanosleep
 // Error (third RUN): a negative sleep.
