@@ -22,7 +22,7 @@ memory itself.
 """
 from __future__ import annotations
 
-from etc.codegen.tile_library import WARP, Tile, gelu, rope_pair, silu
+from etc.codegen.tile_library import WARP, Tile, col_span, gelu, rope_pair, silu
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES, StreamGeometry, WeightStream, linear_column
 from etc.tiles import SPLIT_HEAD_STEPS, split_head_tiles
@@ -53,7 +53,7 @@ class Linear:
         self.prologue = p.get("prologue", "none")
         if self.prologue not in ("none", "rms_norm", "layer_norm", "attention_merge"):
             t.fail(f"unknown prologue '{self.prologue}'")
-        x_role = "partial_out" if self.prologue == "attention_merge" else "x"
+        self.x_role = x_role = "partial_out" if self.prologue == "attention_merge" else "x"
         if x_role == "x":
             rows, kx = t.shape("x")
             self.xt = t.float_etype("x")
@@ -125,17 +125,15 @@ class Linear:
         t, b = self.t, self.b
         K, TN, RB, xt = self.K, self.TN, self.RB, self.xt
         j = t.coords[0]
-        self.n0 = b.mul(j, TN)
-        self.ncols = TN if self.N % TN == 0 else b.max(b.min(b.sub(self.N, self.n0), TN), 0)
+        self.n0, self.ncols = col_span(t, j, TN, self.N)
         self.xs = t.smem(RB * K * ELEM_BYTES[xt])
         self.st = t.smem(RB * TN * 4) if self.rest else None
         if self.prologue == "attention_merge":  # per head and split: m (then the weight) and l; per head the sum
             _, H, _, _ = t.shape("partial_out")
             s_max = int(t.max_shape("partial_out")[2])
             self.merge_m, self.merge_l, self.merge_den = t.smem(H * s_max * 4), t.smem(H * s_max * 4), t.smem(H * 4)
-        x_role = "partial_out" if self.prologue == "attention_merge" else "x"
         # a tile whose own scratch reaches the ring loads its weights without a stream
-        geometry = StreamGeometry.of(t, RB, x_role) if t.weight_stream and t.shared_bytes <= RING_OFFSET else None
+        geometry = StreamGeometry.of(t, RB, self.x_role) if t.weight_stream and t.shared_bytes <= RING_OFFSET else None
         self.stream = WeightStream(t, geometry) if geometry else None
         with b.at_entry():
             self.lane8 = b.mul(t.lane, 8)

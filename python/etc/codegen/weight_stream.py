@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from etc.codegen.tile_library import col_span
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.tiles import split_head_tiles
 
@@ -109,6 +110,7 @@ class WeightStream:
     """The emitters of one tile function (or its issue function) for geometry `g`."""
 
     def __init__(self, t, g: StreamGeometry):
+
         self.t, self.b, self.g = t, t.b, g
         b = self.b
         base = t.smem_base()
@@ -116,9 +118,7 @@ class WeightStream:
             self.ring = b.gep(base, RING_OFFSET, "i8")
             self.bars = b.gep(base, BARRIER_OFFSET, "i8")
             self.ptrs = [t.ptr(role) for role in g.roles]
-            self.n0 = b.mul(t.coords[0], g.tile_n)
-            self.ncols = g.tile_n if g.out_features % g.tile_n == 0 else \
-                b.max(b.min(b.sub(g.out_features, self.n0), g.tile_n), 0)
+            self.n0, self.ncols = col_span(t, t.coords[0], g.tile_n, g.out_features)
             self.groups = -(-self.ncols // g.columns) if isinstance(self.ncols, int) else \
                 b.div(b.add(self.ncols, g.columns - 1), g.columns)
             self.per_row_group = self.groups * g.slices if isinstance(self.groups, int) else \
