@@ -19,7 +19,8 @@ tile's input events, so HBM streams them while the tile waits; such a tile's own
 the ring (96 KiB). weight-stream=false: every lane loads its weights from global memory.
 spin-sleep=N: a waiting worker's thread 0 sleeps N ns between polls of its counter (0: spins).
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
-signals, into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
+signals, with the phases the tile stamped in between (abi.PROFILE_PHASES: linear and attention tiles),
+into the workspace buffer 'etc.profile' (the bundle says where each task's records start).
 Guarantees: waits are acquire loads, every signal is preceded by a release fence (LLVM 22 drops release
 ordering on atomicrmw), counters follow the epoch scheme of sm_task.counter and are never reset.
 Schedules may be all static or all dynamic (the ready queue; a dynamic tile is pushed by the last
@@ -91,7 +92,7 @@ class LowerToGpu(Pass):
         for task in program.tasks:
             try:
                 text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index,
-                                          self.option("weight-stream"))
+                                          self.option("weight-stream"), self.option("profile"))
             except EtcError as e:
                 self.error(task.op, str(e))
                 continue
@@ -111,14 +112,17 @@ class LowerToGpu(Pass):
             # the launch needs this much dynamic shared memory: the largest tile's (a streaming tile's
             # counts its ring)
             own = max(kernel.shared_bytes(text) for text in tiles.values())
+            if self.option("profile"):  # the tiles' phase stamp slots
+                own = max(own, abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES)
             kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(own)
 
 
 def _add_profile_buffer(module_op, kernel_op) -> None:
-    """The profiling build's record buffer, sized for every tile at the max sizes (3 i64 words a tile)."""
+    """The profiling build's record buffer, sized for every tile at the max sizes (abi.PROFILE_RECORD_WORDS
+    i64 words a tile)."""
     program = SmTaskProgram.of(module_op)
     maxima = program.default_sizes()
-    words = 3 * max(1, sum(t.tile_count(maxima) for t in program.tasks))
+    words = abi.PROFILE_RECORD_WORDS * max(1, sum(t.tile_count(maxima) for t in program.tasks))
     with module_op.context, kernel_op.location, ir.InsertionPoint(kernel_op):
         ir.Operation.create("event_tensor.buffer", results=[ir.Type.parse("!event_tensor.buf")], attributes={
             "name": ir.StringAttr.get(abi.PROFILE_BUFFER), "role": ir.StringAttr.get("workspace"),

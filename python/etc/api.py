@@ -56,7 +56,8 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
-    %globaltimer stamps; etc.Megakernel.profile() reads them). weight_stream: linear tiles read their
+    %globaltimer stamps, and phase stamps inside linear and attention tiles; etc.Megakernel.profile()
+    reads them). weight_stream: linear tiles read their
     weights through shared memory, bulk copies issued before the tile's waits (etc.codegen.weight_stream);
     block_size: threads per worker block; split_heads: etc-tile's split-heads; spin_sleep_ns:
     etc-lower-to-gpu's spin-sleep. Where ptxas is installed the bundle also holds its cubin."""

@@ -12,7 +12,7 @@ no weights) and prints what it built. `generate` runs a bundle on the GPU with t
 seeded random weights, next to PyTorch, and prints both greedy continuations. `bench` times a decode
 step of the bundle against PyTorch eager, a CUDA graph and torch.compile on the GPU (etc.bench).
 `profile` runs one step of a profiling bundle (etc compile --profile) and writes the per-stage
-breakdown and a per-SM timeline picture.
+breakdown (with the mean per-tile phases of linear and attention tiles) and a per-SM timeline picture.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """The profiling build's tile records: a per-stage breakdown of one decode step and a per-SM timeline.
 
 A bundle compiled with etc.compile(..., profile=True) stamps %globaltimer (ns) when each tile's waits
-are met and when it has signalled; Megakernel.profile() returns them as Records. No MLIR needed.
+are met and when it has signalled, and in between the phases its tile kind stamps (linear: x staged, dot
+products done, per-head steps done; attention_partial: q staged, chunk done, outputs stored);
+Megakernel.profile() returns them as Records. No MLIR needed.
 
     recs = mk.profile()
     print(format_breakdown(breakdown(recs)))
@@ -22,28 +24,48 @@ class Record:
     worker: int
     start_ns: int
     end_ns: int
+    phases: tuple[int, ...] = ()  # the tile's phase stamps (ns), 0 where the tile kind stamps none
 
 
 def records(meta: dict, words: list[int]) -> list[Record]:
     """Records of the tiles that ran, from the bundle metadata and the profile buffer's i64 words."""
     profile = meta.get("profile") or {}
+    n = int(profile.get("record_words", 3))  # bundles before phase stamps: [start, end, worker]
     offsets = {int(k): v for k, v in (profile.get("offsets") or {}).items()}
     tasks = {t["id"]: t for t in meta["tasks"]}
-    ends = sorted(offsets.values()) + [len(words) // 3]
+    ends = sorted(offsets.values()) + [len(words) // n]
     out = []
     for task_id, first in offsets.items():
         last = min(e for e in ends if e > first) if any(e > first for e in ends) else first
         for tile in range(last - first):
-            start, end, worker = words[3 * (first + tile): 3 * (first + tile) + 3]
+            start, end, worker, *phases = words[n * (first + tile): n * (first + tile) + n]
             if start and end:  # tiles beyond this step's sizes never ran
                 t = tasks[task_id]
-                out.append(Record(task_id, t["name"], t["kind"], tile, worker, start, end))
+                out.append(Record(task_id, t["name"], t["kind"], tile, worker, start, end, tuple(phases)))
     return out
+
+
+def phase_spans(r: Record) -> list[float] | None:
+    """us from the start to each phase stamp, then to the end (None when the tile stamped no phase). An
+    unstamped phase takes the previous point's time, so its span is 0."""
+    if not any(r.phases):
+        return None
+    points, last = [], r.start_ns
+    for p in r.phases:
+        last = p if p else last
+        points.append(last)
+    points.append(r.end_ns)
+    prev, spans = r.start_ns, []
+    for p in points:
+        spans.append((p - prev) / 1e3)
+        prev = p
+    return spans
 
 
 def breakdown(recs: list[Record]) -> list[dict]:
     """Per task, in start order: first start and last end (us from the step's first start), busy time
-    summed over its tiles, tiles and workers used."""
+    summed over its tiles, tiles and workers used, and, where its tiles stamped phases, the mean us per
+    tile from the start to the first phase, between phases, and from the last phase to the end."""
     if not recs:
         return []
     t0 = min(r.start_ns for r in recs)
@@ -56,15 +78,29 @@ def breakdown(recs: list[Record]) -> list[dict]:
                      "workers": len({r.worker for r in rs}),
                      "start_us": (min(r.start_ns for r in rs) - t0) / 1e3,
                      "end_us": (max(r.end_ns for r in rs) - t0) / 1e3,
-                     "busy_us": sum(r.end_ns - r.start_ns for r in rs) / 1e3})
+                     "busy_us": sum(r.end_ns - r.start_ns for r in rs) / 1e3,
+                     "phase_us": _mean_spans([phase_spans(r) for r in rs])})
     return sorted(rows, key=lambda row: (row["start_us"], row["task"]))
 
 
+def _mean_spans(spans: list) -> list[float] | None:
+    stamped = [s for s in spans if s is not None]
+    if not stamped:
+        return None
+    return [sum(col) / len(stamped) for col in zip(*stamped)]
+
+
 def format_breakdown(rows: list[dict]) -> str:
-    lines = [f"{'task':<44} {'kind':<18} {'tiles':>5} {'SMs':>4} {'start':>8} {'end':>8} {'busy':>8}  (us)"]
+    lines = [f"{'task':<44} {'kind':<18} {'tiles':>5} {'SMs':>4} {'start':>8} {'end':>8} {'busy':>8}  "
+             "per-tile phases (us)"]
     for r in rows:
+        phases = " ".join(f"{x:5.2f}" for x in r["phase_us"]) if r.get("phase_us") else ""
         lines.append(f"{r['name'][:44]:<44} {r['kind']:<18} {r['tiles']:>5} {r['workers']:>4} "
-                     f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}")
+                     f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}  {phases}".rstrip())
+    if any(r.get("phase_us") for r in rows):
+        lines.append("per-tile phases: mean us from the waits met to phase 0, to phase 1, to phase 2, to the signal "
+                     "(linear: stage x, dot products, per-head steps, tail; attention_partial: stage q, chunk, "
+                     "outputs, tail)")
     if rows:
         lines.append(f"step: {max(r['end_us'] for r in rows):.1f} us from the first tile start to the last signal")
     return "\n".join(lines)

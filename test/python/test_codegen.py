@@ -7,7 +7,7 @@ import re
 import pytest
 
 import etc
-from etc.codegen import ptxas
+from etc.codegen import abi, ptxas
 from etc.models.decoder import CONFIGS, build_model, dynamic_shapes_for, example_inputs
 
 
@@ -145,13 +145,20 @@ def test_profiling_build_stamps_every_tile(tmp_path):
     assert profile["role"] == "workspace" and profile["dtype"] == "i64"
     offsets = {int(k): v for k, v in meta["profile"]["offsets"].items()}
     assert sorted(offsets) == [t["id"] for t in meta["tasks"]]
-    # Synthetic records: task 0's tile 0 ran on worker 3 for 2 us; a tile that never ran stays zero.
+    # the tiles stamp their phases into shared memory past the ring; the launch covers those slots
+    n = meta["profile"]["record_words"]
+    assert n == 3 + abi.PROFILE_PHASES and meta["shared_bytes"] >= abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
+    assert int(profile["shape"][0]) % n == 0
+    assert ptx.count("%globaltimer") > 2  # the worker's start and end stamps, and the tiles' phases
+    # Synthetic records: task 0's tile 0 ran on worker 3 for 2 us; a tile that never ran stays zero;
+    # task 1 (a linear tile) stamped phases 0 and 2 but not 1.
     words = [0] * int(profile["shape"][0])
     first = offsets[0]
-    words[3 * first: 3 * first + 3] = [1_000, 3_000, 3]
-    words[3 * offsets[1]: 3 * offsets[1] + 3] = [2_000, 6_000, 5]
+    words[n * first: n * first + 3] = [1_000, 3_000, 3]
+    words[n * offsets[1]: n * offsets[1] + n] = [2_000, 6_000, 5, 2_500, 0, 5_000]
     recs = records(meta, words)
     assert [(r.task, r.tile, r.worker, r.end_ns - r.start_ns) for r in recs] == [(0, 0, 3, 2000), (1, 0, 5, 4000)]
     rows = breakdown(recs)
     assert rows[0]["start_us"] == 0 and rows[1]["end_us"] == 5.0
+    assert rows[0]["phase_us"] is None and rows[1]["phase_us"] == [0.5, 0.0, 2.5, 1.0]
     assert "step: 5.0 us" in format_breakdown(rows)

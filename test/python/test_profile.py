@@ -62,3 +62,23 @@ def test_timeline_png_draws_one_bar_per_tile(tmp_path):
     assert tuple(row[400]) == PALETTE[0] and tuple(row[300]) != PALETTE[0] and tuple(row[600]) != PALETTE[0]
     # worker 0 ran q_proj (0-2 us) then attn (3-8 us)
     assert tuple(img[1, 100]) == PALETTE[1] and tuple(img[1, 700]) == PALETTE[0]
+
+
+def test_phase_stamps_give_mean_per_tile_phases():
+    """Records of 6 words: [start, end, worker, phase 0..2]; a 0 phase is not stamped (its span is 0)."""
+    meta = {"tasks": META["tasks"], "profile": {"record_words": 6, "offsets": {"0": 0, "1": 2}}}
+    w = [1000, 5000, 0, 2000, 3000, 4000,   # q_proj tile 0: 1 + 1 + 1 + 1 us
+         1000, 7000, 1, 4000, 0, 6000,      # tile 1: staged at 3 us, no phase 1, phase 2 at 5 us, end 6
+         2000, 3000, 2, 0, 0, 0]            # attn: no phases
+    recs = records(meta, w)
+    assert recs[1].phases == (4000, 0, 6000)
+    q, attn = breakdown(recs)
+    assert q["phase_us"] == [(1 + 3) / 2, (1 + 0) / 2, (1 + 2) / 2, (1 + 1) / 2] and attn["phase_us"] is None
+    text = format_breakdown([q, attn])
+    assert "2.00  0.50  1.50  1.00" in text and "per-tile phases:" in text
+
+
+def test_records_of_bundles_without_phase_stamps_have_three_words():
+    recs = records(META, words())  # META has no record_words: [start, end, worker]
+    assert all(r.phases == () for r in recs)
+    assert all(row["phase_us"] is None for row in breakdown(recs))

@@ -49,6 +49,7 @@ def bundle_meta(program: SmTaskProgram, layout: Layout, *, model: dict) -> dict:
         "tasks": [{"id": t.id, "name": t.name, "kind": t.kind, "schedule": t.schedule,
                    "grid": _extents(t.grid, t.symbols)} for t in program.tasks],
         "model": model,
-        "profile": {"buffer": abi.PROFILE_BUFFER, "offsets": {str(k): v for k, v in layout.profile_offset.items()}}
+        "profile": {"buffer": abi.PROFILE_BUFFER, "record_words": abi.PROFILE_RECORD_WORDS,
+                    "offsets": {str(k): v for k, v in layout.profile_offset.items()}}
         if layout.profile_offset else None,
     }

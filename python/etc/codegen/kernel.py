@@ -6,9 +6,13 @@ Worker loop (block w = worker w, etc.codegen.abi has the parameters):
       for tile = first; tile < tile_count(task); tile += stride:
         thread 0: record progress; spin with acquire loads until every counter element the tile waits on
                   reaches (epoch << 32) + target
-        barrier; acquire fence; run the tile function (every thread); release fence; barrier
-        thread 0: for each counter element the tile signals: atomicMax(epoch << 32), atomicAdd(1)
-The release fence is explicit because LLVM 22 drops release ordering on atomicrmw (TOOLCHAIN.md).
+        barrier; run the tile function (every thread); barrier
+        thread 0: release fence; for each counter element the tile signals: atomicMax(epoch << 32),
+                  atomicAdd(1)
+Only thread 0 orders memory at device scope: the barriers order the other threads' accesses before its
+release fence and after its acquire loads (the leader-fence pattern of CUTLASS's generic barrier), so a
+tile pays one fence, not one per thread. The release fence is explicit because LLVM 22 drops release
+ordering on atomicrmw (TOOLCHAIN.md).
 Queues list tasks in topological order, so the loop cannot deadlock (see etc-static-schedule).
 """
 from __future__ import annotations
@@ -173,7 +177,10 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
         _stamp(lead, layout, task.id, "%tile", 0, worker64)
+        _phase_slots(lead, lambda e, slot, k: e.line(f"llvm.store {e.const(0)}, {slot} : i64, !llvm.ptr<3>"))
     signal = loop.child("s")
+    if signals:  # the block's writes (ordered before thread 0 by the barrier) happen before the signals
+        signal.line('llvm.fence syncscope("device") release')
     for name, m in signals:
         elem = signal.affine_map(m, coords[:m.n_dims], symbols)
         word = _counter_word(signal, layout, name, elem)
@@ -192,8 +199,10 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
             signal.line(f"scf.if {last} {{")
             signal.lines += ["  " + line for line in push.lines]
             signal.line("}")
-    if layout.profile_offset:  # ... and when it has signalled
+    if layout.profile_offset:  # ... and when it has signalled, with the phases the tile stamped
         _stamp(signal, layout, task.id, "%tile", 1, None)
+        _phase_slots(signal, lambda e, slot, k: _record_word(
+            e, layout, task.id, "%tile", 3 + k, e.emit(f"llvm.load {slot} : !llvm.ptr<3> -> i64")))
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
     call = f"func.call @{tile_function}{args}"
     loop_body = loop.body("      ") + f"""
@@ -201,9 +210,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
 {lead.body("        ")}
       }}
       gpu.barrier
-      llvm.fence syncscope("device") acquire
       {call}
-      llvm.fence syncscope("device") release
       gpu.barrier
       scf.if {is_leader} {{
 {signal.body("        ")}
@@ -267,14 +274,31 @@ def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:
 
 
 def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, worker: str | None) -> None:
-    """Profile record of (task, tile): i64 words [start ns, end ns, worker]; write `field` (and the worker)."""
-    src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(abi.PROFILE_BUFFER)}] : (!llvm.ptr) -> !llvm.ptr, i64")
-    base = e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
-    record = e.binary("muli", e.binary("addi", tile, e.const(layout.profile_offset[task_id])), e.const(3))
+    """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words): write %globaltimer at `field`
+    (and the worker at word 2)."""
     now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     for k, value in [(field, now)] + ([(2, worker)] if worker else []):
-        ptr = e.emit(f"llvm.getelementptr {base}[{e.binary('addi', record, e.const(k))}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
-        e.line(f"llvm.store {value}, {ptr} : i64, !llvm.ptr")
+        _record_word(e, layout, task_id, tile, k, value)
+
+
+def _record_word(e: Emitter, layout: Layout, task_id: int, tile: str, k: int, value: str) -> None:
+    src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(abi.PROFILE_BUFFER)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+    base = e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
+    record = e.binary("muli", e.binary("addi", tile, e.const(layout.profile_offset[task_id])),
+                      e.const(abi.PROFILE_RECORD_WORDS))
+    ptr = e.emit(f"llvm.getelementptr {base}[{e.binary('addi', record, e.const(k))}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
+    e.line(f"llvm.store {value}, {ptr} : i64, !llvm.ptr")
+
+
+def _phase_slots(e: Emitter, each) -> None:
+    """each(e, slot pointer, k) for the tile's phase stamp slots in shared memory (abi.PROFILE_PHASE_SMEM)."""
+    mem_t = "memref<?xi8, #gpu.address_space<workgroup>>"
+    mem = e.emit(f"gpu.dynamic_shared_memory : {mem_t}")
+    idx = e.emit(f"memref.extract_aligned_pointer_as_index {mem} : {mem_t} -> index")
+    base = e.emit(f"llvm.inttoptr {e.emit(f'arith.index_cast {idx} : index to i64')} : i64 to !llvm.ptr<3>")
+    for k in range(abi.PROFILE_PHASES):
+        offset = e.const(abi.PROFILE_PHASE_SMEM + 8 * k)
+        each(e, e.emit(f"llvm.getelementptr {base}[{offset}] : (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i8"), k)
 
 
 def _progress(e: Emitter, worker: str, state: int, task_id: int, tile: str) -> None:

@@ -27,6 +27,7 @@ from typing import Callable, Mapping
 
 from etc import mlir_adapter as mlir
 from etc import tiles as contract
+from etc.codegen import abi
 from etc.codegen.abi import tile_function_name
 from etc.codegen.tiles_builder import ELEM_BYTES, FLOAT_BITS, GLOBAL, INT_BITS, SHARED, Builder, V
 from etc.errors import EtcError
@@ -43,7 +44,7 @@ class Tile:
     """What one tile function needs: its task, operands by role, runtime sizes, thread ids, shared memory."""
 
     def __init__(self, task, program, buffer_index: Mapping[str, int], symbol_index: Mapping[str, int],
-                 weight_stream: bool = False):
+                 weight_stream: bool = False, profile: bool = False):
         self.task = task
         self.program = program
         self.kind = task.kind
@@ -67,6 +68,19 @@ class Tile:
         self._scratch: V | None = None
         self.weight_stream = weight_stream  # linear tiles stream their weights (etc.codegen.weight_stream)
         self.companions: list[str] = []  # more functions of the tile (a linear tile's issue function)
+        self.profile = profile  # the profiling build: phase() stamps %globaltimer
+
+    def phase(self, k: int) -> None:
+        """The profiling build: thread 0 stamps %globaltimer as phase k of this tile (abi.PROFILE_PHASES);
+        a no-op otherwise. Stamps after a barrier time the whole block's work up to it."""
+        if not self.profile:
+            return
+        if not 0 <= k < abi.PROFILE_PHASES:
+            raise EtcError(f"internal: profile phase {k} out of range")
+        b = self.b
+        with b.when(b.cmp("eq", self.tid, 0)):
+            now = b.emit("nvvm.read.ptx.sreg.globaltimer : i64", "i64")
+            b.store(now, b.gep(self.smem_base(), abi.PROFILE_PHASE_SMEM + 8 * k, "i8"))
 
     # ------------------------------------------------------------ errors and params
 
@@ -775,8 +789,8 @@ def _emitters() -> dict[str, Callable[[Tile], None]]:
     }
 
 
-def _build(task, program, buffer_index, symbol_index, weight_stream: bool = False) -> Tile:
-    tile = Tile(task, program, buffer_index, symbol_index, weight_stream)
+def _build(task, program, buffer_index, symbol_index, weight_stream: bool = False, profile: bool = False) -> Tile:
+    tile = Tile(task, program, buffer_index, symbol_index, weight_stream, profile)
     emitters = _emitters()
     assert set(emitters) == set(contract.KINDS), "every tile kind of etc.tiles needs an emitter"
     emitters[task.kind](tile)
@@ -784,11 +798,12 @@ def _build(task, program, buffer_index, symbol_index, weight_stream: bool = Fals
 
 
 def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index: dict[str, int],
-                       weight_stream: bool = False) -> str:
+                       weight_stream: bool = False, profile: bool = False) -> str:
     """MLIR text of `func.func @etc_tile_<task.id>` computing one tile of `task` (see the module docstring).
     weight_stream: linear tiles whose weights can stream get a companion `@etc_tile_<id>_issue` with the
-    same arguments, which the worker calls (every thread) before the tile's waits."""
-    return _build(task, program, buffer_index, symbol_index, weight_stream).function_text()
+    same arguments, which the worker calls (every thread) before the tile's waits. profile: the tile
+    stamps its phases (abi.PROFILE_PHASE_SMEM)."""
+    return _build(task, program, buffer_index, symbol_index, weight_stream, profile).function_text()
 
 
 def has_issue_function(tile_text: str, name: str) -> bool:

@@ -98,6 +98,7 @@ def emit_attention_partial(t: Tile) -> None:
             b.store(b.f32(0.0), st(1, h))
         t.thread_loop(G, init)
         b.barrier()
+        t.phase(0)  # q staged
         kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
         ngroups = b.min(t.nwarps, NG_MAX)
         active = b.land(b.cmp("lt", t.warp, ngroups), b.cmp("lt", t.lane, lanes))
@@ -176,6 +177,7 @@ def emit_attention_partial(t: Tile) -> None:
             return acc
 
         acc = b.for_(t0, t1, SC, [b.f32(0.0)] * (G * E), sub_chunk)
+        t.phase(1)  # the chunk's scores, softmax and weighted values
 
         # cross-warp sum of o, then the outputs
         with b.when(active):
@@ -195,6 +197,7 @@ def emit_attention_partial(t: Tile) -> None:
             t.store("partial_stats", stats_at(h, 0), b.round_to(b.load(st(0, h), "f32"), mt))
             t.store("partial_stats", stats_at(h, 1), b.round_to(b.load(st(1, h), "f32"), mt))
         t.thread_loop(G, stat)
+        t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
 

@@ -327,6 +327,16 @@ class Builder:
         g = self.emit(f"llvm.addrspacecast {src} : {src.type} to !llvm.ptr<1>", "!llvm.ptr<1>")
         self.stmt(f"nvvm.cp.async.shared.global {dst}, {g}, 16, cache = cg : {dst.type}, !llvm.ptr<1>")
 
+    def copy_async(self, dst: V, src: V, nbytes: int) -> None:
+        """cp.async of 4, 8 or 16 bytes global -> shared (16: bypassing L1); completes at wait_async."""
+        if nbytes == 16:
+            self.copy_async_16(dst, src)
+            return
+        if nbytes not in (4, 8):
+            raise EtcError(f"internal: cp.async of {nbytes} bytes")
+        g = self.emit(f"llvm.addrspacecast {src} : {src.type} to !llvm.ptr<1>", "!llvm.ptr<1>")
+        self.stmt(f"nvvm.cp.async.shared.global {dst}, {g}, {nbytes}, cache = ca : {dst.type}, !llvm.ptr<1>")
+
     def wait_async(self) -> None:
         """Commit this thread's cp.async copies and wait for all of them (a barrier must follow before other
         threads read the data)."""

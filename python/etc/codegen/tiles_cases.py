@@ -373,6 +373,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
             cases.append(make_case(f"llama-1b/{name}", program, program.tasks[0], sizes, seed=7))
         lm = progs["gate_up"]
         cases.append(make_case("llama-1b/gate_up-b9", lm, lm.tasks[0], {"batch": 9, "kv_len": 520}, seed=7))
+        for name in ("gate_up", "q_proj_split"):  # batch 1: the norm spreads its one row over the warps
+            cases.append(make_case(f"llama-1b/{name}-b1", progs[name], progs[name].tasks[0],
+                                   {"batch": 1, "kv_len": 520}, seed=9))
         down = progs["down"]  # 9 rows of 8192: three row groups of 4 (staged x fills 64 KiB)
         cases.append(make_case("llama-1b/down-b9", down, down.tasks[0], {"batch": 9, "kv_len": 520}, seed=8))
     if extra:

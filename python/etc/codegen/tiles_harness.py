@@ -44,8 +44,10 @@ def check_kernel_text(task, program, buffer_index, symbol_index, issue: bool = F
                       b.text(), "  gpu.return", "}"])
 
 
-def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, weight_stream: bool = False) -> str:
-    """weight_stream: linear tiles stream their weights (as etc-lower-to-gpu's weight-stream)."""
+def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, weight_stream: bool = False,
+                        profile: bool = False) -> str:
+    """weight_stream: linear tiles stream their weights (as etc-lower-to-gpu's weight-stream); profile:
+    tiles stamp their phases (as its profile)."""
     from etc.codegen.abi import tile_function_name
     from etc.codegen.tile_library import has_issue_function
 
@@ -53,7 +55,7 @@ def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, we
         buffer_index, symbol_index = default_indices(program)
     parts = []
     for task in tasks:
-        text = emit_tile_function(task, program, buffer_index, symbol_index, weight_stream)
+        text = emit_tile_function(task, program, buffer_index, symbol_index, weight_stream, profile)
         parts.append(text)
         issue = has_issue_function(text, tile_function_name(task.id))
         parts.append(check_kernel_text(task, program, buffer_index, symbol_index, issue))

@@ -2,7 +2,9 @@
 
 Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 16):
   1. stage:   x rows -> shared memory `xs[RB][K]` in x's dtype, normalized (rms_norm / layer_norm, one
-              warp per row) and rounded as the unfused norm would; one barrier.
+              warp per row; an rms_norm of few rows spreads each row over the warps) and rounded as the
+              unfused norm would; one barrier. The per-head steps' constants (positions, inv_freq,
+              head_norm_weight) start their cp.async copies into shared memory here.
   2. dot:     one warp per 2 output columns (or per gate + up column pair); each lane streams 16-byte
               chunks (8 bf16) of the weight rows, 8 chunks per row in flight (16 in all), and FMAs them
               against every staged row (f32 accumulators); warp
@@ -32,7 +34,9 @@ X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
 UNROLL = 8  # weight chunks in flight per lane and column
 COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
 HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
-MERGE_UNROLL = 8  # attention splits whose partial outputs a thread loads at once (attention_merge prologue)
+MERGE_UNROLL = 2  # attention splits whose partial outputs a thread loads at once (attention_merge prologue)
+SPREAD_UNROLL = 1  # warp chunks of x a warp loads at once when a norm spreads rows over the warps
+COPY_UNROLL = 4  # 16-byte chunks of x a thread loads at once when staging x without a norm
 STAGE_IN_REGISTERS = 8  # 16-byte chunks per lane up to which a normalized row is staged in one pass
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
@@ -128,6 +132,9 @@ class Linear:
         self.n0, self.ncols = col_span(t, j, TN, self.N)
         self.xs = t.smem(RB * K * ELEM_BYTES[xt])
         self.st = t.smem(RB * TN * 4) if self.rest else None
+        self.head_consts = self.head_constants()
+        self.norm_partial = t.smem(RB * K // (8 * WARP) * 4) \
+            if self.prologue == "rms_norm" and K % (8 * WARP) == 0 else None
         if self.prologue == "attention_merge":  # per head and split: m (then the weight) and l; per head the sum
             _, H, _, _ = t.shape("partial_out")
             s_max = int(t.max_shape("partial_out")[2])
@@ -144,12 +151,20 @@ class Linear:
         with b.loop(0, self.rows, RB) as rg:
             nr = b.min(b.sub(self.rows, rg), RB)
             b.barrier()  # the previous group is done with xs / st
+            self.copy_head_constants(rg, nr)
             self.stage(rg, nr)
             b.barrier()
+            t.phase(0)  # x staged
             self.dispatch(rg, nr, 0)
             if self.rest:
+                if self.head_consts:
+                    b.wait_async()
                 b.barrier()
+                t.phase(1)  # every warp's dot products
                 self.heads(rg, nr)
+            else:
+                t.phase(1)  # warp 0's dot products
+            t.phase(2)
         if self.stream:
             self.stream.finish()
             t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
@@ -179,13 +194,70 @@ class Linear:
         if self.prologue == "attention_merge":
             self.stage_merge(rg, nr)
             return
-        if self.prologue == "none":
-            def copy(i):
-                off = b.mul(i, 8)
-                b.store(t.load_vec("x", b.add(src, off)), b.gep(self.xs, off, xt), min(16, 8 * ELEM_BYTES[xt]))
-            t.thread_loop(b.mul(nr, K // 8), copy)
+        if self.prologue == "none":  # COPY_UNROLL chunks per thread in flight at once
+            n = b.mul(nr, K // 8)
+            with b.loop(t.tid, n, b.mul(t.bd, COPY_UNROLL)) as i0:
+                at = [b.add(i0, b.mul(t.bd, u)) for u in range(COPY_UNROLL)]
+                offs = [b.mul(b.min(i, b.sub(n, 1)), 8) for i in at]  # past n: a repeated in-bounds load
+                vals = [t.load_vec("x", b.add(src, off)) for off in offs]
+                for i, off, v in zip(at, offs, vals):
+                    with b.when(b.cmp("lt", i, n)):
+                        b.store(v, b.gep(self.xs, off, xt), min(16, 8 * ELEM_BYTES[xt]))
             return
         eps = float(t.param("prologue_eps"))
+        if self.prologue == "rms_norm" and K % (8 * WARP) == 0:
+            # few rows: spread each row over the warps instead of leaving most of them idle
+            per_row = K // (8 * WARP)
+            spread = b.cmp("le", b.mul(nr, per_row), b.mul(t.nwarps, SPREAD_UNROLL))
+            b.if_(spread, [], lambda: self.stage_rms_spread(src, nr, eps) or [],
+                  lambda: self.stage_rows(src, nr, eps) or [])
+            return
+        self.stage_rows(src, nr, eps)
+
+    def stage_rms_spread(self, src: V, nr: V, eps: float) -> None:
+        """rms_norm staging with every warp at work: the rows are cut into warp chunks (8 x 32 elements)
+        that warps take in turn, SPREAD_UNROLL at once. Pass 1 stores each chunk's sum of squares in
+        shared memory; pass 2 reloads the chunk with its norm weights, sums its row's partials in chunk
+        order (the same order in every thread), normalizes and stores xs."""
+        t, b = self.t, self.b
+        K, xt = self.K, self.xt
+        per_row = K // (8 * WARP)
+        total = b.mul(nr, per_row)
+        partial = self.norm_partial
+
+        def chunks(body):
+            with b.loop(t.warp, total, b.mul(t.nwarps, SPREAD_UNROLL)) as c0:
+                cs = [b.add(c0, b.mul(t.nwarps, u)) for u in range(SPREAD_UNROLL)]
+                body(cs, [b.add(b.mul(b.min(c, b.sub(total, 1)), 8 * WARP), self.lane8) for c in cs])
+
+        def sums(cs, offs):
+            xv = [t.load_vec("x", b.add(src, o)) for o in offs]  # all in flight
+            for c, x in zip(cs, xv):
+                ss = b.warp_sum(_sumsq(b, b.unpack_f32(x), b.f32(0.0)))
+                with b.when(b.land(b.cmp("eq", t.lane, 0), b.cmp("lt", c, total))):
+                    b.store(ss, b.gep(partial, c, "f32"))
+        chunks(sums)
+        b.barrier()
+
+        def normalize(cs, offs):
+            ks = [b.rem(o, K) for o in offs]
+            xv = [t.load_vec("x", b.add(src, o)) for o in offs]
+            wv = [t.load_vec("norm_weight", k) for k in ks]
+            for c, o, x, w in zip(cs, offs, xv, wv):
+                first = b.mul(b.div(b.min(c, b.sub(total, 1)), per_row), per_row)
+                (ss,) = b.for_(0, per_row, 1, [b.f32(0.0)],
+                               lambda j, acc: [b.add(acc[0], b.load(b.gep(partial, b.add(first, j), "f32"), "f32"))])
+                rstd = b.div(1.0, b.sqrt(b.add(b.div(ss, float(K)), eps)))
+                ys = [b.cast(b.round_to(b.mul(wj, b.round_to(b.mul(xj, rstd), xt)), xt), xt)
+                      for xj, wj in zip(b.unpack_f32(x), b.unpack_f32(w))]
+                with b.when(b.cmp("lt", c, total)):
+                    b.store(b.vec_from(ys), b.gep(self.xs, o, xt), min(16, 8 * ELEM_BYTES[xt]))
+        chunks(normalize)
+
+    def stage_rows(self, src: V, nr: V, eps: float) -> None:
+        """Norm staging with one warp per row."""
+        t, b = self.t, self.b
+        K, xt = self.K, self.xt
         with b.loop(t.warp, nr, t.nwarps) as rr:  # one warp per row
             row = b.add(src, b.mul(rr, K))
             dst = b.gep(self.xs, b.mul(rr, K), xt)
@@ -453,6 +525,52 @@ class Linear:
 
     # ------------------------------------------------------------ 3. per-head steps
 
+    def head_constants(self) -> dict:
+        """Shared-memory copies of what the per-head steps read from global memory, {role: (smem, bytes)}:
+        the row group's positions and the whole inv_freq / head_norm_weight vectors (when 16-byte pieces
+        cover them). copy_head_constants fills them with cp.async while x stages and the dot products run,
+        so the per-head steps do not wait on global loads."""
+        t = self.t
+        if not self.rest:
+            return {}
+        out = {}
+        if "rope" in self.rest or "kv_append" in self.rest:
+            eb = ELEM_BYTES[t.etype("positions")]
+            if eb in (4, 8):
+                out["positions"] = (t.smem(self.RB * eb), eb)
+        for role, used in (("inv_freq", "rope"), ("head_norm_weight", "head_rms_norm")):
+            if used in self.rest:
+                (n,) = t.max_shape(role)
+                nbytes = n * ELEM_BYTES[t.etype(role)]
+                if isinstance(t.shape(role)[0], int) and nbytes % 16 == 0:
+                    out[role] = (t.smem(nbytes), nbytes)
+        return out
+
+    def copy_head_constants(self, rg: V, nr: V) -> None:
+        t, b = self.t, self.b
+        for role, (smem, nbytes) in self.head_consts.items():
+            if role == "positions":
+                t.thread_loop(nr, lambda i: b.copy_async(b.gep(smem, i, t.etype(role)),
+                                                         t.elem_ptr(role, b.add(rg, i)), nbytes))
+            else:
+                src = b.gep(t.ptr(role), 0, "i8")
+                t.thread_loop(nbytes // 16, lambda i: b.copy_async(b.gep(smem, b.mul(i, 16), "i8"),
+                                                                   b.gep(src, b.mul(i, 16), "i8"), 16))
+
+    def head_pos(self, r: V, rr: V) -> V:
+        """positions[r] (row rr of the row group)."""
+        return self.head_load("positions", rr) if "positions" in self.head_consts else self.t.load("positions", r)
+
+    def head_load(self, role: str, index) -> V:
+        """An element of a per-head step's operand (f32 / i64), from its shared-memory copy where it has one
+        (positions: `index` is the row within the row group)."""
+        t, b = self.t, self.b
+        if role not in self.head_consts:
+            return t.load(role, index)
+        et = t.etype(role)
+        v = b.load(b.gep(self.head_consts[role][0], index, et), et)
+        return b.cast(v, "f32" if et in ("bf16", "f16", "f32", "f64") else "i64")
+
     def heads(self, rg: V, nr: V) -> None:
         """One warp per (row, segment): a segment is a head, or a split head's tile_n columns (its
         rotate-half pairs sit half a segment apart, as in a whole head)."""
@@ -491,16 +609,16 @@ class Linear:
                     (ss,) = b.for_(t.lane, D, WARP, [b.f32(0.0)],
                                    lambda e, acc: [b.fma(b.load(at(e), "f32"), b.load(at(e), "f32"), acc[0])])
                     rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(D)), eps)))
-                    each(D, lambda e: b.store(b.round_to(b.mul(t.load("head_norm_weight", e),
+                    each(D, lambda e: b.store(b.round_to(b.mul(self.head_load("head_norm_weight", e),
                                                                b.round_to(b.mul(b.load(at(e), "f32"), rstd), rt)),
                                                          rt), at(e)))
                 elif step == "rope":
-                    pos = b.cast(t.load("positions", r), "f32")
+                    pos = b.cast(self.head_pos(r, rr), "f32")
 
                     def pair(i):
                         i2 = b.add(i, W // 2)
                         y1, y2 = rope_pair(b, b.load(at(i), "f32"), b.load(at(i2), "f32"), pos,
-                                           t.load("inv_freq", dim(i)), rt)
+                                           self.head_load("inv_freq", dim(i)), rt)
                         b.store(y1, at(i))
                         b.store(y2, at(i2))
                     each(W // 2, pair)
@@ -509,7 +627,7 @@ class Linear:
                     if cd != D:
                         t.fail(f"cache head dim {cd} is not head_dim {D}")
                     ct = t.float_etype("cache")
-                    p = t.load("positions", r)
+                    p = self.head_pos(r, rr)
                     with b.when(b.land(b.cmp("ge", p, 0), b.cmp("lt", p, slots))):  # the reference raises
                         dst = b.mul(b.add(b.mul(b.add(b.mul(r, kv_heads), head), slots), p), D)
                         each(W, lambda e: t.store("cache", b.add(dst, dim(e)), b.round_to(b.load(at(e), "f32"), ct)))

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from etc.codegen.abi import PROFILE_PHASE_SMEM, PROFILE_PHASES
 from etc.errors import EtcError
 from etc.reference.numerics import round_bf16
 
@@ -133,6 +134,7 @@ class Simulator:
         self.funcs: dict[str, tuple[list[int], list[Op]]] = {}
         self._ids: dict = {}
         self.memory = Memory()
+        self.clock = 0
         gpu_modules = [op for op in self.module.body.operations if op.operation.name == "gpu.module"]
         for gm in gpu_modules:
             for op in gm.operation.regions[0].blocks[0].operations:
@@ -173,12 +175,14 @@ class Simulator:
             raise EtcError("block size must be a multiple of 32")
         argv, body = self.funcs[kernel]
         self.B, self.G = block, grid
+        self.shared_after = []  # per block, its shared memory when it finished
         for bid in range(grid):
             self.bid = bid
             self.shared = self.memory.add(max(shared_bytes, 16))
             self.mbarriers = {}
             env = {a: np.full(block, v, dtype=np.int64) for a, v in zip(argv, args)}
             self._exec(body, env, np.ones(block, bool))
+            self.shared_after.append(self.memory.regions[self.shared >> REGION_SHIFT])
             self.memory.regions[self.shared >> REGION_SHIFT] = np.zeros(0, np.uint8)  # free it
 
     def _exec(self, ops: list[Op], env: dict, mask: np.ndarray):
@@ -190,6 +194,7 @@ class Simulator:
         return []
 
     def _op(self, op: Op, env: dict, mask: np.ndarray):
+        self.clock += 1  # %globaltimer: ops run so far
         name = op.name
         x = [env[i] for i in op.operands]
         B = self.B
@@ -457,9 +462,11 @@ def h_store(sim, op, x, mask):
 
 
 def h_copy_async(sim, op, x, mask):
-    """cp.async of 16 bytes, done at once (the simulator does not model ordering)."""
+    """cp.async of 4, 8 or 16 bytes, done at once (the simulator does not model ordering)."""
+    size = int(_attr_value(op.attrs["size"]))
+    t = {4: "i32", 8: "i64", 16: "vector<4xi32>"}[size]
     if mask.any():
-        sim.memory.store(x[0][mask], sim.memory.load(x[1][mask], "vector<4xi32>"), "vector<4xi32>")
+        sim.memory.store(x[0][mask], sim.memory.load(x[1][mask], t), t)
 
 
 # mbarriers: per address {"count", "arrived", "tx", "phase"}. A bulk copy lands at once; a wait whose phase
@@ -568,6 +575,10 @@ def h_noop(sim, op, x, mask):
     return None
 
 
+def h_globaltimer(sim, op, x, mask):
+    return np.full(sim.B, sim.clock, np.int64)
+
+
 def h_dyn_smem(sim, op, x, mask):
     return np.full(sim.B, sim.shared, np.int64)
 
@@ -625,6 +636,7 @@ _HANDLERS = {
     "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
     "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
     "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_noop,
+    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer,
 }
 _TERMINATORS = ("scf.yield", "scf.condition", "func.return", "gpu.return")
 
@@ -650,14 +662,18 @@ def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
 
 
 def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None,
-             weight_stream: bool = False) -> dict:
+             weight_stream: bool = False, phases: list | None = None) -> dict:
     """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards.
-    weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers)."""
+    weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers).
+    phases: a list to receive, per tile, the phase stamps of the profiling build (simulated %globaltimer:
+    ops run so far); the tile is then built with profile=True."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
 
     buffer_index, symbol_index = default_indices(program)
-    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index, weight_stream))
+    profile = phases is not None
+    sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index, weight_stream,
+                                                       profile))
     addrs = [0] * len(buffer_index)
     for name, arr in arrays.items():
         addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))
@@ -667,6 +683,11 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
         size_values[i] = sizes.get(sym, 1)
     size_table = sim.memory.add(np.array(size_values, np.int64))
     shared = tile_shared_bytes(task, program, buffer_index, symbol_index, weight_stream)
+    if profile:
+        shared = max(shared, PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES)
     sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table])
+    if profile:
+        phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))
+                   for mem in sim.shared_after]
     return {name: from_storage(sim.memory.view(addrs[buffer_index[name]]), program.buffer(name).element_type,
                                arrays[name].shape) for name in task.writes}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from etc.codegen import abi
 from etc.codegen.tile_library import col_span
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.tiles import split_head_tiles
@@ -36,6 +37,7 @@ STAGE_BYTES = 32 * 1024  # the largest block
 MAX_STAGES = 8
 BARRIER_OFFSET = RING_OFFSET + RING_BYTES
 STREAM_SHARED_BYTES = BARRIER_OFFSET + 8 * MAX_STAGES  # what a kernel with streaming tiles launches with
+assert STREAM_SHARED_BYTES <= abi.PROFILE_PHASE_SMEM, "the profiling build's phase slots follow the barriers"
 LANE_CHUNK = 8 * 32  # elements one pass of a warp covers: 16 bytes (8 x 16-bit) per lane
 
 

@@ -1,8 +1,9 @@
 // RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task{policy=hybrid},etc-static-schedule{num-sms=2},etc-dynamic-schedule,etc-lower-to-gpu" --verify-diagnostics | FileCheck %s
 
 // Positive: a linear (2 tiles) feeding a per-row GELU through counter "h.done". The gpu.module holds the
-// tile functions, a run function per task (acquire-load spin before the tile, release fence before the
-// signal: LLVM 22 would drop the release ordering of the atomicrmw), and the worker-loop kernel.
+// tile functions, a run function per task (thread 0's acquire-load spin before the tile; after the tile
+// and a barrier, thread 0's release fence before the signal: LLVM 22 would drop the release ordering of
+// the atomicrmw), and the worker-loop kernel.
 // CHECK-LABEL: func.func @step
 // CHECK: "sm_task.kernel"({{.*}}) {block_size = 256 : i64, num_workers = 2 : i64, {{.*}}shared_bytes = {{[0-9]+}} : i64
 // CHECK: gpu.module @etc
@@ -10,9 +11,10 @@
 // CHECK: func.func @etc_tile_1(
 // CHECK-LABEL: func.func @etc_run_0(
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} : i64
-// CHECK: call @etc_tile_0
-// CHECK: llvm.fence syncscope("device") release
 // CHECK: gpu.barrier
+// CHECK-NEXT: call @etc_tile_0
+// CHECK-NEXT: gpu.barrier
+// CHECK: llvm.fence syncscope("device") release
 // CHECK: llvm.atomicrmw umax
 // CHECK-NEXT: llvm.atomicrmw add
 // CHECK-LABEL: func.func @etc_run_1(
