@@ -112,8 +112,12 @@ class LowerToGpu(Pass):
             # the launch needs this much dynamic shared memory: the largest tile's (a streaming tile's
             # counts its ring)
             own = max(kernel.shared_bytes(text) for text in tiles.values())
-            if self.option("profile"):  # the tiles' phase stamp slots
-                own = max(own, abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES)
+            if self.option("profile"):  # the tiles' phase stamp slots, past every tile's own memory
+                if own > abi.PROFILE_PHASE_SMEM:
+                    self.error(kernels[0], f"a tile uses {own} bytes of shared memory; the profiling build's "
+                                           f"phase stamps need it below {abi.PROFILE_PHASE_SMEM}")
+                    return
+                own = abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
             kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(own)
 
 

@@ -99,7 +99,7 @@ def test_profiled_tiles_stamp_ordered_phases_and_compute_the_same_values(cases):
     """The profiling build's phase stamps (thread 0, into shared memory past the weight stream's ring):
     every tile of a streamed linear (q_proj with split-head rope and KV append) and of an attention
     chunk stamps all phases in order, and the outputs stay the reference's."""
-    for name in ("tiny-llama/2-linear", "llama-1b/k_proj_split", "tiny-llama/4-attention_partial"):
+    for name in ("tiny-llama/2-linear", "llama-1b/k_proj_split", "llama-1b/down-b9", "tiny-llama/4-attention_partial"):
         case = next(c for c in cases if c.name == name)
         phases = []
         got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True,
@@ -109,7 +109,7 @@ def test_profiled_tiles_stamp_ordered_phases_and_compute_the_same_values(cases):
         # visible slot (past a row's position) stamps none
         stamped = [p for p in phases if any(p)]
         assert len(stamped) == len(phases) or (case.task.kind == "attention_partial" and stamped), name
-        for stamps in stamped:
+        for stamps in stamped:  # (down-b9: three row groups; the phases are the first group's)
             assert 0 < stamps[0] < stamps[1] < stamps[2], (name, stamps)
         for buf in case.task.writes:
             etype = case.program.buffer(buf).element_type

@@ -82,7 +82,7 @@ class Layout:
                 pending[t.id], capacity = capacity, capacity + n
         profile, records = {}, 0
         if any(b.name == abi.PROFILE_BUFFER for b in program.buffers):
-            for t in program.tasks:  # one (start, end, worker) record per tile at the max sizes
+            for t in program.tasks:  # one record (abi.PROFILE_RECORD_WORDS) per tile at the max sizes
                 profile[t.id], records = records, records + t.tile_count(maxima)
         return cls([d.name for d in program.dims], [b.name for b in program.buffers], offsets, extents, words,
                    q_offsets, entries, capacity, pending, profile)

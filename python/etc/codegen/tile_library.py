@@ -70,15 +70,17 @@ class Tile:
         self.companions: list[str] = []  # more functions of the tile (a linear tile's issue function)
         self.profile = profile  # the profiling build: phase() stamps %globaltimer
 
-    def phase(self, k: int) -> None:
-        """The profiling build: thread 0 stamps %globaltimer as phase k of this tile (abi.PROFILE_PHASES);
-        a no-op otherwise. Stamps after a barrier time the whole block's work up to it."""
+    def phase(self, k: int, when: V | None = None) -> None:
+        """The profiling build: thread 0 stamps %globaltimer as phase k of this tile (abi.PROFILE_PHASES),
+        only where `when` (i1) holds if given; a no-op otherwise. Stamps after a barrier time the whole
+        block's work up to it."""
         if not self.profile:
             return
         if not 0 <= k < abi.PROFILE_PHASES:
             raise EtcError(f"internal: profile phase {k} out of range")
         b = self.b
-        with b.when(b.cmp("eq", self.tid, 0)):
+        leader = b.cmp("eq", self.tid, 0)
+        with b.when(leader if when is None else b.land(leader, when)):
             now = b.emit("nvvm.read.ptx.sreg.globaltimer : i64", "i64")
             b.store(now, b.gep(self.smem_base(), abi.PROFILE_PHASE_SMEM + 8 * k, "i8"))
 

@@ -385,6 +385,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 continue  # added below, run with its 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
+        short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps
+        cases.append(make_case("extra/linear_stream_short-b2", short, short.tasks[0], {"batch": 2, "kv_len": 20},
+                               seed=15))
         rows = progs["linear_stream_rows"]
         cases.append(make_case("extra/linear_stream_rows-b12", rows, rows.tasks[0], {"batch": 12, "kv_len": 20},
                                seed=14))

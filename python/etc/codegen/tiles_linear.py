@@ -154,17 +154,18 @@ class Linear:
             self.copy_head_constants(rg, nr)
             self.stage(rg, nr)
             b.barrier()
-            t.phase(0)  # x staged
+            first = b.cmp("eq", rg, 0) if t.profile else None  # phases time the first row group (<= 16 rows)
+            t.phase(0, first)  # x staged
             self.dispatch(rg, nr, 0)
             if self.rest:
                 if self.head_consts:
                     b.wait_async()
                 b.barrier()
-                t.phase(1)  # every warp's dot products
+                t.phase(1, first)  # every warp's dot products
                 self.heads(rg, nr)
             else:
-                t.phase(1)  # warp 0's dot products
-            t.phase(2)
+                t.phase(1, first)  # warp 0's dot products
+            t.phase(2, first)
         if self.stream:
             self.stream.finish()
             t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
