@@ -158,6 +158,38 @@ gpu.func @k() kernel {
         sim.run("k", 1, 32, 64, [])
 
 
+def test_simulated_cp_async_lands_only_at_the_wait():
+    """A cp.async destination keeps its old bytes until the issuing thread waits; copies never waited for
+    are an error (on the GPU they would land at an unknown time)."""
+    from etc.codegen.tiles_simt import Simulator
+
+    def kernel(wait_before_read: bool, wait_at_all: bool = True) -> str:
+        wait = "nvvm.cp.async.commit.group\n  nvvm.cp.async.wait.group 0"
+        return f"""module attributes {{gpu.container_module}} {{
+gpu.module @etc {{
+{DYNAMIC_SHARED_DECL}
+gpu.func @k(%src: !llvm.ptr, %out: !llvm.ptr) kernel {{
+  %smem = llvm.mlir.addressof @etc_dynamic_smem : !llvm.ptr<3>
+  %g = llvm.addrspacecast %src : !llvm.ptr to !llvm.ptr<1>
+  nvvm.cp.async.shared.global %smem, %g, 8, cache = ca : !llvm.ptr<3>, !llvm.ptr<1>
+  {wait if wait_before_read and wait_at_all else ""}
+  %v = llvm.load %smem : !llvm.ptr<3> -> i64
+  llvm.store %v, %out : i64, !llvm.ptr
+  {wait if wait_at_all and not wait_before_read else ""}
+  gpu.return
+}}
+}}
+}}"""
+    for wait_before_read, want in ((True, 42), (False, 0)):
+        sim = Simulator(kernel(wait_before_read))
+        src, out = sim.memory.add(np.array([42], np.int64)), sim.memory.add(np.zeros(1, np.int64))
+        sim.run("k", 1, 32, 64, [src, out])
+        assert int(sim.memory.view(out).view(np.int64)[0]) == want
+    sim = Simulator(kernel(True, wait_at_all=False))
+    with pytest.raises(EtcError, match="never waited for"):
+        sim.run("k", 1, 32, 64, [sim.memory.add(np.array([42], np.int64)), sim.memory.add(np.zeros(1, np.int64))])
+
+
 def _storage(values, etype, storage):
     from etc.codegen.tiles_simt import to_storage
     return to_storage(values, etype).astype(storage)

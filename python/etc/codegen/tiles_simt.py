@@ -2,7 +2,10 @@
 before lowering) over a grid of blocks, every block's threads in lockstep with per-thread masks, numpy
 per op. It checks what the emitted ops compute (indexing, rounding points, reductions, control flow)
 against the numpy reference without a GPU. It does not model timing or memory ordering: every op
-finishes for all threads before the next, so a missing barrier goes unnoticed here.
+finishes for all threads before the next, so a missing barrier goes unnoticed here. Two asynchronous
+copies are modeled: a cp.async lands only when its thread waits for it (a block ending with copies
+never waited for is an error), and bulk copies complete mbarrier phases (a wait that cannot complete is
+an error).
 
     sim = Simulator(module_text)
     sim.run("etc_check_3", grid=12, block=128, shared_bytes=4096, args=[buffers_table_addr, sizes_addr])
@@ -180,8 +183,11 @@ class Simulator:
             self.bid = bid
             self.shared = self.memory.add(max(shared_bytes, 16))
             self.mbarriers = {}
+            self.pending_async = []
             env = {a: np.full(block, v, dtype=np.int64) for a, v in zip(argv, args)}
             self._exec(body, env, np.ones(block, bool))
+            if self.pending_async:  # on the GPU they would land at some unknown later time
+                raise EtcError(f"simulator: block {bid} ended with cp.async copies it never waited for")
             self.shared_after.append(self.memory.regions[self.shared >> REGION_SHIFT])
             self.memory.regions[self.shared >> REGION_SHIFT] = np.zeros(0, np.uint8)  # free it
 
@@ -462,11 +468,26 @@ def h_store(sim, op, x, mask):
 
 
 def h_copy_async(sim, op, x, mask):
-    """cp.async of 4, 8 or 16 bytes, done at once (the simulator does not model ordering)."""
+    """cp.async of 4, 8 or 16 bytes: the source is read now, the destination written only when the issuing
+    thread waits (cp.async.wait.group), so a read before that wait (and a barrier) sees the old bytes."""
     size = int(_attr_value(op.attrs["size"]))
     t = {4: "i32", 8: "i64", 16: "vector<4xi32>"}[size]
     if mask.any():
-        sim.memory.store(x[0][mask], sim.memory.load(x[1][mask], t), t)
+        sim.pending_async.append((np.nonzero(mask)[0], x[0][mask], sim.memory.load(x[1][mask], t), t))
+
+
+def h_wait_async(sim, op, x, mask):
+    """cp.async.wait.group 0: the waiting threads' copies land."""
+    if int(_attr_value(op.attrs["n"])) != 0:
+        raise EtcError("simulator: cp.async.wait.group with groups left in flight is not modeled")
+    keep = []
+    for lanes, dst, data, t in sim.pending_async:
+        done = mask[lanes]
+        if done.any():
+            sim.memory.store(dst[done], data[done], t)
+        if (~done).any():
+            keep.append((lanes[~done], dst[~done], data[~done], t))
+    sim.pending_async = keep
 
 
 # mbarriers: per address {"count", "arrived", "tx", "phase"}. A bulk copy lands at once; a wait whose phase
@@ -631,7 +652,7 @@ _HANDLERS = {
     "gpu.shuffle": h_shuffle, "gpu.barrier": h_noop, "nvvm.bar.warp.sync": h_noop,
     "gpu.dynamic_shared_memory": h_dyn_smem, "llvm.addrspacecast": h_identity, "llvm.mlir.addressof": h_addressof,
     "nvvm.cp.async.shared.global": h_copy_async, "nvvm.cp.async.commit.group": h_noop,
-    "nvvm.cp.async.wait.group": h_noop,
+    "nvvm.cp.async.wait.group": h_wait_async,
     "vector.extract": h_vec_extract, "vector.from_elements": h_vec_from,
     "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
     "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
