@@ -200,9 +200,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
             signal.lines += ["  " + line for line in push.lines]
             signal.line("}")
     if layout.profile_offset:  # ... and when it has signalled, with the phases the tile stamped
-        _stamp(signal, layout, task.id, "%tile", 1, None)
-        _phase_slots(signal, lambda e, slot, k: _record_word(
-            e, layout, task.id, "%tile", 3 + k, e.emit(f"llvm.load {slot} : !llvm.ptr<3> -> i64")))
+        _stamp(signal, layout, task.id, "%tile", 1, None, phases=True)
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
     call = f"func.call @{tile_function}{args}"
     loop_body = loop.body("      ") + f"""
@@ -273,21 +271,24 @@ def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:
     e.line("}")
 
 
-def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, worker: str | None) -> None:
-    """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words): write %globaltimer at `field`
-    (and the worker at word 2)."""
+def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, worker: str | None,
+           phases: bool = False) -> None:
+    """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words): write %globaltimer at `field`,
+    the worker at word 2 if given, and with `phases` the tile's phase slots at words 3...."""
     now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
-    for k, value in [(field, now)] + ([(2, worker)] if worker else []):
-        _record_word(e, layout, task_id, tile, k, value)
-
-
-def _record_word(e: Emitter, layout: Layout, task_id: int, tile: str, k: int, value: str) -> None:
     src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(abi.PROFILE_BUFFER)}] : (!llvm.ptr) -> !llvm.ptr, i64")
     base = e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
     record = e.binary("muli", e.binary("addi", tile, e.const(layout.profile_offset[task_id])),
                       e.const(abi.PROFILE_RECORD_WORDS))
-    ptr = e.emit(f"llvm.getelementptr {base}[{e.binary('addi', record, e.const(k))}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
-    e.line(f"llvm.store {value}, {ptr} : i64, !llvm.ptr")
+
+    def store(k: int, value: str) -> None:
+        ptr = e.emit(f"llvm.getelementptr {base}[{e.binary('addi', record, e.const(k))}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
+        e.line(f"llvm.store {value}, {ptr} : i64, !llvm.ptr")
+    store(field, now)
+    if worker:
+        store(2, worker)
+    if phases:
+        _phase_slots(e, lambda e, slot, k: store(3 + k, e.emit(f"llvm.load {slot} : !llvm.ptr<3> -> i64")))
 
 
 def _phase_slots(e: Emitter, each) -> None:

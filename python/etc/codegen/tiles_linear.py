@@ -25,7 +25,7 @@ memory itself.
 from __future__ import annotations
 
 from etc.codegen.tile_library import WARP, Tile, col_span, gelu, rope_pair, silu
-from etc.codegen.tiles_builder import ELEM_BYTES, V
+from etc.codegen.tiles_builder import ELEM_BYTES, FLOAT_BITS, V
 from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES, StreamGeometry, WeightStream, linear_column
 from etc.tiles import SPLIT_HEAD_STEPS, split_head_tiles
 
@@ -35,7 +35,6 @@ UNROLL = 8  # weight chunks in flight per lane and column
 COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
 HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
 MERGE_UNROLL = 2  # attention splits whose partial outputs a thread loads at once (attention_merge prologue)
-SPREAD_UNROLL = 1  # warp chunks of x a warp loads at once when a norm spreads rows over the warps
 COPY_UNROLL = 4  # 16-byte chunks of x a thread loads at once when staging x without a norm
 STAGE_IN_REGISTERS = 8  # 16-byte chunks per lane up to which a normalized row is staged in one pass
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
@@ -209,7 +208,7 @@ class Linear:
         if self.prologue == "rms_norm" and K % (8 * WARP) == 0:
             # few rows: spread each row over the warps instead of leaving most of them idle
             per_row = K // (8 * WARP)
-            spread = b.cmp("le", b.mul(nr, per_row), b.mul(t.nwarps, SPREAD_UNROLL))
+            spread = b.cmp("le", b.mul(nr, per_row), t.nwarps)
             b.if_(spread, [], lambda: self.stage_rms_spread(src, nr, eps) or [],
                   lambda: self.stage_rows(src, nr, eps) or [])
             return
@@ -217,43 +216,35 @@ class Linear:
 
     def stage_rms_spread(self, src: V, nr: V, eps: float) -> None:
         """rms_norm staging with every warp at work: the rows are cut into warp chunks (8 x 32 elements)
-        that warps take in turn, SPREAD_UNROLL at once. Pass 1 stores each chunk's sum of squares in
-        shared memory; pass 2 reloads the chunk with its norm weights, sums its row's partials in chunk
-        order (the same order in every thread), normalizes and stores xs."""
+        that warps take in turn. Pass 1 stores each chunk's sum of squares in shared memory; pass 2
+        reloads the chunk with its norm weights, sums its row's partials in chunk order (the same order in
+        every thread), normalizes and stores xs. (Loading several chunks per warp at once measured slower:
+        more code on the hot path.)"""
         t, b = self.t, self.b
         K, xt = self.K, self.xt
         per_row = K // (8 * WARP)
         total = b.mul(nr, per_row)
         partial = self.norm_partial
-
-        def chunks(body):
-            with b.loop(t.warp, total, b.mul(t.nwarps, SPREAD_UNROLL)) as c0:
-                cs = [b.add(c0, b.mul(t.nwarps, u)) for u in range(SPREAD_UNROLL)]
-                body(cs, [b.add(b.mul(b.min(c, b.sub(total, 1)), 8 * WARP), self.lane8) for c in cs])
-
-        def sums(cs, offs):
-            xv = [t.load_vec("x", b.add(src, o)) for o in offs]  # all in flight
-            for c, x in zip(cs, xv):
-                ss = b.warp_sum(_sumsq(b, b.unpack_f32(x), b.f32(0.0)))
-                with b.when(b.land(b.cmp("eq", t.lane, 0), b.cmp("lt", c, total))):
-                    b.store(ss, b.gep(partial, c, "f32"))
-        chunks(sums)
+        with b.loop(t.warp, total, t.nwarps) as c:
+            ss = b.warp_sum(_sumsq(b, b.unpack_f32(t.load_vec("x", b.add(src, self.chunk(c)))), b.f32(0.0)))
+            with b.when(b.cmp("eq", t.lane, 0)):
+                b.store(ss, b.gep(partial, c, "f32"))
         b.barrier()
+        with b.loop(t.warp, total, t.nwarps) as c:
+            o = self.chunk(c)
+            x = t.load_vec("x", b.add(src, o))
+            w = t.load_vec("norm_weight", b.rem(o, K))
+            first = b.mul(b.div(c, per_row), per_row)
+            (ss,) = b.for_(0, per_row, 1, [b.f32(0.0)],
+                           lambda j, acc: [b.add(acc[0], b.load(b.gep(partial, b.add(first, j), "f32"), "f32"))])
+            rstd = b.div(1.0, b.sqrt(b.add(b.div(ss, float(K)), eps)))
+            ys = [b.cast(b.round_to(b.mul(wj, b.round_to(b.mul(xj, rstd), xt)), xt), xt)
+                  for xj, wj in zip(b.unpack_f32(x), b.unpack_f32(w))]
+            b.store(b.vec_from(ys), b.gep(self.xs, o, xt), min(16, 8 * ELEM_BYTES[xt]))
 
-        def normalize(cs, offs):
-            ks = [b.rem(o, K) for o in offs]
-            xv = [t.load_vec("x", b.add(src, o)) for o in offs]
-            wv = [t.load_vec("norm_weight", k) for k in ks]
-            for c, o, x, w in zip(cs, offs, xv, wv):
-                first = b.mul(b.div(b.min(c, b.sub(total, 1)), per_row), per_row)
-                (ss,) = b.for_(0, per_row, 1, [b.f32(0.0)],
-                               lambda j, acc: [b.add(acc[0], b.load(b.gep(partial, b.add(first, j), "f32"), "f32"))])
-                rstd = b.div(1.0, b.sqrt(b.add(b.div(ss, float(K)), eps)))
-                ys = [b.cast(b.round_to(b.mul(wj, b.round_to(b.mul(xj, rstd), xt)), xt), xt)
-                      for xj, wj in zip(b.unpack_f32(x), b.unpack_f32(w))]
-                with b.when(b.cmp("lt", c, total)):
-                    b.store(b.vec_from(ys), b.gep(self.xs, o, xt), min(16, 8 * ELEM_BYTES[xt]))
-        chunks(normalize)
+    def chunk(self, c: V) -> V:
+        """This lane's element offset in warp chunk c of the staged rows."""
+        return self.b.add(self.b.mul(c, 8 * WARP), self.lane8)
 
     def stage_rows(self, src: V, nr: V, eps: float) -> None:
         """Norm staging with one warp per row."""
@@ -554,9 +545,8 @@ class Linear:
                 t.thread_loop(nr, lambda i: b.copy_async(b.gep(smem, i, t.etype(role)),
                                                          t.elem_ptr(role, b.add(rg, i)), nbytes))
             else:
-                src = b.gep(t.ptr(role), 0, "i8")
                 t.thread_loop(nbytes // 16, lambda i: b.copy_async(b.gep(smem, b.mul(i, 16), "i8"),
-                                                                   b.gep(src, b.mul(i, 16), "i8"), 16))
+                                                                   b.gep(t.ptr(role), b.mul(i, 16), "i8"), 16))
 
     def head_pos(self, r: V, rr: V) -> V:
         """positions[r] (row rr of the row group)."""
@@ -570,7 +560,7 @@ class Linear:
             return t.load(role, index)
         et = t.etype(role)
         v = b.load(b.gep(self.head_consts[role][0], index, et), et)
-        return b.cast(v, "f32" if et in ("bf16", "f16", "f32", "f64") else "i64")
+        return b.cast(v, "f32" if et in FLOAT_BITS else "i64")  # as Tile.load
 
     def heads(self, rg: V, nr: V) -> None:
         """One warp per (row, segment): a segment is a head, or a split head's tile_n columns (its

@@ -173,12 +173,14 @@ class Simulator:
 
     # ------------------------------------------------------------ running
 
-    def run(self, kernel: str, grid: int, block: int, shared_bytes: int, args: list) -> None:
+    def run(self, kernel: str, grid: int, block: int, shared_bytes: int, args: list,
+            keep_shared: bool = False) -> None:
+        """keep_shared: keep each block's final shared memory in `shared_after`."""
         if block % 32:
             raise EtcError("block size must be a multiple of 32")
         argv, body = self.funcs[kernel]
         self.B, self.G = block, grid
-        self.shared_after = []  # per block, its shared memory when it finished
+        self.shared_after = []
         for bid in range(grid):
             self.bid = bid
             self.shared = self.memory.add(max(shared_bytes, 16))
@@ -188,7 +190,8 @@ class Simulator:
             self._exec(body, env, np.ones(block, bool))
             if self.pending_async:  # on the GPU they would land at some unknown later time
                 raise EtcError(f"simulator: block {bid} ended with cp.async copies it never waited for")
-            self.shared_after.append(self.memory.regions[self.shared >> REGION_SHIFT])
+            if keep_shared:
+                self.shared_after.append(self.memory.regions[self.shared >> REGION_SHIFT])
             self.memory.regions[self.shared >> REGION_SHIFT] = np.zeros(0, np.uint8)  # free it
 
     def _exec(self, ops: list[Op], env: dict, mask: np.ndarray):
@@ -706,7 +709,8 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     shared = tile_shared_bytes(task, program, buffer_index, symbol_index, weight_stream)
     if profile:
         shared = max(shared, PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES)
-    sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table])
+    sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table],
+            keep_shared=profile)
     if profile:
         phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))
                    for mem in sim.shared_after]
