@@ -118,6 +118,43 @@ def test_profiled_tiles_stamp_ordered_phases_and_compute_the_same_values(cases):
                                        _storage(case.expected[buf], etype, storage), etype)[2], (name, buf)
 
 
+@pytest.mark.parametrize("name, contiguous", [("llama-1b/q_proj", True), ("llama-1b/q_proj_split", True),
+                                              ("extra/linear_stream_short-b2", True), ("llama-1b/down", False),
+                                              ("llama-1b/gate_up", False)])
+def test_weight_stream_moves_whole_rows_in_one_copy_per_role(cases, name, contiguous):
+    """Every weight byte is copied once per pass over x. A block of whole rows of consecutive columns
+    (K slice = K; a split head's half-groups are consecutive too) goes in one bulk copy per role, short
+    last groups included; blocks of K slices copy row by row."""
+    case = next(c for c in cases if c.name == name)
+    p = case.task.params
+    N, TN, K = p["out_features"], p["tile_n"], p["in_features"]
+    roles = 2 if "silu_mul" in p.get("epilogue", ()) else 1
+    assert case.sizes["batch"] <= 16  # one pass over the weights
+    stats = {}
+    simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True, stats=stats)
+    assert stats["bulk_bytes"] == roles * N * K * 2, name
+    if contiguous:
+        groups = sum(-(-min(TN, N - n0) // 8) for n0 in range(0, N, TN))
+        assert stats["bulk_copies"] == groups * roles, name
+    else:
+        assert stats["bulk_copies"] > roles * N and stats["bulk_bytes"] % stats["bulk_copies"] == 0, name
+
+
+def test_simulated_inline_asm_knows_only_cache_policies_and_empty_statements():
+    from etc.codegen.tiles_simt import Simulator
+    text = """module attributes {gpu.container_module} {
+  gpu.module @etc {
+    gpu.func @k(%p: !llvm.ptr) kernel {
+      %pol = llvm.inline_asm has_side_effects "createpolicy.fractional.L2::evict_first.b64 $0, 1.0;", "=l" : () -> i64
+      %v = llvm.inline_asm has_side_effects "mov.u64 $0, %clock64;", "=l" : () -> i64
+      gpu.return
+    }
+  }
+}"""
+    with pytest.raises(EtcError, match="unsupported inline asm 'mov.u64"):
+        Simulator(text).run("k", 1, 32, 0, [0])
+
+
 def test_weight_stream_traps_on_a_block_of_another_size(cases):
     """A stream's column groups are made for the compiled block size; another one traps, never computes
     wrong columns."""

@@ -366,11 +366,18 @@ class Builder:
         self.stmt("  scf.yield")
         self.stmt("}")
 
-    def copy_bulk(self, dst: V, src: V, nbytes: V, bar: V) -> None:
+    def copy_bulk(self, dst: V, src: V, nbytes: V, bar: V, policy: V | None = None) -> None:
         """cp.async.bulk global -> shared of `nbytes` (i32, a multiple of 16; both addresses 16-byte
-        aligned), completing `nbytes` of the barrier's expected transaction count."""
+        aligned), completing `nbytes` of the barrier's expected transaction count; `policy`: an L2 cache
+        policy (l2_evict_first)."""
         d = self.emit(f"llvm.addrspacecast {dst} : {dst.type} to !llvm.ptr<7>", "!llvm.ptr<7>")
-        self.stmt(f"nvvm.cp.async.bulk.shared.cluster.global {d}, {src}, {bar}, {nbytes} : !llvm.ptr<7>, <1>")
+        hint = f" l2_cache_hint = {policy}" if policy is not None else ""
+        self.stmt(f"nvvm.cp.async.bulk.shared.cluster.global {d}, {src}, {bar}, {nbytes}{hint} : !llvm.ptr<7>, <1>")
+
+    def l2_evict_first(self) -> V:
+        """An L2 cache policy (createpolicy) under which the lines an access brings in are evicted first."""
+        return self.emit('llvm.inline_asm has_side_effects "createpolicy.fractional.L2::evict_first.b64 $0, 1.0;", '
+                         '"=l"  : () -> i64', "i64")
 
     def fence_proxy_async(self) -> None:
         """Order this thread's earlier shared-memory accesses before later bulk copies (the async proxy)."""

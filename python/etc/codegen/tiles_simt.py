@@ -138,6 +138,8 @@ class Simulator:
         self._ids: dict = {}
         self.memory = Memory()
         self.clock = 0
+        self.bulk_copies = 0  # cp.async.bulk copies run, and their bytes
+        self.bulk_bytes = 0
         gpu_modules = [op for op in self.module.body.operations if op.operation.name == "gpu.module"]
         for gm in gpu_modules:
             for op in gm.operation.regions[0].blocks[0].operations:
@@ -539,6 +541,8 @@ def h_copy_bulk(sim, op, x, mask):
         if n % 16 or d % 16 or s_ % 16:
             raise EtcError("simulator: cp.async.bulk needs 16-byte aligned addresses and sizes")
         raw = sim.memory.load(np.array([s_], np.int64), f"vector<{n}xi8>")
+        sim.bulk_copies += 1
+        sim.bulk_bytes += n
         sim.memory.store(np.array([d], np.int64), raw, f"vector<{n}xi8>")
         _arrive(_mbarrier(sim, int(a), "cp.async.bulk"), 0, -n)
 
@@ -597,6 +601,16 @@ def h_intrinsic(sim, op, x, mask):
 
 def h_noop(sim, op, x, mask):
     return None
+
+
+def h_inline_asm(sim, op, x, mask):
+    """Inline asm: empty statements (keep) do nothing; createpolicy yields a policy the L2 hints ignore here."""
+    if not op.results:
+        return None
+    asm = op.attrs["asm_string"].maybe_downcast().value
+    if asm.startswith("createpolicy"):
+        return np.zeros(sim.B, np.int64)
+    raise EtcError(f"simulator: unsupported inline asm '{asm}'")
 
 
 def h_globaltimer(sim, op, x, mask):
@@ -659,7 +673,7 @@ _HANDLERS = {
     "vector.extract": h_vec_extract, "vector.from_elements": h_vec_from,
     "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
     "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
-    "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_noop,
+    "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_inline_asm,
     "nvvm.read.ptx.sreg.globaltimer": h_globaltimer,
 }
 _TERMINATORS = ("scf.yield", "scf.condition", "func.return", "gpu.return")
@@ -686,11 +700,12 @@ def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
 
 
 def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None,
-             weight_stream: bool = False, phases: list | None = None) -> dict:
+             weight_stream: bool = False, phases: list | None = None, stats: dict | None = None) -> dict:
     """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards.
     weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers).
     phases: a list to receive, per tile, the phase stamps of the profiling build (simulated %globaltimer:
-    ops run so far); the tile is then built with profile=True."""
+    ops run so far); the tile is then built with profile=True. stats: a dict to receive the number of bulk
+    copies run ("bulk_copies") and their bytes ("bulk_bytes")."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
 
@@ -711,6 +726,8 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
         shared = max(shared, PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES)
     sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table],
             keep_shared=profile)
+    if stats is not None:
+        stats.update(bulk_copies=sim.bulk_copies, bulk_bytes=sim.bulk_bytes)
     if profile:
         phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))
                    for mem in sim.shared_after]

@@ -2,7 +2,7 @@
 // RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{weight-stream=false}" | FileCheck %s --check-prefix=OFF
 
 // Positive: the linear tile (in_features 256) streams its weights: an issue function inits the ring's
-// mbarriers and bulk-copies the first blocks; the worker calls it before thread 0 waits; the tile waits
+// mbarriers and bulk-copies the first blocks (under an L2 evict-first policy: weights are read once); the worker calls it before thread 0 waits; the tile waits
 // on the barriers. The launch gets the ring's shared memory (96 KiB + 128 KiB + barriers). The gelu tile
 // reads no weights.
 // CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229440 : i64
@@ -11,9 +11,10 @@
 // CHECK: nvvm.cp.async.bulk.shared.cluster.global
 // CHECK: nvvm.mbarrier.inval
 // CHECK-LABEL: func.func @etc_tile_0_issue(
+// CHECK: %[[POLICY:.*]] = llvm.inline_asm has_side_effects "createpolicy.fractional.L2::evict_first.b64 $0, 1.0;"
 // CHECK: nvvm.mbarrier.init
 // CHECK: nvvm.mbarrier.arrive.expect_tx
-// CHECK: nvvm.cp.async.bulk.shared.cluster.global
+// CHECK: nvvm.cp.async.bulk.shared.cluster.global {{.*}} l2_cache_hint = %[[POLICY]]
 // CHECK-LABEL: func.func @etc_run_0(
 // CHECK: call @etc_tile_0_issue
 // CHECK: scf.if

@@ -1,0 +1,57 @@
+"""Warp stall samples of one megakernel launch per code region, from Nsight Compute's source page
+(tools/gpu/ncu_step.sh writes it as source.csv.gz). A region is the kernel body (worker loop and the
+inlined run functions) or one called function (a tile function: the targets of CALL instructions).
+
+    python3 tools/gpu/ncu_stalls.py source.csv.gz
+"""
+import bisect
+import collections
+import csv
+import gzip
+import sys
+
+COLUMNS = ("barrier", "long_sb", "no_inst", "selected", "wait", "short_sb", "branch_resolving")
+
+
+def main(path: str) -> None:
+    rows = list(csv.reader(gzip.open(path, "rt")))
+    header, data = rows[1], rows[2:]
+    col = {h: i for i, h in enumerate(header)}
+    stalls = [h for h in header if h.startswith("stall_") and "Not Issued" not in h]
+    base = int(data[0][0], 16)
+    starts = {base}
+    for r in data:
+        if "CALL.REL" in r[1]:
+            try:
+                starts.add(int(r[1].split()[-1].rstrip(";"), 16))
+            except ValueError:
+                pass
+    starts = sorted(starts)
+    regions = collections.defaultdict(collections.Counter)
+    for r in data:
+        region = regions[starts[bisect.bisect_right(starts, int(r[0], 16)) - 1]]
+        executed = int(r[col["Instructions Executed"]] or 0)
+        region["instructions"] += 1
+        region["executed_distinct"] += executed > 0
+        region["executed"] += executed
+        for s in stalls:
+            region[s[len("stall_"):]] += int(r[col[s]] or 0)
+    total = sum(sum(c[s[len("stall_"):]] for s in stalls) for c in regions.values())
+    print(f"warp stall samples: {total}; per region (offset from the kernel start; KB = distinct executed "
+          "instructions x 16 B)")
+    print(f"{'region':>9} {'KB':>6} {'executed':>10} {'samples':>8} " + " ".join(f"{c:>8.8}" for c in COLUMNS))
+    for start in starts:
+        c = regions[start]
+        samples = sum(c[s[len("stall_"):]] for s in stalls)
+        if not samples:
+            continue
+        print(f"{start - base:#9x} {c['executed_distinct'] * 16 / 1024:6.1f} {c['executed']:10d} {samples:8d} "
+              + " ".join(f"{c[k]:8d}" for k in COLUMNS))
+    overall = collections.Counter()
+    for c in regions.values():
+        overall.update({s[len("stall_"):]: c[s[len("stall_"):]] for s in stalls})
+    print("all regions: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in overall.most_common(8)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
