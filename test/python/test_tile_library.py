@@ -118,26 +118,20 @@ def test_profiled_tiles_stamp_ordered_phases_and_compute_the_same_values(cases):
                                        _storage(case.expected[buf], etype, storage), etype)[2], (name, buf)
 
 
-@pytest.mark.parametrize("name, contiguous", [("llama-1b/q_proj", True), ("llama-1b/q_proj_split", True),
-                                              ("extra/linear_stream_short-b2", True), ("llama-1b/down", False),
-                                              ("llama-1b/gate_up", False)])
-def test_weight_stream_moves_whole_rows_in_one_copy_per_role(cases, name, contiguous):
-    """Every weight byte is copied once per pass over x. A block of whole rows of consecutive columns
-    (K slice = K; a split head's half-groups are consecutive too) goes in one bulk copy per role, short
-    last groups included; blocks of K slices copy row by row."""
+@pytest.mark.parametrize("name", ["llama-1b/q_proj", "llama-1b/q_proj_split", "extra/linear_stream_short-b2",
+                                  "llama-1b/down", "llama-1b/gate_up"])
+def test_weight_stream_copies_every_weight_byte_once_per_pass(cases, name):
+    """One pass over x (batch <= 16) bulk-copies every weight byte of every role exactly once (short last
+    groups and split heads included), one copy per row slice."""
     case = next(c for c in cases if c.name == name)
     p = case.task.params
-    N, TN, K = p["out_features"], p["tile_n"], p["in_features"]
+    N, K = p["out_features"], p["in_features"]
     roles = 2 if "silu_mul" in p.get("epilogue", ()) else 1
-    assert case.sizes["batch"] <= 16  # one pass over the weights
+    assert case.sizes["batch"] <= 16
     stats = {}
     simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True, stats=stats)
     assert stats["bulk_bytes"] == roles * N * K * 2, name
-    if contiguous:
-        groups = sum(-(-min(TN, N - n0) // 8) for n0 in range(0, N, TN))
-        assert stats["bulk_copies"] == groups * roles, name
-    else:
-        assert stats["bulk_copies"] > roles * N and stats["bulk_bytes"] % stats["bulk_copies"] == 0, name
+    assert stats["bulk_copies"] % (roles * N) == 0 and K * 2 * roles * N // stats["bulk_copies"] >= 512, name
 
 
 def test_simulated_inline_asm_knows_only_cache_policies_and_empty_statements():

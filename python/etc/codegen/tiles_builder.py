@@ -377,7 +377,7 @@ class Builder:
     def l2_evict_first(self) -> V:
         """An L2 cache policy (createpolicy) under which the lines an access brings in are evicted first."""
         return self.emit('llvm.inline_asm has_side_effects "createpolicy.fractional.L2::evict_first.b64 $0, 1.0;", '
-                         '"=l"  : () -> i64', "i64")
+                         '"=l" : () -> i64', "i64")
 
     def fence_proxy_async(self) -> None:
         """Order this thread's earlier shared-memory accesses before later bulk copies (the async proxy)."""

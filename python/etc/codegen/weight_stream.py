@@ -4,10 +4,7 @@ stages filled by bulk copies (`cp.async.bulk`), each stage completing on its own
 A linear tile reads columns [n0, n0 + ncols) of the weight (rows of the [N, K] matrix, plus the same rows
 of up_weight in a fused SiLU*mul). They are cut into *blocks*: a block is one *column group* (one column
 per warp) times one *K slice* (`slice_k` elements of each of those rows); block i of a tile goes to stage
-i % stages. The order is: per row group of x, per column group, per K slice. When a block holds whole
-rows (the slice is all of K) of consecutive columns, each role's part is one contiguous range, moved by
-ONE bulk copy (the copy engine moves large copies faster: ~51 GB/s per SM for 32 KB copies against
-~39 GB/s for 4 KB ones, tools/gpu/probe_stream.cu on the H200).
+i % stages. The order is: per row group of x, per column group, per K slice.
 
     issue function (every thread calls it; warp 0 acts), run by the worker BEFORE the tile's waits:
         init the stage barriers; issue blocks 0 .. stages-1 (lane 0: expect_tx on the block's barrier;
@@ -64,12 +61,6 @@ class StreamGeometry:
     @property
     def slices(self) -> int:
         return self.in_features // self.slice_k
-
-    @property
-    def contiguous(self) -> bool:
-        """Whether a block's rows are one contiguous range: whole rows, and consecutive columns (a split
-        head's column group must not straddle its two halves)."""
-        return self.slices == 1 and (self.split == 1 or (self.tile_n // 2) % self.columns == 0)
 
     @property
     def row_bytes(self) -> int:
@@ -160,8 +151,7 @@ class WeightStream:
 
     def issue(self, i: V) -> None:
         """Warp 0: bulk-copy block i (its rows past ncols are skipped) into its stage; lane 0 arms the
-        barrier, then lane k issues role k's one copy (contiguous rows), or every lane some of the row
-        copies."""
+        barrier, then every lane issues some of the block's row copies."""
         b, g, t = self.b, self.g, self.t
         blk = b.rem(i, self.per_row_group)
         group, sl = b.div(blk, g.slices), b.rem(blk, g.slices)
@@ -173,21 +163,13 @@ class WeightStream:
             b.mbarrier_expect_tx(bar, b.cast(b.mul(valid, len(g.roles) * g.row_bytes), "i32"))
         b.warp_sync()
         b.fence_proxy_async()  # the stage was last read through the generic proxy
-
-        def role_ptr(k):
-            return self.ptrs[0] if len(self.ptrs) == 1 else b.select(b.cmp("eq", k, 0), self.ptrs[0], self.ptrs[1])
-        if g.contiguous:
-            with b.when(b.cmp("lt", t.lane, len(g.roles))):
-                src = b.mul(self.column(first), g.in_features)
-                dst = b.gep(dst0, b.mul(t.lane, g.columns * g.row_bytes), "i8")
-                b.copy_bulk(dst, b.gep(role_ptr(t.lane), b.mul(src, g.elem_bytes), "i8"),
-                            b.cast(b.mul(valid, g.row_bytes), "i32"), bar, self.policy)
-            return
         with b.loop(t.lane, b.mul(valid, len(g.roles)), 32) as q:
             k, w = b.div(q, valid), b.rem(q, valid)
-            src = b.add(b.mul(self.column(b.add(first, w)), g.in_features), b.mul(sl, g.slice_k))
+            row = self.column(b.add(first, w))
+            src = b.add(b.mul(row, g.in_features), b.mul(sl, g.slice_k))
+            ptr = self.ptrs[0] if len(self.ptrs) == 1 else b.select(b.cmp("eq", k, 0), self.ptrs[0], self.ptrs[1])
             dst = b.gep(dst0, b.mul(b.add(w, b.mul(k, g.columns)), g.row_bytes), "i8")
-            b.copy_bulk(dst, b.gep(role_ptr(k), b.mul(src, g.elem_bytes), "i8"), b.i32(g.row_bytes), bar, self.policy)
+            b.copy_bulk(dst, b.gep(ptr, b.mul(src, g.elem_bytes), "i8"), b.i32(g.row_bytes), bar, self.policy)
 
     def check_block(self) -> None:
         """Trap unless the block has one warp per column of a group (the runtime launches the bundle's

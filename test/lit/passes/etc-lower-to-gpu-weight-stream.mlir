@@ -2,9 +2,9 @@
 // RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{weight-stream=false}" | FileCheck %s --check-prefix=OFF
 
 // Positive: the linear tile (in_features 256) streams its weights: an issue function inits the ring's
-// mbarriers and bulk-copies the first blocks (under an L2 evict-first policy: weights are read once); the worker calls it before thread 0 waits; the tile waits
-// on the barriers. The launch gets the ring's shared memory (96 KiB + 128 KiB + barriers). The gelu tile
-// reads no weights.
+// mbarriers and bulk-copies the first blocks (under an L2 evict-first policy: weights are read once); the
+// worker calls it before thread 0 waits; the tile waits on the barriers. The launch gets the ring's shared
+// memory (96 KiB + 128 KiB + barriers). The gelu tile reads no weights.
 // CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229440 : i64
 // CHECK-LABEL: func.func @etc_tile_0(
 // CHECK: nvvm.mbarrier.try_wait
