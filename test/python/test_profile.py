@@ -82,3 +82,31 @@ def test_records_of_bundles_without_phase_stamps_have_three_words():
     recs = records(META, words())  # META has no record_words: [start, end, worker]
     assert all(r.phases == () for r in recs)
     assert all(row["phase_us"] is None for row in breakdown(recs))
+
+
+def test_ncu_stall_samples_are_split_at_call_targets():
+    """tools/gpu/ncu_stalls.py: Nsight Compute's per-instruction stall samples summed per code region (the
+    kernel body, then each CALL target: a tile function), with the executed code size."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "gpu", "ncu_stalls.py")
+    spec = importlib.util.spec_from_file_location("ncu_stalls", path)
+    ncu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ncu)
+    header = ["Address", "Source", "Instructions Executed", "stall_barrier", "stall_no_inst",
+              "stall_barrier (Not Issued)"]
+    base = 0x7F0000000000
+    rows = [["Kernel Name", "etc_megakernel"], header,
+            [hex(base), "BAR.SYNC.DEFER_BLOCKING 0x0", "10", "5", "0", "99"],
+            [hex(base + 16), f"CALL.REL.NOINC {hex(base + 48)}", "10", "0", "1", "0"],
+            [hex(base + 32), "EXIT", "0", "0", "0", "0"],
+            [hex(base + 48), "LDS R0, [R1]", "7", "2", "3", "0"],
+            [hex(base + 64), "RET.REL.NODEC R2", "7", "0", "4", "0"]]
+    out = ncu.regions(rows)
+    assert sorted(out) == [0, 48]
+    body, tile = out[0], out[48]
+    assert (body["instructions"], body["executed_distinct"], body["executed"]) == (3, 2, 20)
+    assert (body["barrier"], body["no_inst"], body["samples"]) == (5, 1, 6)  # "Not Issued" columns not summed
+    assert (tile["instructions"], tile["executed"], tile["barrier"], tile["no_inst"], tile["samples"]) == \
+        (2, 14, 2, 7, 9)

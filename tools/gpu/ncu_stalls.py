@@ -13,8 +13,10 @@ import sys
 COLUMNS = ("barrier", "long_sb", "no_inst", "selected", "wait", "short_sb", "branch_resolving")
 
 
-def main(path: str) -> None:
-    rows = list(csv.reader(gzip.open(path, "rt")))
+def regions(rows: list[list[str]]) -> dict[int, collections.Counter]:
+    """Per region (its offset from the kernel's first instruction): distinct instructions, those executed,
+    instructions executed, and the samples of every stall reason (without the "stall_" prefix). `rows`:
+    the CSV rows (a title row, the header, then one row per SASS instruction)."""
     header, data = rows[1], rows[2:]
     col = {h: i for i, h in enumerate(header)}
     stalls = [h for h in header if h.startswith("stall_") and "Not Issued" not in h]
@@ -27,29 +29,32 @@ def main(path: str) -> None:
             except ValueError:
                 pass
     starts = sorted(starts)
-    regions = collections.defaultdict(collections.Counter)
+    out = {s - base: collections.Counter() for s in starts}
     for r in data:
-        region = regions[starts[bisect.bisect_right(starts, int(r[0], 16)) - 1]]
+        region = out[starts[bisect.bisect_right(starts, int(r[0], 16)) - 1] - base]
         executed = int(r[col["Instructions Executed"]] or 0)
         region["instructions"] += 1
         region["executed_distinct"] += executed > 0
         region["executed"] += executed
         for s in stalls:
             region[s[len("stall_"):]] += int(r[col[s]] or 0)
-    total = sum(sum(c[s[len("stall_"):]] for s in stalls) for c in regions.values())
+        region["samples"] += sum(int(r[col[s]] or 0) for s in stalls)
+    return out
+
+
+def main(path: str) -> None:
+    per_region = regions(list(csv.reader(gzip.open(path, "rt"))))
+    total = sum(c["samples"] for c in per_region.values())
     print(f"warp stall samples: {total}; per region (offset from the kernel start; KB = distinct executed "
           "instructions x 16 B)")
     print(f"{'region':>9} {'KB':>6} {'executed':>10} {'samples':>8} " + " ".join(f"{c:>8.8}" for c in COLUMNS))
-    for start in starts:
-        c = regions[start]
-        samples = sum(c[s[len("stall_"):]] for s in stalls)
-        if not samples:
-            continue
-        print(f"{start - base:#9x} {c['executed_distinct'] * 16 / 1024:6.1f} {c['executed']:10d} {samples:8d} "
-              + " ".join(f"{c[k]:8d}" for k in COLUMNS))
     overall = collections.Counter()
-    for c in regions.values():
-        overall.update({s[len("stall_"):]: c[s[len("stall_"):]] for s in stalls})
+    for offset, c in per_region.items():
+        overall.update({k: v for k, v in c.items() if k not in ("instructions", "executed_distinct",
+                                                                 "executed", "samples")})
+        if c["samples"]:
+            print(f"{offset:#9x} {c['executed_distinct'] * 16 / 1024:6.1f} {c['executed']:10d} {c['samples']:8d} "
+                  + " ".join(f"{c[k]:8d}" for k in COLUMNS))
     print("all regions: " + ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in overall.most_common(8)))
 
 
