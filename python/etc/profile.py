@@ -50,15 +50,11 @@ def phase_spans(r: Record) -> list[float] | None:
     unstamped phase takes the previous point's time, so its span is 0."""
     if not any(r.phases):
         return None
-    points, last = [], r.start_ns
-    for p in r.phases:
-        last = p if p else last
-        points.append(last)
-    points.append(r.end_ns)
-    prev, spans = r.start_ns, []
-    for p in points:
-        spans.append((p - prev) / 1e3)
-        prev = p
+    spans, prev = [], r.start_ns
+    for p in list(r.phases) + [r.end_ns]:
+        point = p or prev
+        spans.append((point - prev) / 1e3)
+        prev = point
     return spans
 
 

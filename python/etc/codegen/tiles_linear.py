@@ -205,7 +205,7 @@ class Linear:
                         b.store(v, b.gep(self.xs, off, xt), min(16, 8 * ELEM_BYTES[xt]))
             return
         eps = float(t.param("prologue_eps"))
-        if self.prologue == "rms_norm" and K % (8 * WARP) == 0:
+        if self.norm_partial is not None:
             # few rows: spread each row over the warps instead of leaving most of them idle
             per_row = K // (8 * WARP)
             spread = b.cmp("le", b.mul(nr, per_row), t.nwarps)
