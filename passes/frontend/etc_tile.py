@@ -2,11 +2,12 @@
 
 Matches: every `etc.tile` op.
 Produces: the tile-shape params that etc.tiles defines per kind: `tile_n` for linear (about one tile per
-SM, a multiple of head_dim when the epilogue works per head, else of 8; with split-heads, a linear whose
-per-head steps are only rope and kv_append and whose heads outnumber the SMs' share gets tile_n dividing
-head_dim, so a head's rotate-half pairs spread over several tiles, etc.tiles), `kv_chunk` for attention (the
-KV length one split covers), `tile_c` for row-wise elementwise kinds. Sizes need not divide evenly: the
-last tile is short.
+SM for all the linears that read the same x together -- q, k and v run side by side --, a multiple of
+head_dim when the epilogue works per head, else of 8; with split-heads, a linear whose per-head steps
+are only head_rms_norm (first), rope and kv_append and whose heads outnumber the SMs' share gets tile_n
+dividing head_dim, so a head's rotate-half pairs spread over several tiles, etc.tiles), `kv_chunk` for
+attention (the KV length one split covers), `tile_c` for row-wise elementwise kinds. Sizes need not
+divide evenly: the last tile is short.
 Guarantees: every tile kind's coverage rules hold (a per-head epilogue sees whole heads, a norm's dim
 divides its row, a linear's in_features allows 16-byte loads); a shape no tile can cover is an error
 at the op, never a silently wrong tiling.
@@ -56,12 +57,21 @@ class Tile(Pass):
                 or self.option("tile-n") < 0:
             self.error(module_op, "etc-tile options must be positive")
             return
-        for op in mlir.ops_named(module_op, T.TILE_OP):
+        ops = mlir.ops_named(module_op, T.TILE_OP)
+        # linears reading one x (q/k/v) run side by side: they share the SMs by their output features
+        features: dict = {}
+        for op in ops:
+            x = T.tile_operand(op, "x") if not T.tile_problem(op) and T.tile_kind(op) == "linear" else None
+            if x is not None:
+                features[x] = features.get(x, 0) + T.tile_params(op)["out_features"]
+        for op in ops:
             problem = T.tile_problem(op)
             if problem:
                 self.error(op, problem)
                 continue
             params = T.tile_params(op)
+            x = T.tile_operand(op, "x") if T.tile_kind(op) == "linear" else None
+            self.share = features.get(x, 0) if x is not None else 0
             try:
                 chosen = self._choose(T.tile_kind(op), params, op)
             except ValueError as e:
@@ -80,8 +90,10 @@ class Tile(Pass):
             unit = params["head_dim"] if steps else 8
             if steps and n % unit:
                 raise ValueError(f"out_features {n} is not a whole number of heads of {unit}")
-            want = self.option("tile-n") or _ceildiv(n, self.option("num-sms"))
-            splittable = self.option("split-heads") and set(steps) <= set(SPLIT_HEAD_STEPS)
+            want = self.option("tile-n") or _ceildiv(max(n, self.share), self.option("num-sms"))
+            epilogue = list(params.get("epilogue", []))
+            splittable = self.option("split-heads") and set(steps) <= set(SPLIT_HEAD_STEPS) \
+                and ("head_rms_norm" not in steps or epilogue[0] == "head_rms_norm")
             if steps and want < unit and splittable:  # a head over several tiles
                 least = want if self.option("tile-n") else max(want, SPLIT_MIN)  # an explicit tile-n is taken
                 parts = [t for t in range(SPLIT_UNIT, unit, SPLIT_UNIT) if unit % t == 0 and t >= least]

@@ -1,6 +1,6 @@
 """etc: ETC's command line.
 
-  etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--kv-chunk 128]
+  etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--kv-chunk 128] [--tile-n N]
                [--profile] [--no-weight-stream] [--no-split-heads] [--spin-sleep 32] [--no-fuse FUSION] [--block-size 256] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
   etc bench    --model NAME [--bundle DIR ...] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
@@ -33,7 +33,7 @@ FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "atte
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
                       kv_chunk: int = 128, seed: int = 0, profile: bool = False,
                       weight_stream: bool = True, block_size: int = 256, no_fuse=(), split_heads: bool = True,
-                      spin_sleep_ns: int = 32) -> Path:
+                      spin_sleep_ns: int = 32, tile_n: int = 0) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
@@ -45,7 +45,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, weight_stream=weight_stream, split_heads=split_heads,
-                spin_sleep_ns=spin_sleep_ns,
+                spin_sleep_ns=spin_sleep_ns, tile_n=tile_n,
                 block_size=block_size, fuse={name: name not in no_fuse for name in FUSIONS})
     return Path(out)
 
@@ -55,7 +55,7 @@ def _compile(args) -> int:
     t0 = time.perf_counter()
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
                       kv_chunk=args.kv_chunk, profile=args.profile, weight_stream=not args.no_weight_stream,
-                      split_heads=not args.no_split_heads, spin_sleep_ns=args.spin_sleep,
+                      split_heads=not args.no_split_heads, spin_sleep_ns=args.spin_sleep, tile_n=args.tile_n,
                       block_size=args.block_size, no_fuse=args.no_fuse)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="static per-SM queues, or the on-GPU ready queue")
     c.add_argument("--num-sms", type=int, default=132, help="workers (SMs) to schedule for (H200: 132)")
     c.add_argument("--kv-chunk", type=int, default=128, help="KV slots per attention split")
+    c.add_argument("--tile-n", type=int, default=0,
+                   help="output features of every linear tile (0: about one tile per SM; etc-tile's tile-n)")
     c.add_argument("--out", default=None, help="bundle directory (default etc-out/MODEL)")
     c.add_argument("--profile", action="store_true", help="stamp %%globaltimer per tile (for etc profile)")
     c.add_argument("--block-size", type=int, default=256, help="threads per worker block")

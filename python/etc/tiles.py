@@ -35,10 +35,13 @@ Kinds (grid; reads -> writes; params):
                     "rope":         per head segment: rope as below (reads positions, inv_freq)
                     "kv_append":    cache[r, head, positions[r], :] = y[r, head segment] (writes cache)
                   Steps that work per head need tile_n % head_dim == 0, except a *split head*: when the
-                  per-head steps are only rope and kv_append, tile_n may divide head_dim D (tile_n % 16 == 0);
-                  then P = D / tile_n consecutive tiles share a head, tile j taking its rotate-half pairs:
+                  per-head steps are only head_rms_norm (first, if at all), rope and kv_append, tile_n may
+                  divide head_dim D (tile_n % 16 == 0); then P = D / tile_n consecutive tiles share a head,
+                  tile j taking its rotate-half pairs:
                   cols = h*D + q*tile_n/2 + [0, tile_n/2) and h*D + D/2 + q*tile_n/2 + [0, tile_n/2),
-                  h = j // P, q = j % P (rope pairs them with inv_freq[q*tile_n/2 :][: tile_n/2]).
+                  h = j // P, q = j % P (rope pairs them with inv_freq[q*tile_n/2 :][: tile_n/2]); a
+                  head_rms_norm is over the whole head's values (on the GPU the last of the P tiles to
+                  finish its dot products normalizes the head: etc.codegen.tiles_linear).
                   When y is only stored into the cache, write_roles has no "y".
   rope            (R, C/head_dim) x[R,C], positions[R], inv_freq[head_dim/2] -> y[R,C]      head_dim
                   f = f32(positions[r]) * inv_freq; e = cat(f, f); cos = round(cos(e)), sin = round(sin(e));
@@ -180,13 +183,13 @@ def regions(kind: str, params: dict, role: str, rank: int) -> Region:
     raise KeyError(f"unknown tile kind '{kind}'")
 
 
-SPLIT_HEAD_STEPS = ("rope", "kv_append")  # the per-head epilogue steps a split head allows
+SPLIT_HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")  # the per-head epilogue steps a split head allows
 
 
 def split_head_tiles(params: dict) -> int:
     """P, the tiles sharing one head, for a linear whose head is split (tile_n < head_dim); else 1."""
     d, tn = params.get("head_dim"), params["tile_n"]
-    per_head = any(s in ("head_rms_norm",) + SPLIT_HEAD_STEPS for s in params.get("epilogue", ()))
+    per_head = any(s in SPLIT_HEAD_STEPS for s in params.get("epilogue", ()))
     if not per_head or not d or tn >= d:
         return 1
     return d // tn

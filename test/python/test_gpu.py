@@ -8,8 +8,9 @@ from a wrong one. test_1b_as_accurate_as_pytorch feeds ETC, PyTorch bf16 and PyT
 pick f32's token at every step whose top-2 gap is not within bf16 noise (6x the RMS logit error).
 
 Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from $ETC_GPU_BUNDLES
-(made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`); with MLIR present and no
-such directory, the test compiles them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
+(made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`; tiny-qwen3-split:
+`etc compile --model tiny-qwen3 --tile-n 16`); with MLIR present and no such directory, the test compiles
+them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
 """
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ from etc.models.decoder import CONFIGS, build_model, make_kv_caches
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 STEPS = 32
-MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt"]
+MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "tiny-qwen3-split"]
 SCHEDULES = ["static", "dynamic"]
+# bundle variants: name -> (reference model, etc compile options); tiny-qwen3-split splits its heads of 32
+# over two tiles of 16, so the per-head q/k norm is gathered by the last tile of each head
+VARIANTS = {"tiny-qwen3-split": ("tiny-qwen3", {"tile_n": 16})}
 
 
 def bundle_dir(name: str, schedule: str, tmp_root: Path) -> Path:
@@ -40,7 +44,8 @@ def bundle_dir(name: str, schedule: str, tmp_root: Path) -> Path:
     pytest.importorskip("mlir", reason="no prebuilt bundles ($ETC_GPU_BUNDLES) and no MLIR to compile them")
     from etc.cli import compile_reference
 
-    return compile_reference(name, tmp_root / f"{name}.{schedule}", schedule=schedule)
+    model, options = VARIANTS.get(name, (name, {}))
+    return compile_reference(model, tmp_root / f"{name}.{schedule}", schedule=schedule, **options)
 
 
 def record(row: dict) -> None:
@@ -64,6 +69,7 @@ def test_greedy_decode_matches_pytorch(name, batch, schedule, tmp_path_factory):
     from etc.runtime import Megakernel
 
     path = bundle_dir(name, schedule, tmp_path_factory.mktemp("bundles"))
+    bundle, name = name, VARIANTS.get(name, (name, {}))[0]
     c = CONFIGS[name]
     model = build_model(name, seed=0).cuda().eval()
     exact = build_model(name, seed=0).cuda().eval().float()
@@ -74,7 +80,8 @@ def test_greedy_decode_matches_pytorch(name, batch, schedule, tmp_path_factory):
     k_t, v_t = make_kv_caches(c, batch, context, device="cuda")
     k_e, v_e = make_kv_caches(c, batch, context, device="cuda")
     k_x, v_x = make_kv_caches(c, batch, context, device="cuda", dtype=torch.float32)
-    row = {"test": "greedy_decode", "model": name, "batch": batch, "schedule": schedule, "steps": STEPS}
+    row = {"test": "greedy_decode", "model": name, "bundle": bundle, "batch": batch, "schedule": schedule,
+           "steps": STEPS}
     worst = torch_vs_exact = etc_vs_exact = 0.0
     mismatch = None
     with Megakernel.from_model(path, model) as mk, torch.no_grad():

@@ -164,9 +164,12 @@ def test_linear_layer_norm_prologue_gelu_residual_epilogue(approximate):
 
 
 @pytest.mark.parametrize("write_y", [True, False])
-def test_linear_head_rms_norm_rope_kv_append_epilogue(write_y):
-    r, k, d, heads, slots = 3, 64, 16, 5, 12
-    n, tn = heads * d, 32  # 3 tiles, the last one holds one head
+@pytest.mark.parametrize("d, heads, tn", [(16, 5, 32), (32, 2, 8)])
+def test_linear_head_rms_norm_rope_kv_append_epilogue(write_y, d, heads, tn):
+    """Whole heads (3 tiles, the last one holds one head) or split heads (4 tiles of 8 columns, rotate-half
+    pairs, per head of 32: each tile's norm is over its whole head, as HF's per-head RMSNorm)."""
+    r, k, slots = 3, 64, 12
+    n = heads * d
     x, w, hw = bf(r, k), bf(n, k, scale=0.2), bf(d)
     positions, inv_freq = torch.tensor([0, 7, 11]), inv_freq_of(d)
     cache = bf(r, heads, slots, d)
@@ -175,13 +178,21 @@ def test_linear_head_rms_norm_rope_kv_append_epilogue(write_y):
            "cache": cache}
     if write_y:
         ops["y"] = ((r, n), "bf16")
-    out = run_all("linear", params, (3,), ops)
+    out = run_all("linear", params, (-(-n // tn),), ops)
     y = hf_rope(hf_rms(F.linear(x, w).view(r, heads, d), hw, 1e-6), positions, inv_freq)
     want_cache = cache.clone()
     want_cache[torch.arange(r), :, positions] = y
     assert_bf16_close(out["cache"], want_cache, ulps=2)
     if write_y:
         assert_bf16_close(out["y"], y.reshape(r, n), ulps=2)
+
+
+def test_linear_split_head_norm_must_come_first():
+    x, w = bf(1, 16), bf(16, 16)
+    params = linear_params(16, 16, 4, epilogue=["rope", "head_rms_norm"], head_dim=8, head_norm_eps=1e-6)
+    with pytest.raises(EtcError, match="a split head takes 'head_rms_norm' as its first epilogue step"):
+        run_all("linear", params, (4,), {"x": x, "weight": w, "head_norm_weight": bf(8), "positions": torch.tensor([0]),
+                                         "inv_freq": inv_freq_of(8), "y": ((1, 16), "bf16")})
 
 
 def test_linear_rejects_partial_heads():

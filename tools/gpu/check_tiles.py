@@ -105,7 +105,7 @@ def prepare(outdir: str, cases=None) -> None:
     from etc.codegen import ptxas
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_cases import all_cases
-    from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
+    from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
     from etc.codegen.tiles_simt import to_storage
 
     os.makedirs(os.path.join(outdir, "ptx"), exist_ok=True)
@@ -148,6 +148,9 @@ def prepare(outdir: str, cases=None) -> None:
                 if name in case.expected:
                     entry["expected"] = save(to_storage(case.expected[name], etype))
                 buffers.append(entry)
+            # the table slot after the buffers: zeroed arrival counters (tiles_harness)
+            buffers.append({"name": "arrivals", "index": len(buffer_index), "etype": "i64", "shape": [ARRIVAL_WORDS],
+                            "init": save(np.zeros(ARRIVAL_WORDS, np.int64)), "fill": None, "expected": None})
             sizes = [0] * len(symbol_index)
             for sym, k in symbol_index.items():
                 sizes[k] = int(case.sizes.get(sym, 1))
@@ -155,7 +158,7 @@ def prepare(outdir: str, cases=None) -> None:
                 "name": case.name, "ptx": ptx_name, "mlir": f"ptx/group{g}.mlir.gz",
                 "kernel": check_kernel_name(case.task.id), "grid": case.tiles, "block": case.block,
                 "shared_bytes": tile_shared_bytes(case.task, program, buffer_index, symbol_index, weight_stream=True),
-                "num_buffers": len(buffer_index), "sizes": sizes, "buffers": buffers})
+                "num_buffers": len(buffer_index) + 1, "sizes": sizes, "buffers": buffers})
     with open(os.path.join(outdir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     total = sum(os.path.getsize(os.path.join(dp, fn)) for dp, _, fns in os.walk(outdir) for fn in fns)

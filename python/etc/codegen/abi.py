@@ -13,12 +13,15 @@ Kernel. One `gpu.func @etc_megakernel` in `gpu.module @etc`, launched with `num_
 
 Counters. Counter c, element e (row-major over the counter's MAX extents) is u64 word
 `counter_offset[c] + e`. In step `epoch` a signal is atomicMax(word, epoch << 32) then atomicAdd(word, 1),
-after a release fence; a wait spins on an acquire load until word >= (epoch << 32) + target.
+after a release fence; a wait spins on an acquire load until word >= (epoch << 32) + target. After the event
+counters come tile-private arrival counters (etc.codegen.tiles_linear.arrival_words: a split head's
+head_rms_norm counts its tiles' arrivals); no tile waits on them.
 
 Tile functions. Each task gets `func.func @etc_tile_<id>(%buffers: !llvm.ptr, %sizes: !llvm.ptr,
 %c0: i64, %c1: i64, %c2: i64)`, run by every thread of the block for tile (c0, c1, c2) of the task's grid
 (unused coordinates are 0). It reads and writes global memory only through addresses loaded from
-`buffers`; buffer extents come from `sizes` through the buffer's sizes map. The worker synchronizes the
+`buffers` (the task's operand table; for a task with arrival counters, the slot after its buffers'
+holds their address); buffer extents come from `sizes` through the buffer's sizes map. The worker synchronizes the
 block before and after the call; a tile function may use gpu.barrier only in block-uniform control flow.
 
 Progress words per worker (u32): [state, task id, tile index, counter word index being waited on,

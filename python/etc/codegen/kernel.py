@@ -45,6 +45,7 @@ class Layout:
     ready_capacity: int = 0  # slots for every dynamic tile at the max sizes
     pending_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # dynamic task -> first pending word
     profile_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # task -> first profile record
+    arrival_offset: dict[int, int] = dataclasses.field(default_factory=dict)  # task -> its arrival counter words
 
     def symbol_indices(self, names: list[str]) -> list[int]:
         """Positions in the kernel's `sizes` array of an op's symbols (its dims operands, in order)."""
@@ -68,6 +69,12 @@ class Layout:
             for e in ext:
                 n *= e
             words += max(n, 1)
+        from etc.codegen.tiles_linear import arrival_words
+        arrivals = {}
+        for t in program.tasks:  # after the event counters: tile-private counters (never waited on)
+            n = arrival_words(t.kind, dict(t.params or {}))
+            if n:
+                arrivals[t.id], words = words, words + n
         q_offsets, entries = [0], []
         for w in range(program.kernel.num_workers):
             for entry in program.static_queues.get(w, []):
@@ -85,7 +92,7 @@ class Layout:
             for t in program.tasks:  # one record (abi.PROFILE_RECORD_WORDS) per tile at the max sizes
                 profile[t.id], records = records, records + t.tile_count(maxima)
         return cls([d.name for d in program.dims], [b.name for b in program.buffers], offsets, extents, words,
-                   q_offsets, entries, capacity, pending, profile)
+                   q_offsets, entries, capacity, pending, profile, arrivals)
 
 
 def operand_index(task: Task) -> dict[str, int]:
@@ -135,11 +142,16 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     task: the one tile `first`, popped ready, so it does not wait)."""
     e = Emitter()
     operands = operand_index(task)
-    table = e.emit(f"llvm.alloca {e.const(len(operands))} x i64 : (i64) -> !llvm.ptr")
+    arrivals = task.id in layout.arrival_offset
+    table = e.emit(f"llvm.alloca {e.const(len(operands) + int(arrivals))} x i64 : (i64) -> !llvm.ptr")
     for name, slot in operands.items():  # the task's operand table: addresses from the kernel's buffer table
         src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
         dst = e.emit(f"llvm.getelementptr {table}[{slot}] : (!llvm.ptr) -> !llvm.ptr, i64")
         e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr")
+    if arrivals:  # then the address of its arrival counters (Tile.arrival_counters)
+        src = e.emit(f"llvm.getelementptr %counters[{layout.arrival_offset[task.id]}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        dst = e.emit(f"llvm.getelementptr {table}[{len(operands)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        e.line(f"llvm.store {e.emit(f'llvm.ptrtoint {src} : !llvm.ptr to i64')}, {dst} : i64, !llvm.ptr")
     symbols = layout.symbol_indices(task.symbols)
     extents = e.affine_map(task.grid, [], symbols)
     if len(extents) > abi.MAX_GRID_RANK:

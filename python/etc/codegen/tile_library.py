@@ -133,6 +133,17 @@ class Tile:
                 self._ptrs[name] = b.emit(f"llvm.inttoptr {addr} : i64 to {GLOBAL}", GLOBAL)
         return self._ptrs[name]
 
+    def arrival_counters(self) -> V:
+        """The task's arrival counters (u64, zeroed once by the runtime and never reset): the address in the
+        operand table's slot after the buffers' (etc.codegen.kernel.arrival_words says how many)."""
+        if "%arrivals" not in self._ptrs:
+            b = self.b
+            with b.at_entry():
+                slot = b.gep(V("%buffers", "!llvm.ptr"), max(self.buffer_index.values(), default=-1) + 1, "i64")
+                addr = b.load(slot, "i64")
+                self._ptrs["%arrivals"] = b.emit(f"llvm.inttoptr {addr} : i64 to {GLOBAL}", GLOBAL)
+        return self._ptrs["%arrivals"]
+
     def sym(self, name: str) -> V:
         if name not in self._syms:
             if name not in self.symbol_index:

@@ -13,6 +13,12 @@ which is then exactly the reference's max / exp / sum):
      reads shared memory instead of paying one global latency per slot.
 Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = (m, l); a chunk with no
 visible slot gives (-inf, 0) and o = 0.
+
+KV prefetch (with weight streams, a chunk of one sub-chunk whose K and V rows fit the stream's ring): the
+slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
+the tile's waits, bulk-copies them (K and V rows: one copy each) into shared memory on an mbarrier. After
+the waits the tile copies only slot positions[r] (appended this step) and reads K and V from shared
+memory, each thread starting its row at a different 16-byte chunk (no bank conflicts).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import math
 
 from etc.codegen.tile_library import WARP, Tile
 from etc.codegen.tiles_builder import ELEM_BYTES, V
+from etc.codegen.weight_stream import BARRIER_OFFSET, RING_BYTES, RING_OFFSET, STREAM_SHARED_BYTES
 
 MERGE_UNROLL = 4  # splits a merge thread loads at once
 SUB_CHUNK = 256  # slots scored at a time (shared memory: G * SUB_CHUNK f32)
@@ -61,8 +68,17 @@ def emit_attention_partial(t: Tile) -> None:
     z = t.smem(G * SC * 4)
     state = t.smem(3 * G * 4)  # m, l, alpha per head
     red = t.smem(NG_MAX * G * D * 4)
-    vt = t.etype("v_cache")
-    vs = t.smem(SC * D * ELEM_BYTES[vt])  # the sub-chunk's V rows
+    vt, kt = t.etype("v_cache"), t.etype("k_cache")
+    prefetch = t.weight_stream and C <= SUB_CHUNK and ELEM_BYTES[kt] == ELEM_BYTES[vt] \
+        and 2 * C * D * ELEM_BYTES[kt] <= RING_BYTES and t.shared_bytes + SC * D * ELEM_BYTES[vt] <= RING_OFFSET
+    if prefetch:  # K and V rows in the stream's ring, landing on its first barrier
+        base = t.smem_base()
+        with b.at_entry():
+            ks = b.gep(base, RING_OFFSET, "i8")
+            vs = b.gep(base, RING_OFFSET + C * D * ELEM_BYTES[kt], "i8")
+            bar = b.gep(base, BARRIER_OFFSET, "i8")
+    else:
+        vs = t.smem(SC * D * ELEM_BYTES[vt])  # the sub-chunk's V rows
 
     def st(kind: int, h) -> V:
         return b.gep(state, b.add(b.mul(kind, G), h) if isinstance(h, V) else kind * G + h, "f32")
@@ -97,9 +113,23 @@ def emit_attention_partial(t: Tile) -> None:
             b.store(b.f32(float("-inf")), st(0, h))
             b.store(b.f32(0.0), st(1, h))
         t.thread_loop(G, init)
+        kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
+        if prefetch:  # the earlier slots have landed; slot p (appended this step) comes from global memory
+            b.mbarrier_wait(bar, b.i32(0))
+            pieces = D * ELEM_BYTES[kt] // 16
+
+            def slot_p(i):
+                which, piece = b.div(i, pieces), b.rem(i, pieces)
+                elems = b.mul(piece, 16 // ELEM_BYTES[kt])
+                at = b.add(b.mul(b.add(kv_row0, p), D), elems)
+                src = b.select(b.cmp("eq", which, 0), t.elem_ptr("k_cache", at), t.elem_ptr("v_cache", at))
+                dst = b.gep(b.select(b.cmp("eq", which, 0), ks, vs), b.add(b.mul(b.sub(p, t0), D), elems), kt)
+                b.copy_async_16(dst, src)
+            with b.when(b.cmp("lt", p, t1)):  # t1 <= p + 1: p is in the chunk
+                t.thread_loop(2 * pieces, slot_p)
+            b.wait_async()
         b.barrier()
         t.phase(0)  # q staged
-        kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
         ngroups = b.min(t.nwarps, NG_MAX)
         active = b.land(b.cmp("lt", t.warp, ngroups), b.cmp("lt", t.lane, lanes))
         with b.at_entry():
@@ -114,20 +144,28 @@ def emit_attention_partial(t: Tile) -> None:
                 elems = b.mul(piece, 16 // ELEM_BYTES[vt])
                 src = t.elem_ptr("v_cache", b.add(b.mul(b.add(kv_row0, b.add(u0, slot)), D), elems))
                 b.copy_async_16(b.gep(vs, b.add(b.mul(slot, D), elems), vt), src)
-            t.thread_loop(b.mul(n, per_row), stage_v)
+            if not prefetch:
+                t.thread_loop(b.mul(n, per_row), stage_v)
 
             # A. scores, one thread per slot
             def score(i):
                 krow = b.mul(b.add(kv_row0, b.add(u0, i)), D)
                 dots = [b.f32(0.0)] * G
-                k_vecs = [t.load_vec("k_cache", b.add(krow, 8 * c)) for c in range(D // 8)]  # all in flight
-                for c in range(D // 8):
-                    ks = b.unpack_f32(k_vecs[c])
+                chunks = [(c, 8 * c) for c in range(D // 8)]
+                if prefetch:  # this row's 16-byte chunks from chunk i on: a warp's lanes hit distinct banks
+                    chunks = [(c, b.mul(b.rem(b.add(i, c), D // 8), 8)) for c in range(D // 8)]
+                    k_vecs = [b.load(b.gep(ks, b.add(b.mul(i, D), off), kt), f"vector<8x{kt}>", 16)
+                              for _, off in chunks]
+                else:
+                    k_vecs = [t.load_vec("k_cache", b.add(krow, off)) for _, off in chunks]  # all in flight
+                for c, off in chunks:
+                    kv = b.unpack_f32(k_vecs[c])
                     for h in range(G):
-                        q = b.load(b.gep(qs, h * D + 8 * c, "f32"), "vector<8xf32>", 16, volatile=True)
+                        q = b.load(b.gep(qs, b.add(off, h * D) if isinstance(off, V) else h * D + off, "f32"),
+                                   "vector<8xf32>", 16, volatile=True)
                         qv = [b.vec_extract(q, k) for k in range(8)]
                         for k in range(8):
-                            dots[h] = b.fma(qv[k], ks[k], dots[h])
+                            dots[h] = b.fma(qv[k], kv[k], dots[h])
                 for h in range(G):
                     b.store(b.mul(b.f32(scale), dots[h]), b.gep(z, b.add(i, h * SC), "f32"))
             t.thread_loop(n, score)
@@ -200,6 +238,37 @@ def emit_attention_partial(t: Tile) -> None:
         t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
+    if prefetch:
+        with b.when(b.cmp("eq", t.tid, 0)):
+            b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
+        t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
+        issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True)
+        _issue_kv_prefetch(issue, KVH, D, C)
+        t.companions.append(issue.function_text(suffix="_issue"))
+
+
+def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int) -> None:
+    """The attention_partial tile's issue function (every thread calls it before the tile's waits; thread 0
+    acts): init the ring's first mbarrier and bulk-copy the K and V rows of the chunk's slots before
+    positions[r] into the ring (K rows, then V rows)."""
+    b = t.b
+    r, g, s = t.coords
+    _, _, T, _ = t.shape("k_cache")
+    eb = ELEM_BYTES[t.etype("k_cache")]
+    p = t.load("positions", r)
+    t0 = b.mul(s, C)
+    old = b.max(b.sub(b.min(b.min(b.min(T, b.add(t0, C)), b.add(p, 1)), p), t0), 0)  # slots t0 .. p - 1
+    base = t.smem_base()
+    bar = b.gep(base, BARRIER_OFFSET, "i8")
+    with b.when(b.cmp("eq", t.tid, 0)):
+        b.mbarrier_init(bar, 1)
+        b.fence_proxy_async()  # the bulk copies see the initialized barrier (and the ring is free)
+        nbytes = b.cast(b.mul(old, D * eb), "i32")
+        b.mbarrier_expect_tx(bar, b.mul(nbytes, 2))
+        with b.when(b.cmp("gt", old, 0)):
+            at = b.mul(b.add(b.mul(b.add(b.mul(r, KVH), g), T), t0), D)
+            b.copy_bulk(b.gep(base, RING_OFFSET, "i8"), t.elem_ptr("k_cache", at), nbytes, bar)
+            b.copy_bulk(b.gep(base, RING_OFFSET + C * D * eb, "i8"), t.elem_ptr("v_cache", at), nbytes, bar)
 
 
 def emit_attention_merge(t: Tile) -> None:

@@ -379,6 +379,14 @@ class Builder:
         return self.emit('llvm.inline_asm has_side_effects "createpolicy.fractional.L2::evict_first.b64 $0, 1.0;", '
                          '"=l" : () -> i64', "i64")
 
+    def fence(self, ordering: str) -> None:
+        """A device-scope fence ("release" / "acquire"): PTX fence.acq_rel.gpu."""
+        self.stmt(f'llvm.fence syncscope("device") {ordering}')
+
+    def atomic_add(self, p: V, v: V) -> V:
+        """Relaxed (monotonic) atomic add at `p`; the old value. Order it with fence()."""
+        return self.emit(f"llvm.atomicrmw add {p}, {v} monotonic : {p.type}, {v.type}", v.type)
+
     def fence_proxy_async(self) -> None:
         """Order this thread's earlier shared-memory accesses before later bulk copies (the async proxy)."""
         self.stmt("nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")

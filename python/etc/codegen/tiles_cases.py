@@ -292,6 +292,13 @@ def extra_programs() -> dict[str, object]:
                    ("out", "workspace", "bf16", f"s0, {heads * d}")],
             "attention_merge", f"s0, {kv_heads}", ["po", "ps"], ["out"],
             attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
+    # Qwen3-shaped split heads with a head_rms_norm: 4 tiles of 32 columns per head of 128, the last to
+    # arrive normalizes the head (q: y; k: only the KV cache)
+    progs["q_proj_split_norm"] = _linear("qn", 1024, 256, 32, epilogue=["head_rms_norm", "rope"], head_dim=128)
+    progs["k_proj_split_norm"] = _linear("kn", 1024, 256, 32, epilogue=["head_rms_norm", "rope", "kv_append"],
+                                         head_dim=128, cache_heads=2)
+    # Qwen3-8B's rows of 4096: more chunks per lane than the one-pass rms_norm staging holds
+    progs["linear_norm_k4096"] = _linear("k4", 4096, 64, 32)
     progs["argmax"] = program_of_text(program_text(
         DIMS, [("x", "workspace", "bf16", "s0, 1000"), ("out", "output", "i64", "s0")],
         "argmax", "s0", ["x"], ["out"], {"read_roles": ["x"], "write_roles": ["out"]}))
@@ -376,6 +383,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
         for name in ("gate_up", "q_proj_split"):  # batch 1: the norm spreads its one row over the warps
             cases.append(make_case(f"llama-1b/{name}-b1", progs[name], progs[name].tasks[0],
                                    {"batch": 1, "kv_len": 520}, seed=9))
+        merge = progs["o_proj_merge"]  # 10 splits: the merge prologue's second group of splits rescales the first
+        cases.append(make_case("llama-1b/o_proj_merge-long", merge, merge.tasks[0], {"batch": 2, "kv_len": 2500},
+                               seed=10))
         down = progs["down"]  # 9 rows of 8192: three row groups of 4 (staged x fills 64 KiB)
         cases.append(make_case("llama-1b/down-b9", down, down.tasks[0], {"batch": 9, "kv_len": 520}, seed=8))
     if extra:
@@ -394,6 +404,10 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
         b128 = progs["linear_stream_block128"]  # compiled for 4 warps: column groups of 4
         cases.append(make_case("extra/linear_stream_block128", b128, b128.tasks[0], {"batch": 2, "kv_len": 20},
                                seed=13, block=128))
+        for name in ("q_proj_split_norm", "k_proj_split_norm"):  # batch 1 (spread norm), 2 row groups of 16
+            for batch in (1, 18):
+                cases.append(make_case(f"extra/{name}-b{batch}", progs[name], progs[name].tasks[0],
+                                       {"batch": batch, "kv_len": 20}, seed=16 + batch))
         lin = progs["linear_partial_k"]
         cases.append(make_case("extra/linear_partial_k-block128", lin, lin.tasks[0], {"batch": 5, "kv_len": 20},
                                seed=12, block=128))

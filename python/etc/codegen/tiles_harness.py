@@ -3,12 +3,16 @@
 `harness_module_text(program, tasks)` is a builtin.module holding `gpu.module @etc` with each task's tile
 function and a kernel `etc_check_<id>(%buffers: !llvm.ptr, %sizes: !llvm.ptr)` that runs every tile of the
 task: block b takes tiles b, b + gridDim.x, ... (row-major over the grid, extents from the runtime sizes),
-with a barrier around each call as the megakernel's workers do.
+with a barrier around each call as the megakernel's workers do. `%buffers` holds every buffer of the program
+(default_indices), then the address of ARRIVAL_WORDS zeroed u64 arrival counters (Tile.arrival_counters).
 """
 from __future__ import annotations
 
 from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, Tile, emit_tile_function
+
+
+ARRIVAL_WORDS = 4096  # arrival counters a check kernel's caller provides
 
 
 def check_kernel_name(task_id: int) -> str:

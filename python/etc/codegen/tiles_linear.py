@@ -12,7 +12,10 @@ Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB r
               steps (silu_mul with the up projection computed in the same pass, gelu, residual_add),
               and stores y -- or, when per-head steps follow, stages the rounded values in `st[RB][tile_n]`.
   3. heads:   (only with head_rms_norm / rope / kv_append) one warp per (row, head) segment of `st`
-              runs the remaining steps in order, then stores y and/or the KV cache.
+              runs the remaining steps in order, then stores y and/or the KV cache. A split head with a
+              head_rms_norm (whose rstd needs the whole head) stores its values unnormalized instead;
+              the last of the head's tiles to arrive (an atomic arrival counter) gathers the head and
+              runs the steps on all of it (gather_head), so no tile waits for another.
 The dot phase is emitted for 1, 2, 4, 8 and RB rows and picked at run time, so batch 1 does no wasted work.
 With the attention_merge prologue there is no x: stage 1 merges the attention splits (partial_out,
 partial_stats) into xs, as the attention_merge tile would (the merge folded into o_proj). With a split
@@ -34,9 +37,11 @@ X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
 UNROLL = 8  # weight chunks in flight per lane and column
 COLUMNS_PER_WARP = 2  # columns a warp streams at once (gate + up count as two)
 HOIST_X_VALUES = 64  # x values per lane that may stay in registers across the columns
-MERGE_UNROLL = 2  # attention splits whose partial outputs a thread loads at once (attention_merge prologue)
+MERGE_GROUP = 8  # attention splits whose stats and partial outputs a merge thread loads at once
 COPY_UNROLL = 4  # 16-byte chunks of x a thread loads at once when staging x without a norm
-STAGE_IN_REGISTERS = 8  # 16-byte chunks per lane up to which a normalized row is staged in one pass
+# 16-byte chunks per lane up to which a normalized row is staged in one pass, its x and norm weight all
+# loaded at once (16, for K = 4096, measured faster on Qwen3-8B but spills registers)
+STAGE_IN_REGISTERS = 8
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
 
@@ -112,6 +117,8 @@ class Linear:
                 t.fail(f"tile_n {self.TN} splits heads of {self.D}: that needs per-head steps among "
                        f"{', '.join(SPLIT_HEAD_STEPS)} only, tile_n dividing head_dim, tile_n % 16 == 0 and "
                        f"whole heads in out_features")
+            if "head_rms_norm" in self.rest and self.steps[0] != "head_rms_norm":
+                t.fail("a split head takes 'head_rms_norm' as its first epilogue step")
         elif self.rest:
             self.D = int(t.param("head_dim"))
             if self.TN % self.D or self.N % self.D:
@@ -121,6 +128,8 @@ class Linear:
                 t.fail(f"rope needs an even head_dim, not {self.D}")
         if self.has_y and t.shape("y")[1] != self.N:
             t.fail(f"y has {t.shape('y')[1]} columns, out_features is {self.N}")
+        # a split head's norm needs the whole head: the head's last tile gathers it (gather_head)
+        self.gather = self.split > 1 and "head_rms_norm" in self.rest
 
     # ------------------------------------------------------------ the tile
 
@@ -131,13 +140,11 @@ class Linear:
         self.n0, self.ncols = col_span(t, j, TN, self.N)
         self.xs = t.smem(RB * K * ELEM_BYTES[xt])
         self.st = t.smem(RB * TN * 4) if self.rest else None
+        self.head_st = t.smem(RB * self.D * 4) if self.gather else None  # a gathered head per row
+        self.last = t.smem(4) if self.gather else None  # 1 in the head's last tile to arrive
         self.head_consts = self.head_constants()
         self.norm_partial = t.smem(RB * K // (8 * WARP) * 4) \
             if self.prologue == "rms_norm" and K % (8 * WARP) == 0 else None
-        if self.prologue == "attention_merge":  # per head and split: m (then the weight) and l; per head the sum
-            _, H, _, _ = t.shape("partial_out")
-            s_max = int(t.max_shape("partial_out")[2])
-            self.merge_m, self.merge_l, self.merge_den = t.smem(H * s_max * 4), t.smem(H * s_max * 4), t.smem(H * 4)
         # a tile whose own scratch reaches the ring loads its weights without a stream
         geometry = StreamGeometry.of(t, RB, self.x_role) if t.weight_stream and t.shared_bytes <= RING_OFFSET else None
         self.stream = WeightStream(t, geometry) if geometry else None
@@ -161,10 +168,15 @@ class Linear:
                     b.wait_async()
                 b.barrier()
                 t.phase(1, first)  # every warp's dot products
-                self.heads(rg, nr)
+                if self.gather:
+                    self.store_unnormed(rg, nr)
+                else:
+                    self.heads(rg, nr)
             else:
                 t.phase(1, first)  # warp 0's dot products
             t.phase(2, first)
+        if self.gather:
+            self.gather_head()
         if self.stream:
             self.stream.finish()
             t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
@@ -300,63 +312,44 @@ class Linear:
                 write(ln)
 
     def stage_merge(self, rg: V, nr: V) -> None:
-        """x rows merged from the attention splits, as attention_merge computes them, row by row: the
-        stats (m, l) into shared memory (a thread per head and split), then per head the max, the split
-        weights exp(m - max) (in place of m) and the denominator, then a thread per 8 values of x sums
-        the weighted partial outputs, MERGE_UNROLL splits' loads at a time."""
+        """x rows merged from the attention splits, as attention_merge computes them: a thread per 8 values
+        of a row loads the (m, l) stats and its partial outputs of MERGE_GROUP splits at once (one memory
+        round trip at ctx / kv_chunk <= MERGE_GROUP), and merges group after group with a running max:
+        M = max m_s, w_s = exp(m_s - M) (0 for an empty chunk), x = sum w_s o_s / sum w_s l_s."""
         t, b = self.t, self.b
         K, xt = self.K, self.xt
         _, H, S, D = t.shape("partial_out")
-        m_at = lambda i: b.gep(self.merge_m, i, "f32")  # noqa: E731
-        l_at = lambda i: b.gep(self.merge_l, i, "f32")  # noqa: E731
-        with b.loop(0, nr) as rr:
-            r = b.add(rg, rr)
-            b.barrier()  # the previous row is done with the stats
+        inf = float("-inf")
 
-            def stats(i):  # i = head * S + split
-                at = b.mul(b.add(b.mul(b.mul(r, H), S), i), 2)
-                b.store(t.load("partial_stats", at), m_at(i))
-                b.store(t.load("partial_stats", b.add(at, 1)), l_at(i))
-            t.thread_loop(b.mul(H, S), stats)
-            b.barrier()
+        def values(i):  # x[rg + i // (K/8), 8 (i % (K/8)) ...][: 8]
+            rr, k0 = b.div(i, K // 8), b.mul(b.rem(i, K // 8), 8)
+            h, d0 = b.div(k0, D), b.rem(k0, D)
+            base = b.mul(b.add(b.mul(b.add(rg, rr), H), h), S)  # (r, h, split 0)
 
-            def head(h):
-                first = b.mul(h, S)
-                (top,) = b.for_(0, S, 1, [b.f32(float("-inf"))],
-                                lambda s, a: [b.max(a[0], b.load(m_at(b.add(first, s)), "f32"))])
-
-                def weigh(s, a):
-                    m = b.load(m_at(b.add(first, s)), "f32")
-                    w = b.select(b.cmp("eq", m, float("-inf")), 0.0, b.exp(b.sub(m, top)))  # empty chunks weigh 0
-                    b.store(w, m_at(b.add(first, s)))
-                    return [b.add(a[0], b.mul(w, b.load(l_at(b.add(first, s)), "f32")))]
-                (den,) = b.for_(0, S, 1, [b.f32(0.0)], weigh)
-                b.store(den, b.gep(self.merge_den, h, "f32"))
-            t.thread_loop(H, head)
-            b.barrier()
-
-            def values(i):  # x[r, 8i : 8i + 8]
-                k0 = b.mul(i, 8)
-                h, d0 = b.div(k0, D), b.rem(k0, D)
-                base = b.mul(b.add(b.mul(r, H), h), S)  # (r, h, split 0)
-
-                def splits(s0, acc):
-                    acc = list(acc)
-                    loads = []
-                    for u in range(MERGE_UNROLL):
-                        s = b.min(b.add(s0, u), b.sub(S, 1))  # past S: clamped, weight 0
-                        w = b.select(b.cmp("lt", b.add(s0, u), S), b.load(m_at(b.add(b.mul(h, S), s)), "f32"), 0.0)
-                        at = b.add(b.mul(b.add(base, s), D), d0)
-                        loads.append((w, b.unpack_f32(t.load_vec("partial_out", at, 4)) +
-                                      b.unpack_f32(t.load_vec("partial_out", b.add(at, 4), 4))))
-                    for w, o in loads:
-                        acc = [b.fma(w, x, a) for x, a in zip(o, acc)]
-                    return acc
-                num = b.for_(0, S, MERGE_UNROLL, [b.f32(0.0)] * 8, splits)
-                den = b.load(b.gep(self.merge_den, h, "f32"), "f32")
-                ys = [b.cast(b.round_to(b.div(x, den), xt), xt) for x in num]
-                b.store(b.vec_from(ys), b.gep(self.xs, b.add(b.mul(rr, K), k0), xt), min(16, 8 * ELEM_BYTES[xt]))
-            t.thread_loop(K // 8, values)
+            def group(s0, acc):
+                top, den, num = acc[0], acc[1], acc[2:]
+                loads = []
+                for u in range(MERGE_GROUP):  # every load of the group in flight; past S: clamped, weight 0
+                    sp = b.min(b.add(s0, u), b.sub(S, 1))
+                    at = b.add(b.mul(b.add(base, sp), D), d0)
+                    loads.append((b.cmp("lt", b.add(s0, u), S),
+                                  t.load_vec("partial_stats", b.mul(b.add(base, sp), 2), 2),
+                                  t.load_vec("partial_out", at, 4), t.load_vec("partial_out", b.add(at, 4), 4)))
+                ms = [b.select(ok, b.unpack_f32(st)[0], inf) for ok, st, _, _ in loads]
+                new_top = top
+                for m in ms:
+                    new_top = b.max(new_top, m)
+                alpha = b.select(b.cmp("eq", top, inf), 0.0, b.exp(b.sub(top, new_top)))  # rescale earlier groups
+                den, num = b.mul(den, alpha), [b.mul(x, alpha) for x in num]
+                for m, (_, st, o1, o2) in zip(ms, loads):
+                    w = b.select(b.cmp("eq", m, inf), 0.0, b.exp(b.sub(m, new_top)))  # empty chunks weigh 0
+                    den = b.fma(w, b.unpack_f32(st)[1], den)
+                    num = [b.fma(w, x, a) for x, a in zip(b.unpack_f32(o1) + b.unpack_f32(o2), num)]
+                return [new_top, den] + num
+            acc = b.for_(0, S, MERGE_GROUP, [b.f32(inf), b.f32(0.0)] + [b.f32(0.0)] * 8, group)
+            ys = [b.cast(b.round_to(b.div(x, acc[1]), xt), xt) for x in acc[2:]]
+            b.store(b.vec_from(ys), b.gep(self.xs, b.add(b.mul(rr, K), k0), xt), min(16, 8 * ELEM_BYTES[xt]))
+        t.thread_loop(b.mul(nr, K // 8), values)
 
     # ------------------------------------------------------------ 2. dot products and per-column epilogue
 
@@ -566,66 +559,148 @@ class Linear:
         """One warp per (row, segment): a segment is a head, or a split head's tile_n columns (its
         rotate-half pairs sit half a segment apart, as in a whole head)."""
         t, b = self.t, self.b
-        D, TN, rt = self.D, self.TN, self.rt
+        D, TN = self.D, self.TN
         W = TN if self.split > 1 else D  # segment width
         hpt = self.ncols // W if isinstance(self.ncols, int) else b.div(self.ncols, W)
         with b.loop(t.warp, b.mul(nr, hpt), t.nwarps) as s:
             rr, hl = b.div(s, hpt), b.rem(s, hpt)
-            r = b.add(rg, rr)
             seg = b.gep(self.st, b.add(b.mul(rr, TN), b.mul(hl, W)), "f32")
             first = self.col(b.mul(hl, W))  # output column of the segment's first value
-            head = b.div(first, D)
 
             def column(e):  # output column of the segment's value e
                 return self.col(e) if self.split > 1 else b.add(first, e)
+            self.head_steps(self.rest, b.add(rg, rr), rr, seg, W, column, b.div(first, D))
 
-            def dim(e):  # e's place in its head
-                return b.rem(column(e), D)
+    def head_steps(self, steps: list[str], r: V, rr: V, seg: V, W: int, column, head: V) -> None:
+        """One warp runs the per-head `steps` on a segment of W values (f32, shared memory at `seg`) of row r
+        (row rr of the row group), then stores y; column(e) is the output column of value e."""
+        t, b = self.t, self.b
+        D, rt = self.D, self.rt
 
-            def each(n_elems: int, fn):
-                with b.loop(t.lane, n_elems, WARP) as e:
-                    fn(e)
+        def dim(e):  # e's place in its head
+            return b.rem(column(e), D)
 
-            def at(e):
-                return b.gep(seg, e, "f32")
+        def each(n_elems: int, fn):
+            with b.loop(t.lane, n_elems, WARP) as e:
+                fn(e)
 
-            for k, step in enumerate(self.rest):
-                if k:
-                    b.warp_sync()  # lanes read what other lanes wrote in the previous step
-                if step in ("gelu", "residual_add"):
-                    each(W, lambda e: b.store(self.elementwise_step(step, b.load(at(e), "f32"), None, r,
-                                                                    column(e)), at(e)))
-                elif step == "head_rms_norm":
-                    eps = float(t.param("head_norm_eps"))
-                    (ss,) = b.for_(t.lane, D, WARP, [b.f32(0.0)],
-                                   lambda e, acc: [b.fma(b.load(at(e), "f32"), b.load(at(e), "f32"), acc[0])])
-                    rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(D)), eps)))
-                    each(D, lambda e: b.store(b.round_to(b.mul(self.head_load("head_norm_weight", e),
-                                                               b.round_to(b.mul(b.load(at(e), "f32"), rstd), rt)),
-                                                         rt), at(e)))
-                elif step == "rope":
-                    pos = b.cast(self.head_pos(r, rr), "f32")
+        def at(e):
+            return b.gep(seg, e, "f32")
 
-                    def pair(i):
-                        i2 = b.add(i, W // 2)
-                        y1, y2 = rope_pair(b, b.load(at(i), "f32"), b.load(at(i2), "f32"), pos,
-                                           self.head_load("inv_freq", dim(i)), rt)
-                        b.store(y1, at(i))
-                        b.store(y2, at(i2))
-                    each(W // 2, pair)
-                else:  # kv_append
-                    _, kv_heads, slots, cd = t.shape("cache")
-                    if cd != D:
-                        t.fail(f"cache head dim {cd} is not head_dim {D}")
-                    ct = t.float_etype("cache")
-                    p = self.head_pos(r, rr)
-                    with b.when(b.land(b.cmp("ge", p, 0), b.cmp("lt", p, slots))):  # the reference raises
-                        dst = b.mul(b.add(b.mul(b.add(b.mul(r, kv_heads), head), slots), p), D)
-                        each(W, lambda e: t.store("cache", b.add(dst, dim(e)), b.round_to(b.load(at(e), "f32"), ct)))
-            if self.has_y:
-                b.warp_sync()
-                yrow = b.mul(r, self.N)
-                each(W, lambda e: t.store("y", b.add(yrow, column(e)), b.load(at(e), "f32")))
+        for k, step in enumerate(steps):
+            if k:
+                b.warp_sync()  # lanes read what other lanes wrote in the previous step
+            if step in ("gelu", "residual_add"):
+                each(W, lambda e: b.store(self.elementwise_step(step, b.load(at(e), "f32"), None, r,
+                                                                column(e)), at(e)))
+            elif step == "head_rms_norm":
+                if W != D:
+                    t.fail("internal: head_rms_norm on a segment that is not a whole head")
+                eps = float(t.param("head_norm_eps"))
+                (ss,) = b.for_(t.lane, D, WARP, [b.f32(0.0)],
+                               lambda e, acc: [b.fma(b.load(at(e), "f32"), b.load(at(e), "f32"), acc[0])])
+                rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(D)), eps)))
+                each(D, lambda e: b.store(b.round_to(b.mul(self.head_load("head_norm_weight", e),
+                                                           b.round_to(b.mul(b.load(at(e), "f32"), rstd), rt)),
+                                                     rt), at(e)))
+            elif step == "rope":
+                pos = b.cast(self.head_pos(r, rr), "f32")
+
+                def pair(i):
+                    i2 = b.add(i, W // 2)
+                    y1, y2 = rope_pair(b, b.load(at(i), "f32"), b.load(at(i2), "f32"), pos,
+                                       self.head_load("inv_freq", dim(i)), rt)
+                    b.store(y1, at(i))
+                    b.store(y2, at(i2))
+                each(W // 2, pair)
+            else:  # kv_append
+                dst, ok = self.cache_slot(r, rr, head)
+                ct = t.float_etype("cache")
+                with b.when(ok):  # the reference raises
+                    each(W, lambda e: t.store("cache", b.add(dst, dim(e)), b.round_to(b.load(at(e), "f32"), ct)))
+        if self.has_y:
+            b.warp_sync()
+            yrow = b.mul(r, self.N)
+            each(W, lambda e: t.store("y", b.add(yrow, column(e)), b.load(at(e), "f32")))
+
+    def cache_slot(self, r: V, rr: V, head: V) -> tuple[V, V]:
+        """The KV cache element offset of (row r, head, slot positions[r], dim 0), and whether the slot is in
+        the cache (the position is clamped into it otherwise)."""
+        t, b = self.t, self.b
+        _, kv_heads, slots, cd = t.shape("cache")
+        if cd != self.D:
+            t.fail(f"cache head dim {cd} is not head_dim {self.D}")
+        p = self.head_pos(r, rr)
+        ok = b.land(b.cmp("ge", p, 0), b.cmp("lt", p, slots))
+        p = b.min(b.max(p, 0), b.sub(slots, 1))
+        return b.mul(b.add(b.mul(b.add(b.mul(r, kv_heads), head), slots), p), self.D), ok
+
+    # ------------------------------------------------------------ 3b. a split head's norm, gathered
+
+    def unnormed_at(self, r: V, rr: V, n: V) -> tuple[str, V, V | None]:
+        """Where a split head keeps value (row r, output column n) before its norm: (role, element index,
+        condition): y where the tile writes y, else its KV cache slot (only where the slot is in the cache)."""
+        b = self.b
+        if self.has_y:
+            return "y", b.add(b.mul(r, self.N), n), None
+        dst, ok = self.cache_slot(r, rr, b.div(n, self.D))
+        return "cache", b.add(dst, b.rem(n, self.D)), ok
+
+    def store_unnormed(self, rg: V, nr: V) -> None:
+        """The row group's staged values (st, rounded as the unfused projection) to where gather_head reads
+        them."""
+        t, b = self.t, self.b
+        TN = self.TN
+
+        def one(i):
+            rr, c = b.div(i, TN), b.rem(i, TN)
+            role, at, ok = self.unnormed_at(b.add(rg, rr), rr, self.col(c))
+            v = b.load(b.gep(self.st, i, "f32"), "f32")
+            if ok is None:
+                t.store(role, at, v)
+            else:
+                with b.when(ok):
+                    t.store(role, at, v)
+        t.thread_loop(b.mul(nr, TN), one)
+
+    def gather_head(self) -> None:
+        """After every row group: thread 0 releases this tile's stored values and counts the tile in its
+        head's arrival counter (never reset: the count mod P says which arrival of the step this is). The
+        P-th tile to arrive acquires the others' values, gathers the whole head per row into shared
+        memory and runs the per-head steps on it, storing y / the KV cache for the whole head. The tiles
+        signal as usual after this, so a consumer waiting on all P sees the finished head."""
+        t, b = self.t, self.b
+        D, P, RB = self.D, self.split, self.RB
+        head = b.div(t.coords[0], P)
+        b.barrier()  # every thread's values are stored
+        with b.when(b.cmp("eq", t.tid, 0)):
+            b.fence("release")
+            before = b.atomic_add(b.gep(t.arrival_counters(), head, "i64"), b.i64(1))
+            last = b.cmp("eq", b.rem(b.add(before, 1), P), 0)
+            with b.when(last):
+                b.fence("acquire")
+            b.store(b.select(last, b.i32(1), b.i32(0)), self.last)
+        b.barrier()
+        with b.when(b.cmp("eq", b.load(self.last, "i32", volatile=True), b.i32(1))):  # block-uniform
+            with b.loop(0, self.rows, RB) as rg:
+                nr = b.min(b.sub(self.rows, rg), RB)
+                b.barrier()  # the previous group is done with head_st and the head constants
+                self.copy_head_constants(rg, nr)
+                if self.head_consts:
+                    b.wait_async()
+                b.barrier()
+
+                def one(i):
+                    rr, e = b.div(i, D), b.rem(i, D)
+                    role, at, _ = self.unnormed_at(b.add(rg, rr), rr, b.add(b.mul(head, D), e))
+                    et = t.etype(role)
+                    v = b.load(t.elem_ptr(role, at), et, volatile=True)  # written by other SMs: not from L1
+                    b.store(b.cast(v, "f32"), b.gep(self.head_st, i, "f32"))
+                t.thread_loop(b.mul(nr, D), one)
+                b.barrier()
+                with b.loop(t.warp, nr, t.nwarps) as rr:
+                    self.head_steps(self.rest, b.add(rg, rr), rr, b.gep(self.head_st, b.mul(rr, D), "f32"), D,
+                                    lambda e: b.add(b.mul(head, D), e), head)
 
 
 def _dot8(b, ws: list[V], xs: list[V], acc: V) -> V:
@@ -644,3 +719,10 @@ def _sumsq(b, xs: list[V], acc: V) -> V:
     for x in xs:
         acc = b.fma(x, x, acc)
     return acc
+
+
+def arrival_words(kind: str, params: dict) -> int:
+    """Arrival counters a task's tiles use: one per head of a split head with a head_rms_norm."""
+    if kind != "linear" or split_head_tiles(params) == 1 or "head_rms_norm" not in params.get("epilogue", ()):
+        return 0
+    return int(params["out_features"]) // int(params["head_dim"])

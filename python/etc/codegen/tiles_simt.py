@@ -176,14 +176,15 @@ class Simulator:
     # ------------------------------------------------------------ running
 
     def run(self, kernel: str, grid: int, block: int, shared_bytes: int, args: list,
-            keep_shared: bool = False) -> None:
-        """keep_shared: keep each block's final shared memory in `shared_after`."""
+            keep_shared: bool = False, order=None) -> None:
+        """keep_shared: keep each block's final shared memory in `shared_after`; order: the blocks in the
+        order to run them (default 0, 1, ...): each runs to its end before the next starts."""
         if block % 32:
             raise EtcError("block size must be a multiple of 32")
         argv, body = self.funcs[kernel]
         self.B, self.G = block, grid
         self.shared_after = []
-        for bid in range(grid):
+        for bid in (range(grid) if order is None else order):
             self.bid = bid
             self.shared = self.memory.add(max(shared_bytes, 16))
             self.mbarriers = {}
@@ -603,6 +604,21 @@ def h_noop(sim, op, x, mask):
     return None
 
 
+def h_atomicrmw(sim, op, x, mask):
+    """atomicrmw add: the active threads in thread order, each getting the value before its own add."""
+    kind = str(op.attrs["bin_op"])
+    if kind.split(":")[0].strip() not in ("1", "add"):  # llvm::AtomicRMWInst::Add is 1
+        raise EtcError(f"simulator: unsupported atomicrmw {kind}")
+    t = op.rtypes[0]
+    out = np.zeros(sim.B, _DTYPES[parse_type(t)[0]])
+    for i in np.nonzero(mask)[0]:
+        addr = x[0][i:i + 1].astype(np.int64)
+        old = sim.memory.load(addr, t)
+        out[i] = old[0]
+        sim.memory.store(addr, old + x[1][i:i + 1], t)
+    return out
+
+
 def h_inline_asm(sim, op, x, mask):
     """Inline asm: empty statements (keep) do nothing; createpolicy yields a policy the L2 hints ignore here."""
     if not op.results:
@@ -674,7 +690,7 @@ _HANDLERS = {
     "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
     "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
     "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_inline_asm,
-    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer,
+    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer, "llvm.atomicrmw": h_atomicrmw, "llvm.fence": h_noop,
 }
 _TERMINATORS = ("scf.yield", "scf.condition", "func.return", "gpu.return")
 
@@ -700,14 +716,16 @@ def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
 
 
 def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None,
-             weight_stream: bool = False, phases: list | None = None, stats: dict | None = None) -> dict:
+             weight_stream: bool = False, phases: list | None = None, stats: dict | None = None,
+             order=None) -> dict:
     """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards.
     weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers).
     phases: a list to receive, per tile, the phase stamps of the profiling build (simulated %globaltimer:
     ops run so far); the tile is then built with profile=True. stats: a dict to receive the number of bulk
-    copies run ("bulk_copies") and their bytes ("bulk_bytes")."""
+    copies run ("bulk_copies") and their bytes ("bulk_bytes"). order: the tiles in the order to run them
+    (one block per tile), as some interleaving on the GPU could finish them."""
     from etc.codegen.tile_library import tile_shared_bytes
-    from etc.codegen.tiles_harness import check_kernel_name, default_indices, harness_module_text
+    from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
 
     buffer_index, symbol_index = default_indices(program)
     profile = phases is not None
@@ -716,6 +734,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     addrs = [0] * len(buffer_index)
     for name, arr in arrays.items():
         addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))
+    addrs.append(sim.memory.add(8 * ARRIVAL_WORDS))  # the slot after the buffers: arrival counters, zeroed
     table = sim.memory.add(np.array(addrs, np.int64))
     size_values = [0] * len(symbol_index)
     for sym, i in symbol_index.items():
@@ -725,7 +744,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     if profile:
         shared = max(shared, PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES)
     sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table],
-            keep_shared=profile)
+            keep_shared=profile, order=order)
     if stats is not None:
         stats.update(bulk_copies=sim.bulk_copies, bulk_bytes=sim.bulk_bytes)
     if profile:

@@ -255,19 +255,31 @@ def linear(params, coords, a: TileAccess) -> None:
         raise EtcError(f"linear tile: unknown prologue '{prologue}'")
     has_bias = params.get("has_bias", a.has("bias"))
 
-    def gather(role: str, index, axis: int = -1) -> np.ndarray:
+    def gather(role: str, index, axis: int = -1, over=None) -> np.ndarray:
         """The operand's values at the tile's columns (index(run) -> the read index), runs side by side."""
-        return np.concatenate([f32(a.read(role, index(run))) for run in runs], axis=axis)
+        return np.concatenate([f32(a.read(role, index(run))) for run in (over or runs)], axis=axis)
 
-    def project(weight_role: str, bias_role: str) -> np.ndarray:
-        acc = f32(x) @ gather(weight_role, lambda run: (run, slice(None)), axis=0).T
+    def project(weight_role: str, bias_role: str, over=None) -> np.ndarray:
+        acc = f32(x) @ gather(weight_role, lambda run: (run, slice(None)), axis=0, over=over).T
         if has_bias:
-            acc = acc + gather(bias_role, lambda run: (run,))
+            acc = acc + gather(bias_role, lambda run: (run,), over=over)
         return rnd(acc)
 
-    y = project("weight", "bias")
+    steps = list(params.get("epilogue", ()))
+    if split and "head_rms_norm" in steps:  # the norm of a split head is over the whole head (etc.tiles)
+        if steps[0] != "head_rms_norm":
+            raise EtcError(f"linear tile: a split head takes 'head_rms_norm' as its first epilogue step, not "
+                           f"after '{steps[0]}'")
+        d = param("linear", params, "head_dim")
+        h0 = runs[0].start // d * d
+        whole = rms_norm(project("weight", "bias", [slice(h0, h0 + d)]), a.read("head_norm_weight", (slice(None),)),
+                         param("linear", params, "head_norm_eps"), rnd, rnd)
+        y = np.concatenate([whole[:, run.start - h0:run.stop - h0] for run in runs], axis=1)
+        steps = steps[1:]
+    else:
+        y = project("weight", "bias")
     width = y.shape[1]
-    for step in params.get("epilogue", ()):
+    for step in steps:
         if step == "silu_mul":
             up = project("up_weight", "up_bias")
             y = rnd(rnd(silu(y)) * up)

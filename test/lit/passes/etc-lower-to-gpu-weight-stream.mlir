@@ -55,3 +55,61 @@ func.func @big_scratch() {
   return
 }
 
+
+// -----
+
+// Positive: an attention chunk (kv_chunk 64, one sub-chunk) prefetches the K and V rows of its slots
+// before positions[r] from an issue function (one bulk copy each, on the ring's first barrier); the tile
+// waits on that barrier, copies slot positions[r] (appended this step) with cp.async and invalidates
+// the barrier at its end.
+// CHECK-LABEL: func.func @etc_tile_0(
+// CHECK: nvvm.mbarrier.try_wait
+// CHECK: nvvm.cp.async.shared.global
+// CHECK: nvvm.mbarrier.inval
+// CHECK-LABEL: func.func @etc_tile_0_issue(
+// CHECK: nvvm.mbarrier.init
+// CHECK: nvvm.mbarrier.arrive.expect_tx
+// CHECK-COUNT-2: nvvm.cp.async.bulk.shared.cluster.global
+// CHECK-LABEL: func.func @etc_run_0(
+// CHECK: call @etc_tile_0_issue
+// CHECK: call @etc_tile_0(
+func.func @attention_prefetch() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 4 : i64} : () -> index
+  %t = "event_tensor.dim"() {name = "kv_len", min = 2 : i64, max = 256 : i64} : () -> index
+  %q = "event_tensor.buffer"(%b, %t) {name = "q", role = "input", element_type = bf16, sizes = affine_map<()[s0, s1] -> (s0, 256)>} : (index, index) -> !event_tensor.buf
+  %k = "event_tensor.buffer"(%b, %t) {name = "k", role = "kv_cache", element_type = bf16, sizes = affine_map<()[s0, s1] -> (s0, 2, s1, 64)>} : (index, index) -> !event_tensor.buf
+  %v = "event_tensor.buffer"(%b, %t) {name = "v", role = "kv_cache", element_type = bf16, sizes = affine_map<()[s0, s1] -> (s0, 2, s1, 64)>} : (index, index) -> !event_tensor.buf
+  %p = "event_tensor.buffer"(%b, %t) {name = "pos", role = "input", element_type = i64, sizes = affine_map<()[s0, s1] -> (s0)>} : (index, index) -> !event_tensor.buf
+  %o = "event_tensor.buffer"(%b, %t) {name = "po", role = "output", element_type = f32, sizes = affine_map<()[s0, s1] -> (s0, 4, s1 ceildiv 64, 64)>, output_index = 0 : i64} : (index, index) -> !event_tensor.buf
+  %s = "event_tensor.buffer"(%b, %t) {name = "ps", role = "output", element_type = f32, sizes = affine_map<()[s0, s1] -> (s0, 4, s1 ceildiv 64, 2)>, output_index = 1 : i64} : (index, index) -> !event_tensor.buf
+  "event_tensor.task_grid"(%b, %t, %q, %k, %v, %p, %o, %s) {operandSegmentSizes = array<i32: 2, 4, 2, 0, 0>, name = "attn", kind = "attention_partial", grid = affine_map<()[s0, s1] -> (s0, 2, s1 ceildiv 64)>, wait_maps = [], notify_maps = [], params = {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, kv_chunk = 64 : i64, scale = 0.125 : f64, read_roles = ["q", "k_cache", "v_cache", "positions"], write_roles = ["partial_out", "partial_stats"]}} : (index, index, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf) -> ()
+  return
+}
+
+// -----
+
+// Positive: a split head (tile_n 16 of heads of 32) with a head_rms_norm: the worker passes the task's
+// arrival counters (after the event counters: here at word 0 of %counters, the run function's third
+// argument) in the operand table's slot after its buffers; the tile
+// stores its values, releases them and counts itself in its head's counter; the last arrival acquires
+// the others' values and normalizes the head.
+// CHECK-LABEL: func.func @etc_tile_0(
+// CHECK: llvm.fence syncscope("device") release
+// CHECK: llvm.atomicrmw add
+// CHECK: llvm.fence syncscope("device") acquire
+// CHECK: llvm.nvvm.sqrt.rn.f
+// CHECK-LABEL: func.func @etc_run_0(
+// CHECK: %[[TABLE:.*]] = llvm.alloca %{{.*}} x i64
+// CHECK: %[[ARRIVALS:.*]] = llvm.getelementptr %arg2[0]
+// CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[TABLE]][4]
+// CHECK: %[[ADDR:.*]] = llvm.ptrtoint %[[ARRIVALS]]
+// CHECK: llvm.store %[[ADDR]], %[[SLOT]]
+func.func @split_head_norm() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 4 : i64} : () -> index
+  %x = "event_tensor.buffer"(%b) {name = "x", role = "input", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 256)>} : (index) -> !event_tensor.buf
+  %w = "event_tensor.buffer"(%b) {name = "w", role = "weight", element_type = bf16, sizes = affine_map<()[s0] -> (64, 256)>} : (index) -> !event_tensor.buf
+  %hw = "event_tensor.buffer"(%b) {name = "hw", role = "weight", element_type = bf16, sizes = affine_map<()[s0] -> (32)>} : (index) -> !event_tensor.buf
+  %y = "event_tensor.buffer"(%b) {name = "y", role = "output", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 64)>, output_index = 0 : i64} : (index) -> !event_tensor.buf
+  "event_tensor.task_grid"(%b, %x, %w, %hw, %y) {operandSegmentSizes = array<i32: 1, 3, 1, 0, 0>, name = "proj", kind = "linear", grid = affine_map<()[s0] -> (4)>, wait_maps = [], notify_maps = [], params = {in_features = 256 : i64, out_features = 64 : i64, tile_n = 16 : i64, has_bias = false, head_dim = 32 : i64, head_norm_eps = 1.0e-06 : f64, epilogue = ["head_rms_norm"], read_roles = ["x", "weight", "head_norm_weight"], write_roles = ["y"]}} : (index, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf) -> ()
+  return
+}
