@@ -386,6 +386,18 @@ def test_unsupported_params_are_one_line_errors(params, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("epilogue", [["rope", "head_rms_norm"], ["head_rms_norm", "rope", "head_rms_norm"]])
+def test_a_split_head_takes_its_norm_first_and_once(epilogue):
+    """The last tile of a split head gathers the head for its norm; a norm after another per-head step (or a
+    second one) would see only the tile's columns, so it is refused."""
+    from etc.codegen.tiles_cases import _linear
+
+    program = _linear("qn", 256, 64, 16, epilogue=epilogue, head_dim=32)
+    buffer_index, symbol_index = default_indices(program)
+    with pytest.raises(EtcError, match="a split head takes 'head_rms_norm' as its first epilogue step, and once"):
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)
+
+
 def test_elementwise_body_with_an_unknown_op_names_it():
     body = """
 func.func private @bad(%x: f32) -> f32 {

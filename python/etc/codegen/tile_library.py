@@ -135,7 +135,7 @@ class Tile:
 
     def arrival_counters(self) -> V:
         """The task's arrival counters (u64, zeroed once by the runtime and never reset): the address in the
-        operand table's slot after the buffers' (etc.codegen.kernel.arrival_words says how many)."""
+        operand table's slot after the buffers' (etc.codegen.tiles_linear.arrival_words says how many)."""
         if "%arrivals" not in self._ptrs:
             b = self.b
             with b.at_entry():

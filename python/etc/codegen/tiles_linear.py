@@ -117,8 +117,9 @@ class Linear:
                 t.fail(f"tile_n {self.TN} splits heads of {self.D}: that needs per-head steps among "
                        f"{', '.join(SPLIT_HEAD_STEPS)} only, tile_n dividing head_dim, tile_n % 16 == 0 and "
                        f"whole heads in out_features")
-            if "head_rms_norm" in self.rest and self.steps[0] != "head_rms_norm":
-                t.fail("a split head takes 'head_rms_norm' as its first epilogue step")
+            norms = self.steps.count("head_rms_norm")
+            if norms and (self.steps[0] != "head_rms_norm" or norms > 1):
+                t.fail("a split head takes 'head_rms_norm' as its first epilogue step, and once")
         elif self.rest:
             self.D = int(t.param("head_dim"))
             if self.TN % self.D or self.N % self.D:

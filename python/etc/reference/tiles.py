@@ -289,7 +289,7 @@ def linear(params, coords, a: TileAccess) -> None:
             y = rnd(gather("residual", lambda run: (slice(None), run)) + y)
         elif step in ("head_rms_norm", "rope", "kv_append"):
             d = param("linear", params, "head_dim")
-            if split and step not in contract.SPLIT_HEAD_STEPS:
+            if split and (step not in contract.SPLIT_HEAD_STEPS or step == "head_rms_norm"):  # a second norm
                 raise EtcError(f"linear tile: epilogue '{step}' needs whole heads, but tile_n "
                                f"{params['tile_n']} splits heads of {d}")
             if not split and (runs[0].start % d or width % d):
