@@ -103,7 +103,8 @@ class Tile(Pass):
                 return {"tile_n": parts[0] if parts else unit}
             tile_n = self.option("tile-n") or _round_up(want, unit)
             if tile_n % unit:
-                raise ValueError(f"tile-n {tile_n} does not hold whole heads of {unit}")
+                raise ValueError(f"tile-n {tile_n} does not hold whole heads of {unit}" if steps else
+                                 f"tile-n {tile_n} is not a multiple of 8 (16-byte bf16 loads)")
             return {"tile_n": tile_n}
         if kind == "attention":
             d = params["head_dim"]

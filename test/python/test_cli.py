@@ -39,3 +39,13 @@ def test_cli_fusion_names_match_the_pipeline(tmp_path, capsys):
     assert cli.main(["compile", "--model", "tiny-llama", "--no-fuse", "rope-kv-append", "--out", str(out)]) == 0
     kinds = [t["kind"] for t in json.loads((out / "bundle.json").read_text())["tasks"]]
     assert "rope" in kinds and "kv_append" in kinds  # unfused: their own task grids
+
+
+def test_a_tile_n_that_fits_no_linear_is_an_error_at_each_op(tmp_path, capsys):
+    """--tile-n 12 neither holds Qwen3's heads of 32 nor splits them, and is no multiple of 8 for the other
+    linears: each op gets its error with its source location, then the pass fails; no traceback."""
+    assert cli.main(["compile", "--model", "tiny-qwen3", "--tile-n", "12", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "error: no tile covers this linear: tile-n 12 neither holds whole heads of 32 nor splits them" in err
+    assert "error: no tile covers this linear: tile-n 12 is not a multiple of 8 (16-byte bf16 loads)" in err
+    assert "decoder.py:" in err and "pass 'etc-tile' failed" in err and "Traceback" not in err
