@@ -23,7 +23,7 @@ from etc import mlir_adapter as mlir
 from etc.frontend import torch_ops as T
 from etc.passes.base import Option, Pass
 
-from etc.tiles import SPLIT_HEAD_STEPS
+from etc.tiles import SPLIT_HEAD_STEPS, split_head_norm_ok
 
 PER_HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
 SPLIT_UNIT = 16  # a split head's tile_n is a multiple of this (two 8-aligned halves)
@@ -57,23 +57,23 @@ class Tile(Pass):
                 or self.option("tile-n") < 0:
             self.error(module_op, "etc-tile options must be positive")
             return
-        ops = mlir.ops_named(module_op, T.TILE_OP)
-        # linears reading one x (q/k/v) run side by side: they share the SMs by their output features
-        features: dict = {}
-        for op in ops:
-            x = T.tile_operand(op, "x") if not T.tile_problem(op) and T.tile_kind(op) == "linear" else None
-            if x is not None:
-                features[x] = features.get(x, 0) + T.tile_params(op)["out_features"]
-        for op in ops:
+        ops = []
+        for op in mlir.ops_named(module_op, T.TILE_OP):
             problem = T.tile_problem(op)
             if problem:
                 self.error(op, problem)
-                continue
+            else:
+                ops.append(op)
+        # linears reading one x (q/k/v) run side by side: they share the SMs by their output features
+        xs = [T.tile_operand(op, "x") if T.tile_kind(op) == "linear" else None for op in ops]
+        features: dict = {}
+        for op, x in zip(ops, xs):
+            if x is not None:
+                features[x] = features.get(x, 0) + T.tile_params(op)["out_features"]
+        for op, x in zip(ops, xs):
             params = T.tile_params(op)
-            x = T.tile_operand(op, "x") if T.tile_kind(op) == "linear" else None
-            self.share = features.get(x, 0) if x is not None else 0
             try:
-                chosen = self._choose(T.tile_kind(op), params, op)
+                chosen = self._choose(T.tile_kind(op), params, op, features.get(x, 0))
             except ValueError as e:
                 self.error(op, f"no tile covers this {T.tile_kind(op)}: {e}")
                 continue
@@ -81,7 +81,8 @@ class Tile(Pass):
                 with op.location:
                     op.attributes["params"] = mlir.python_to_attr({**params, **chosen})
 
-    def _choose(self, kind: str, params: dict, op) -> dict:
+    def _choose(self, kind: str, params: dict, op, share: int) -> dict:
+        """share: the output features of the linears that read op's x, op's own included (0: none)."""
         if kind == "linear":
             k, n = params["in_features"], params["out_features"]
             if k % 8:
@@ -90,10 +91,9 @@ class Tile(Pass):
             unit = params["head_dim"] if steps else 8
             if steps and n % unit:
                 raise ValueError(f"out_features {n} is not a whole number of heads of {unit}")
-            want = self.option("tile-n") or _ceildiv(max(n, self.share), self.option("num-sms"))
-            epilogue = list(params.get("epilogue", []))
+            want = self.option("tile-n") or _ceildiv(max(n, share), self.option("num-sms"))
             splittable = self.option("split-heads") and set(steps) <= set(SPLIT_HEAD_STEPS) \
-                and ("head_rms_norm" not in steps or epilogue[0] == "head_rms_norm")
+                and split_head_norm_ok(params.get("epilogue", []))
             if steps and want < unit and splittable:  # a head over several tiles
                 least = want if self.option("tile-n") else max(want, SPLIT_MIN)  # an explicit tile-n is taken
                 parts = [t for t in range(SPLIT_UNIT, unit, SPLIT_UNIT) if unit % t == 0 and t >= least]

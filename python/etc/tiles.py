@@ -186,6 +186,13 @@ def regions(kind: str, params: dict, role: str, rank: int) -> Region:
 SPLIT_HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")  # the per-head epilogue steps a split head allows
 
 
+def split_head_norm_ok(epilogue) -> bool:
+    """Whether a split head can take this epilogue's head_rms_norm: none, or one as the first step (the
+    norm is over the whole head, which the head's last tile gathers before any other per-head step)."""
+    norms = list(epilogue).count("head_rms_norm")
+    return norms == 0 or (norms == 1 and epilogue[0] == "head_rms_norm")
+
+
 def split_head_tiles(params: dict) -> int:
     """P, the tiles sharing one head, for a linear whose head is split (tile_n < head_dim); else 1."""
     d, tn = params.get("head_dim"), params["tile_n"]

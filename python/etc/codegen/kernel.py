@@ -25,6 +25,7 @@ from mlir import ir
 from etc import mlir_adapter as mlir
 from etc.codegen import abi
 from etc.codegen.emit import Emitter
+from etc.codegen.tiles_linear import arrival_words
 from etc.errors import EtcError
 from etc.sm_task_ir import SmTaskProgram, Task
 
@@ -69,7 +70,6 @@ class Layout:
             for e in ext:
                 n *= e
             words += max(n, 1)
-        from etc.codegen.tiles_linear import arrival_words
         arrivals = {}
         for t in program.tasks:  # after the event counters: tile-private counters (never waited on)
             n = arrival_words(t.kind, dict(t.params or {}))

@@ -30,7 +30,7 @@ from __future__ import annotations
 from etc.codegen.tile_library import WARP, Tile, col_span, gelu, rope_pair, silu
 from etc.codegen.tiles_builder import ELEM_BYTES, FLOAT_BITS, V
 from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES, StreamGeometry, WeightStream, linear_column
-from etc.tiles import SPLIT_HEAD_STEPS, split_head_tiles
+from etc.tiles import SPLIT_HEAD_STEPS, split_head_norm_ok, split_head_tiles
 
 ROW_GROUP = 16  # rows sharing one pass over the weights
 X_STAGE_BYTES = 64 * 1024  # shared memory for staged x rows
@@ -117,8 +117,7 @@ class Linear:
                 t.fail(f"tile_n {self.TN} splits heads of {self.D}: that needs per-head steps among "
                        f"{', '.join(SPLIT_HEAD_STEPS)} only, tile_n dividing head_dim, tile_n % 16 == 0 and "
                        f"whole heads in out_features")
-            norms = self.steps.count("head_rms_norm")
-            if norms and (self.steps[0] != "head_rms_norm" or norms > 1):
+            if not split_head_norm_ok(self.steps):
                 t.fail("a split head takes 'head_rms_norm' as its first epilogue step, and once")
         elif self.rest:
             self.D = int(t.param("head_dim"))

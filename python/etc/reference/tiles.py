@@ -267,9 +267,8 @@ def linear(params, coords, a: TileAccess) -> None:
 
     steps = list(params.get("epilogue", ()))
     if split and "head_rms_norm" in steps:  # the norm of a split head is over the whole head (etc.tiles)
-        if steps[0] != "head_rms_norm":
-            raise EtcError(f"linear tile: a split head takes 'head_rms_norm' as its first epilogue step, not "
-                           f"after '{steps[0]}'")
+        if not contract.split_head_norm_ok(steps):
+            raise EtcError("linear tile: a split head takes 'head_rms_norm' as its first epilogue step, and once")
         d = param("linear", params, "head_dim")
         h0 = runs[0].start // d * d
         whole = rms_norm(project("weight", "bias", [slice(h0, h0 + d)]), a.read("head_norm_weight", (slice(None),)),
@@ -289,7 +288,7 @@ def linear(params, coords, a: TileAccess) -> None:
             y = rnd(gather("residual", lambda run: (slice(None), run)) + y)
         elif step in ("head_rms_norm", "rope", "kv_append"):
             d = param("linear", params, "head_dim")
-            if split and (step not in contract.SPLIT_HEAD_STEPS or step == "head_rms_norm"):  # a second norm
+            if split and step not in contract.SPLIT_HEAD_STEPS:
                 raise EtcError(f"linear tile: epilogue '{step}' needs whole heads, but tile_n "
                                f"{params['tile_n']} splits heads of {d}")
             if not split and (runs[0].start % d or width % d):
