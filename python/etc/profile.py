@@ -1,8 +1,9 @@
 """The profiling build's tile records: a per-stage breakdown of one decode step and a per-SM timeline.
 
-A bundle compiled with etc.compile(..., profile=True) stamps %globaltimer (ns) when each tile's waits
-are met and when it has signalled, and in between the phases its tile kind stamps (linear: x staged, dot
-products done, per-head steps done; attention_partial: q staged, chunk done, outputs stored);
+A bundle compiled with etc.compile(..., profile=True) stamps %globaltimer (ns) when the worker reaches
+each tile, when it has issued the tile's first weight copies and starts its waits, when the waits are met
+and when it has signalled, and in between the phases its tile kind stamps (linear: x staged, dot products
+done, per-head steps done; attention_partial: q staged, chunk done, outputs stored);
 Megakernel.profile() returns them as Records. No MLIR needed.
 
     recs = mk.profile()
@@ -25,12 +26,15 @@ class Record:
     start_ns: int
     end_ns: int
     phases: tuple[int, ...] = ()  # the tile's phase stamps (ns), 0 where the tile kind stamps none
+    reached_ns: int = 0  # the worker came to the tile (0: a bundle without these stamps)
+    polled_ns: int = 0  # it had issued the tile's first weight copies and started the waits
 
 
 def records(meta: dict, words: list[int]) -> list[Record]:
     """Records of the tiles that ran, from the bundle metadata and the profile buffer's i64 words."""
     profile = meta.get("profile") or {}
-    n = int(profile.get("record_words", 3))  # bundles before phase stamps: [start, end, worker]
+    # [start, end, worker, phases..., reached, polled]; older bundles: 3 words, or 6 (no reached, polled)
+    n = int(profile.get("record_words", 3))
     offsets = {int(k): v for k, v in (profile.get("offsets") or {}).items()}
     tasks = {t["id"]: t for t in meta["tasks"]}
     ends = sorted(offsets.values()) + [len(words) // n]
@@ -38,10 +42,12 @@ def records(meta: dict, words: list[int]) -> list[Record]:
     for task_id, first in offsets.items():
         last = min(e for e in ends if e > first) if any(e > first for e in ends) else first
         for tile in range(last - first):
-            start, end, worker, *phases = words[n * (first + tile): n * (first + tile) + n]
+            start, end, worker, *rest = words[n * (first + tile): n * (first + tile) + n]
             if start and end:  # tiles beyond this step's sizes never ran
                 t = tasks[task_id]
-                out.append(Record(task_id, t["name"], t["kind"], tile, worker, start, end, tuple(phases)))
+                reached, polled = rest[3:5] if len(rest) >= 5 else (0, 0)
+                out.append(Record(task_id, t["name"], t["kind"], tile, worker, start, end, tuple(rest[:3]),
+                                  reached, polled))
     return out
 
 
@@ -58,16 +64,35 @@ def phase_spans(r: Record) -> list[float] | None:
     return spans
 
 
+def arrival_spans(r: Record, previous_end_ns: int | None) -> list[float] | None:
+    """us from the end of the worker's previous tile to reaching this one (None for its first tile: 0),
+    then to issuing its first weight copies, then to its waits being met (None without these stamps)."""
+    if not r.reached_ns:
+        return None
+    into = (r.reached_ns - previous_end_ns) / 1e3 if previous_end_ns else 0.0
+    return [into, (r.polled_ns - r.reached_ns) / 1e3, (r.start_ns - r.polled_ns) / 1e3]
+
+
 def breakdown(recs: list[Record]) -> list[dict]:
     """Per task, in start order: first start and last end (us from the step's first start), busy time
-    summed over its tiles, tiles and workers used, and, where its tiles stamped phases, the mean us per
-    tile from the start to the first phase, between phases, and from the last phase to the end."""
+    summed over its tiles, tiles and workers used; where the tiles stamped them, the mean us per tile
+    from the worker's previous tile end to reaching the tile, to issuing its weights and to its waits
+    met (arrival_spans), and from the start to the first phase, between phases, and from the last phase
+    to the end."""
     if not recs:
         return []
     t0 = min(r.start_ns for r in recs)
     by_task = collections.defaultdict(list)
     for r in recs:
         by_task[r.task].append(r)
+    previous_end = {}
+    by_worker = collections.defaultdict(list)
+    for r in recs:
+        by_worker[r.worker].append(r)
+    for rs in by_worker.values():
+        rs.sort(key=lambda r: r.start_ns)
+        for before, r in zip(rs, rs[1:]):
+            previous_end[(r.task, r.tile)] = before.end_ns
     rows = []
     for task, rs in by_task.items():
         rows.append({"task": task, "name": rs[0].name, "kind": rs[0].kind, "tiles": len(rs),
@@ -75,6 +100,7 @@ def breakdown(recs: list[Record]) -> list[dict]:
                      "start_us": (min(r.start_ns for r in rs) - t0) / 1e3,
                      "end_us": (max(r.end_ns for r in rs) - t0) / 1e3,
                      "busy_us": sum(r.end_ns - r.start_ns for r in rs) / 1e3,
+                     "arrival_us": _mean_spans([arrival_spans(r, previous_end.get((r.task, r.tile))) for r in rs]),
                      "phase_us": _mean_spans([phase_spans(r) for r in rs])})
     return sorted(rows, key=lambda row: (row["start_us"], row["task"]))
 
@@ -87,12 +113,19 @@ def _mean_spans(spans: list) -> list[float] | None:
 
 
 def format_breakdown(rows: list[dict]) -> str:
+    arrivals = any(r.get("arrival_us") for r in rows)
     lines = [f"{'task':<44} {'kind':<18} {'tiles':>5} {'SMs':>4} {'start':>8} {'end':>8} {'busy':>8}  "
-             "per-tile phases (us)"]
+             + ("arrival (us)       " if arrivals else "") + "per-tile phases (us)"]
     for r in rows:
+        into = " ".join(f"{x:5.2f}" for x in r["arrival_us"]) if r.get("arrival_us") else " " * 17 if arrivals else ""
         phases = " ".join(f"{x:5.2f}" for x in r["phase_us"]) if r.get("phase_us") else ""
         lines.append(f"{r['name'][:44]:<44} {r['kind']:<18} {r['tiles']:>5} {r['workers']:>4} "
-                     f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}  {phases}".rstrip())
+                     f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}  "
+                     + (into + "  " if arrivals else "") + phases.rstrip())
+        lines[-1] = lines[-1].rstrip()
+    if arrivals:
+        lines.append("arrival: mean us from the worker's previous tile end to reaching the tile, to issuing its "
+                     "first weight copies, to its waits met")
     if any(r.get("phase_us") for r in rows):
         lines.append("per-tile phases: mean us from the waits met to phase 0, to phase 1, to phase 2, to the signal "
                      "(linear: stage x, dot products, per-head steps, tail; attention_partial: stage q, chunk, "

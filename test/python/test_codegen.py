@@ -173,7 +173,7 @@ def test_profiling_build_stamps_every_tile(tmp_path):
     assert sorted(offsets) == [t["id"] for t in meta["tasks"]]
     # the tiles stamp their phases into shared memory past the ring; the launch covers those slots
     n = meta["profile"]["record_words"]
-    assert n == 3 + abi.PROFILE_PHASES and meta["shared_bytes"] >= abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
+    assert n == 3 + abi.PROFILE_PHASES + 2 and meta["shared_bytes"] >= abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
     assert int(profile["shape"][0]) % n == 0
     tile_funcs = [f for f in re.split(r"^\.visible \.func ", ptx, flags=re.M) if re.match(r"etc_tile_\d+\(", f)]
     assert any("%globaltimer" in f for f in tile_funcs)  # the tiles stamp their phases themselves
@@ -182,10 +182,14 @@ def test_profiling_build_stamps_every_tile(tmp_path):
     words = [0] * int(profile["shape"][0])
     first = offsets[0]
     words[n * first: n * first + 3] = [1_000, 3_000, 3]
-    words[n * offsets[1]: n * offsets[1] + n] = [2_000, 6_000, 5, 2_500, 0, 5_000]
+    words[n * offsets[1]: n * offsets[1] + n] = [2_000, 6_000, 5, 2_500, 0, 5_000, 1_000, 1_200]
     recs = records(meta, words)
     assert [(r.task, r.tile, r.worker, r.end_ns - r.start_ns) for r in recs] == [(0, 0, 3, 2000), (1, 0, 5, 4000)]
     rows = breakdown(recs)
     assert rows[0]["start_us"] == 0 and rows[1]["end_us"] == 5.0
     assert rows[0]["phase_us"] is None and rows[1]["phase_us"] == [0.5, 0.0, 2.5, 1.0]
+    assert rows[1]["arrival_us"] == [0.0, 0.2, 0.8]
+    # the run functions read %globaltimer when the worker reaches a tile and when it starts the waits
+    run = next(f for f in re.split(r"^\.visible \.func ", ptx, flags=re.M) if f.startswith("etc_run_"))
+    assert run.count("%globaltimer") >= 3
     assert "step: 5.0 us" in format_breakdown(rows)

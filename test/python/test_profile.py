@@ -78,10 +78,26 @@ def test_phase_stamps_give_mean_per_tile_phases():
     assert "2.00  0.50  1.50  1.00" in text and "per-tile phases:" in text
 
 
+def test_arrival_stamps_split_the_time_before_a_tile_starts():
+    """Records of 8 words: [start, end, worker, phase 0..2, reached, polled]. The arrival spans are the
+    worker's previous tile end -> reached (0 for its first tile), reached -> polled, polled -> start."""
+    meta = {"tasks": META["tasks"], "profile": {"record_words": 8, "offsets": {"0": 0, "1": 1}}}
+    w = [2000, 4000, 0, 0, 0, 0, 1000, 1500,    # q_proj on worker 0: reached 1.0, polled 1.5, start 2.0
+         9000, 12000, 0, 0, 0, 0, 5000, 6000]   # attn on worker 0: 1 us after q's end, then 1 + 3 us
+    recs = records(meta, w)
+    assert (recs[1].reached_ns, recs[1].polled_ns) == (5000, 6000)
+    q, attn = breakdown(recs)
+    assert q["arrival_us"] == [0.0, 0.5, 0.5] and attn["arrival_us"] == [1.0, 1.0, 3.0]
+    assert q["phase_us"] is None
+    lines = format_breakdown([q, attn]).splitlines()
+    assert " 1.00  1.00  3.00" in lines[2] and lines[3].startswith("arrival: mean us")
+
+
 def test_records_of_bundles_without_phase_stamps_have_three_words():
     recs = records(META, words())  # META has no record_words: [start, end, worker]
     assert all(r.phases == () for r in recs)
-    assert all(row["phase_us"] is None for row in breakdown(recs))
+    assert all(row["phase_us"] is None and row["arrival_us"] is None for row in breakdown(recs))
+    assert "arrival" not in format_breakdown(breakdown(recs))
 
 
 def test_ncu_stall_samples_are_split_at_call_targets():

@@ -175,8 +175,12 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     waits = [] if dynamic else [(c, m) for c, m in zip(task.waits, task.wait_maps)]
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     args = f"({table}, %sizes, {coords[0]}, {coords[1]}, {coords[2]}) : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()"
+    if layout.profile_offset:  # the profiling build: when the worker reached the tile ...
+        reached = loop.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     if issue:  # all threads, before thread 0 waits: the first weight blocks stream in during the waits
         loop.line(f"func.call @{tile_function}_issue{args}")
+    if layout.profile_offset:  # ... and when it starts its waits
+        polled = loop.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     # thread 0: progress and waits
     lead = loop.child("w")
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
@@ -188,7 +192,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         _spin(lead, word, target, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
-        _stamp(lead, layout, task.id, "%tile", 0, worker64)
+        _stamp(lead, layout, task.id, "%tile", 0, worker64, reached=(reached, polled))
         _phase_slots(lead, lambda e, slot, k: e.line(f"llvm.store {e.const(0)}, {slot} : i64, !llvm.ptr<3>"))
     signal = loop.child("s")
     if signals:  # the block's writes (ordered before thread 0 by the barrier) happen before the signals
@@ -284,9 +288,10 @@ def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:
 
 
 def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, worker: str | None,
-           phases: bool = False) -> None:
+           phases: bool = False, reached: tuple[str, str] | None = None) -> None:
     """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words): write %globaltimer at `field`,
-    the worker at word 2 if given, and with `phases` the tile's phase slots at words 3...."""
+    the worker at word 2 if given, with `phases` the tile's phase slots at words 3..., and the (reached,
+    polled) times if given in the last two words."""
     now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(abi.PROFILE_BUFFER)}] : (!llvm.ptr) -> !llvm.ptr, i64")
     base = e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
@@ -301,6 +306,9 @@ def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, work
         store(2, worker)
     if phases:
         _phase_slots(e, lambda e, slot, k: store(3 + k, e.emit(f"llvm.load {slot} : !llvm.ptr<3> -> i64")))
+    if reached:
+        for k, value in enumerate(reached):
+            store(3 + abi.PROFILE_PHASES + k, value)
 
 
 def _phase_slots(e: Emitter, each) -> None:

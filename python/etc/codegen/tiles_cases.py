@@ -345,6 +345,7 @@ def extra_programs() -> dict[str, object]:
     # two row groups (RB 10 at K 3072) of only two blocks each, fewer than the ring's stages (5)
     progs["linear_stream_rows"] = _linear("sr", 3072, 16, 8, prologue="none")
     progs["linear_stream_block128"] = _linear("sb", 512, 28, 12, prologue="none", block_size=128)
+    progs["linear_norm_block128"] = _linear("nb", 2048, 28, 12, block_size=128)  # a row: 2 chunks per warp
     progs["linear_heads_gelu_y"] = _linear("hg", 64, 64, 32, prologue="none", head_dim=16,
                                            epilogue=["head_rms_norm", "residual_add", "rope"])
     return progs
@@ -391,8 +392,8 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
     if extra:
         progs = extra_programs()
         for name, program in progs.items():
-            if name == "linear_stream_block128":
-                continue  # added below, run with its 128 threads
+            if name.endswith("block128"):
+                continue  # added below, run with their 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps
@@ -408,6 +409,13 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
             for batch in (1, 18):
                 cases.append(make_case(f"extra/{name}-b{batch}", progs[name], progs[name].tasks[0],
                                        {"batch": batch, "kv_len": 20}, seed=16 + batch))
+        k4096 = progs["linear_norm_k4096"]  # one row of 4096: two chunks per warp, loaded at once
+        cases.append(make_case("extra/linear_norm_k4096-b1", k4096, k4096.tasks[0], {"batch": 1, "kv_len": 20},
+                               seed=19))
+        nb = progs["linear_norm_block128"]
+        for batch in (1, 3):
+            cases.append(make_case(f"extra/linear_norm_block128-b{batch}", nb, nb.tasks[0],
+                                   {"batch": batch, "kv_len": 20}, seed=20 + batch, block=128))
         lin = progs["linear_partial_k"]
         cases.append(make_case("extra/linear_partial_k-block128", lin, lin.tasks[0], {"batch": 5, "kv_len": 20},
                                seed=12, block=128))

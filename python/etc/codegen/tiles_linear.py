@@ -2,8 +2,8 @@
 
 Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 16):
   1. stage:   x rows -> shared memory `xs[RB][K]` in x's dtype, normalized (rms_norm / layer_norm, one
-              warp per row; an rms_norm of few rows spreads each row over the warps) and rounded as the
-              unfused norm would; one barrier. The per-head steps' constants (positions, inv_freq,
+              warp per row; an rms_norm of few rows spreads each row over the warps, one row longer than
+              the warps cover is loaded whole at once) and rounded as the unfused norm would; one barrier. The per-head steps' constants (positions, inv_freq,
               head_norm_weight) start their cp.async copies into shared memory here.
   2. dot:     one warp per 2 output columns (or per gate + up column pair); each lane streams 16-byte
               chunks (8 bf16) of the weight rows, 8 chunks per row in flight (16 in all), and FMAs them
@@ -42,6 +42,7 @@ COPY_UNROLL = 4  # 16-byte chunks of x a thread loads at once when staging x wit
 # 16-byte chunks per lane up to which a normalized row is staged in one pass, its x and norm weight all
 # loaded at once (16, for K = 4096, measured faster on Qwen3-8B but spills registers)
 STAGE_IN_REGISTERS = 8
+ONE_ROW_CHUNKS = 4  # warp chunks (8 x 32 elements) of one normalized row a warp loads at once
 ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
 
@@ -143,7 +144,8 @@ class Linear:
         self.head_st = t.smem(RB * self.D * 4) if self.gather else None  # a gathered head per row
         self.last = t.smem(4) if self.gather else None  # 1 in the head's last tile to arrive
         self.head_consts = self.head_constants()
-        self.norm_partial = t.smem(RB * K // (8 * WARP) * 4) \
+        # per warp chunk of the staged rows (stage_rms_spread), or per warp (stage_rms_row)
+        self.norm_partial = t.smem(max(RB * K // (8 * WARP), t.block_max // WARP) * 4) \
             if self.prologue == "rms_norm" and K % (8 * WARP) == 0 else None
         # a tile whose own scratch reaches the ring loads its weights without a stream
         geometry = StreamGeometry.of(t, RB, self.x_role) if t.weight_stream and t.shared_bytes <= RING_OFFSET else None
@@ -218,13 +220,53 @@ class Linear:
             return
         eps = float(t.param("prologue_eps"))
         if self.norm_partial is not None:
-            # few rows: spread each row over the warps instead of leaving most of them idle
+            # few rows: spread each row over the warps instead of leaving most of them idle; one row of
+            # more chunks than warps: all of it loaded at once (at most ONE_ROW_CHUNKS chunks per warp)
             per_row = K // (8 * WARP)
+            chunks = -(-per_row // max(1, t.block_max // WARP))
+            one_row = b.land(b.cmp("eq", nr, 1), b.cmp("le", per_row, b.mul(t.nwarps, chunks))) \
+                if 1 < chunks <= ONE_ROW_CHUNKS else None
             spread = b.cmp("le", b.mul(nr, per_row), t.nwarps)
-            b.if_(spread, [], lambda: self.stage_rms_spread(src, nr, eps) or [],
-                  lambda: self.stage_rows(src, nr, eps) or [])
+
+            def several_rows():
+                b.if_(spread, [], lambda: self.stage_rms_spread(src, nr, eps) or [],
+                      lambda: self.stage_rows(src, nr, eps) or [])
+                return []
+            if one_row is None:
+                several_rows()
+            else:
+                b.if_(one_row, [], lambda: self.stage_rms_row(src, eps, chunks) or [], several_rows)
             return
         self.stage_rows(src, nr, eps)
+
+    def stage_rms_row(self, src: V, eps: float, chunks: int) -> None:
+        """rms_norm staging of one row in one memory round trip: warp w loads warp chunks w, w + nwarps,
+        ... (`chunks` of them, 8 x 32 elements each) of x and of the norm weight all at once, stores its
+        sum of squares; after a barrier every thread adds the warps' sums in warp order and normalizes
+        the chunks it holds."""
+        t, b = self.t, self.b
+        K, xt = self.K, self.xt
+        per_row = K // (8 * WARP)
+        cs = [b.add(t.warp, b.mul(t.nwarps, j)) for j in range(chunks)]
+        valid = [b.cmp("lt", c, per_row) for c in cs]
+        offs = [self.chunk(b.min(c, per_row - 1)) for c in cs]  # past the row: a repeated in-bounds load
+        xv = [t.load_vec("x", b.add(src, o)) for o in offs]  # packed until used
+        wv = [t.load_vec("norm_weight", o) for o in offs]
+        ss = b.f32(0.0)
+        for ok, xs in zip(valid, xv):
+            ss = b.add(ss, b.select(ok, _sumsq(b, b.unpack_f32(xs), b.f32(0.0)), b.f32(0.0)))
+        ss = b.warp_sum(ss)
+        with b.when(b.cmp("eq", t.lane, 0)):
+            b.store(ss, b.gep(self.norm_partial, t.warp, "f32"))
+        b.barrier()
+        (total,) = b.for_(0, t.nwarps, 1, [b.f32(0.0)],
+                          lambda w, acc: [b.add(acc[0], b.load(b.gep(self.norm_partial, w, "f32"), "f32"))])
+        rstd = b.div(1.0, b.sqrt(b.add(b.div(total, float(K)), eps)))
+        for ok, o, xs, ws in zip(valid, offs, xv, wv):
+            with b.when(ok):
+                ys = [b.cast(b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt), xt)
+                      for x, w in zip(b.unpack_f32(xs), b.unpack_f32(ws))]
+                b.store(b.vec_from(ys), b.gep(self.xs, o, xt), min(16, 8 * ELEM_BYTES[xt]))
 
     def stage_rms_spread(self, src: V, nr: V, eps: float) -> None:
         """rms_norm staging with every warp at work: the rows are cut into warp chunks (8 x 32 elements)
