@@ -2,17 +2,25 @@
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu" | FileCheck %s --check-prefix=PLAIN
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{profile=true spin-sleep=-1}" --verify-diagnostics
 
-// Positive: the profiling build. A record buffer of 6 i64 words per tile at the max sizes (2 linear tiles
-// + 8 gelu rows = 60 words); the launch covers the phase slots past 229440; the linear tile stamps its
-// phases into them; the worker zeroes them before the tile and copies them into the record after it.
-// CHECK: #[[REC:.*]] = affine_map<() -> (60)>
+// Positive: the profiling build. A record buffer of 8 i64 words per tile at the max sizes (2 linear tiles
+// + 8 gelu rows = 80 words); the launch covers the phase slots past 229440; the linear tile stamps its
+// phases into them; the worker reads the time when it reaches the tile and when it starts the waits
+// (stored into the record with the start), zeroes the slots before the tile and copies them into the
+// record after it.
+// CHECK: #[[REC:.*]] = affine_map<() -> (80)>
 // CHECK: "event_tensor.buffer"() {element_type = i64, name = "etc.profile", role = "workspace", sizes = #[[REC]]}
 // CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229464 : i64
 // CHECK-LABEL: func.func @etc_tile_0(
 // CHECK: nvvm.read.ptx.sreg.globaltimer
 // CHECK-NEXT: llvm.getelementptr %{{.*}}[229440] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8
 // CHECK-LABEL: func.func @etc_run_0(
-// CHECK: nvvm.read.ptx.sreg.globaltimer
+// CHECK: scf.for
+// CHECK: %[[REACHED:.*]] = nvvm.read.ptx.sreg.globaltimer
+// CHECK-NEXT: %[[POLLED:.*]] = nvvm.read.ptx.sreg.globaltimer
+// CHECK: %[[START:.*]] = nvvm.read.ptx.sreg.globaltimer
+// CHECK: llvm.store %[[START]]
+// CHECK: llvm.store %[[REACHED]]
+// CHECK: llvm.store %[[POLLED]]
 // CHECK: arith.constant 229440 : i64
 // CHECK-NEXT: llvm.getelementptr
 // CHECK-NEXT: llvm.store %{{.*}}, %{{.*}} : i64, !llvm.ptr<3>
