@@ -97,7 +97,9 @@ class LowerToGpu(Pass):
                 self.error(task.op, str(e))
                 continue
             name = abi.tile_function_name(task.id)
-            key = text.replace(f"@{name}(", "@TILE(").replace(f"@{name}_issue(", "@TILE_issue(")
+            key = text  # the tile function and its companions (@<name>_issue, @<name>_row), name-free
+            for suffix in ("", "_issue", "_row"):
+                key = key.replace(f"@{name}{suffix}(", f"@TILE{suffix}(")
             if key not in by_text:  # tasks that differ only in their buffers share a tile function
                 by_text[key] = name
                 tiles[name] = text

@@ -68,6 +68,7 @@ class Tile:
         self._scratch: V | None = None
         self.weight_stream = weight_stream  # linear tiles stream their weights (etc.codegen.weight_stream)
         self.companions: list[str] = []  # more functions of the tile (a linear tile's issue function)
+        self.smem_offsets: dict[str, int] = {}  # smem() region name -> its byte offset
         self.profile = profile  # the profiling build: phase() stamps %globaltimer
 
     def phase(self, k: int, when: V | None = None) -> None:
@@ -267,7 +268,9 @@ class Tile:
         offset = -(-self.shared_bytes // align) * align
         self.shared_bytes = offset + nbytes
         with self.b.at_entry():
-            return self.b.gep(base, offset, "i8")
+            region = self.b.gep(base, offset, "i8")
+        self.smem_offsets[region.name] = offset
+        return region
 
     def scratch(self) -> V:
         """32 x 8 bytes of shared memory for block reductions (one slot per warp)."""

@@ -27,6 +27,7 @@ memory itself.
 """
 from __future__ import annotations
 
+from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import WARP, Tile, col_span, gelu, rope_pair, silu
 from etc.codegen.tiles_builder import ELEM_BYTES, FLOAT_BITS, V
 from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES, StreamGeometry, WeightStream, linear_column
@@ -131,6 +132,7 @@ class Linear:
             t.fail(f"y has {t.shape('y')[1]} columns, out_features is {self.N}")
         # a split head's norm needs the whole head: the head's last tile gathers it (gather_head)
         self.gather = self.split > 1 and "head_rms_norm" in self.rest
+        self.row_staging = None  # (eps, chunks) once the tile calls its @<tile>_row companion
 
     # ------------------------------------------------------------ the tile
 
@@ -179,6 +181,8 @@ class Linear:
             t.phase(2, first)
         if self.gather:
             self.gather_head()
+        if self.row_staging:
+            t.companions.append(self.row_staging_function())
         if self.stream:
             self.stream.finish()
             t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
@@ -235,38 +239,33 @@ class Linear:
             if one_row is None:
                 several_rows()
             else:
-                b.if_(one_row, [], lambda: self.stage_rms_row(src, eps, chunks) or [], several_rows)
+                b.if_(one_row, [], lambda: self.call_row_staging(rg, eps, chunks) or [], several_rows)
             return
         self.stage_rows(src, nr, eps)
 
-    def stage_rms_row(self, src: V, eps: float, chunks: int) -> None:
-        """rms_norm staging of one row in one memory round trip: warp w loads warp chunks w, w + nwarps,
-        ... (`chunks` of them, 8 x 32 elements each) of x and of the norm weight all at once, stores its
-        sum of squares; after a barrier every thread adds the warps' sums in warp order and normalizes
-        the chunks it holds."""
-        t, b = self.t, self.b
-        K, xt = self.K, self.xt
-        per_row = K // (8 * WARP)
-        cs = [b.add(t.warp, b.mul(t.nwarps, j)) for j in range(chunks)]
-        valid = [b.cmp("lt", c, per_row) for c in cs]
-        offs = [self.chunk(b.min(c, per_row - 1)) for c in cs]  # past the row: a repeated in-bounds load
-        xv = [t.load_vec("x", b.add(src, o)) for o in offs]  # packed until used
-        wv = [t.load_vec("norm_weight", o) for o in offs]
-        ss = b.f32(0.0)
-        for ok, xs in zip(valid, xv):
-            ss = b.add(ss, b.select(ok, _sumsq(b, b.unpack_f32(xs), b.f32(0.0)), b.f32(0.0)))
-        ss = b.warp_sum(ss)
-        with b.when(b.cmp("eq", t.lane, 0)):
-            b.store(ss, b.gep(self.norm_partial, t.warp, "f32"))
-        b.barrier()
-        (total,) = b.for_(0, t.nwarps, 1, [b.f32(0.0)],
-                          lambda w, acc: [b.add(acc[0], b.load(b.gep(self.norm_partial, w, "f32"), "f32"))])
-        rstd = b.div(1.0, b.sqrt(b.add(b.div(total, float(K)), eps)))
-        for ok, o, xs, ws in zip(valid, offs, xv, wv):
-            with b.when(ok):
-                ys = [b.cast(b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt), xt)
-                      for x, w in zip(b.unpack_f32(xs), b.unpack_f32(ws))]
-                b.store(b.vec_from(ys), b.gep(self.xs, o, xt), min(16, 8 * ELEM_BYTES[xt]))
+    def call_row_staging(self, rg: V, eps: float, chunks: int) -> None:
+        """Stage row rg through the companion function `@<tile>_row` (stage_rms_row), which takes rg in
+        its second coordinate. Kept out of the tile function: Qwen3-8B batch 1 measured 5.04 -> 4.88 ms
+        against the same staging inline."""
+        t = self.t
+        if self.row_staging is None:
+            self.row_staging = (eps, chunks)
+        t.b.stmt(f"func.call @{tile_function_name(t.task.id)}_row(%buffers, %sizes, {t.coords[0]}, {rg}, "
+                 f"{t.coords[2]}) : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
+
+    def row_staging_function(self) -> str:
+        """The companion `@<tile>_row`: stage_rms_row of row c1 into this tile's xs."""
+        t = self.t
+        eps, chunks = self.row_staging
+        row = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=t.weight_stream)
+        base = row.smem_base()
+        with row.b.at_entry():
+            xs = row.b.gep(base, t.smem_offsets[self.xs.name], "i8")
+            partial = row.b.gep(base, t.smem_offsets[self.norm_partial.name], "i8")
+        stage_rms_row(row, xs, partial, row.b.mul(row.coords[1], self.K), self.K, self.xt, eps, chunks)
+        # declares the tile function's shared memory (the stream's ring is added after this is emitted)
+        row.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES) if self.stream else t.shared_bytes
+        return row.function_text(suffix="_row")
 
     def stage_rms_spread(self, src: V, nr: V, eps: float) -> None:
         """rms_norm staging with every warp at work: the rows are cut into warp chunks (8 x 32 elements)
@@ -743,6 +742,36 @@ class Linear:
                 with b.loop(t.warp, nr, t.nwarps) as rr:
                     self.head_steps(self.rest, b.add(rg, rr), rr, b.gep(self.head_st, b.mul(rr, D), "f32"), D,
                                     lambda e: b.add(b.mul(head, D), e), head)
+
+
+def stage_rms_row(t: Tile, xs_smem: V, partial: V, src: V, K: int, xt: str, eps: float, chunks: int) -> None:
+    """rms_norm staging of the row at x element `src` in one memory round trip: warp w loads warp chunks
+    w, w + nwarps, ... (`chunks` of them, 8 x 32 elements each) of x and of the norm weight all at once and
+    stores its sum of squares in `partial`; after a barrier every thread adds the warps' sums in warp order
+    and normalizes the chunks it holds into `xs_smem`."""
+    b = t.b
+    per_row = K // (8 * WARP)
+    lane8 = b.mul(t.lane, 8)
+    cs = [b.add(t.warp, b.mul(t.nwarps, j)) for j in range(chunks)]
+    valid = [b.cmp("lt", c, per_row) for c in cs]
+    offs = [b.add(b.mul(b.min(c, per_row - 1), 8 * WARP), lane8) for c in cs]  # past the row: in-bounds again
+    xv = [t.load_vec("x", b.add(src, o)) for o in offs]  # packed until used
+    wv = [t.load_vec("norm_weight", o) for o in offs]
+    ss = b.f32(0.0)
+    for ok, xs in zip(valid, xv):
+        ss = b.add(ss, b.select(ok, _sumsq(b, b.unpack_f32(xs), b.f32(0.0)), b.f32(0.0)))
+    ss = b.warp_sum(ss)
+    with b.when(b.cmp("eq", t.lane, 0)):
+        b.store(ss, b.gep(partial, t.warp, "f32"))
+    b.barrier()
+    (total,) = b.for_(0, t.nwarps, 1, [b.f32(0.0)],
+                      lambda w, acc: [b.add(acc[0], b.load(b.gep(partial, w, "f32"), "f32"))])
+    rstd = b.div(1.0, b.sqrt(b.add(b.div(total, float(K)), eps)))
+    for ok, o, xs, ws in zip(valid, offs, xv, wv):
+        with b.when(ok):
+            ys = [b.cast(b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt), xt)
+                  for x, w in zip(b.unpack_f32(xs), b.unpack_f32(ws))]
+            b.store(b.vec_from(ys), b.gep(xs_smem, o, xt), min(16, 8 * ELEM_BYTES[xt]))
 
 
 def _dot8(b, ws: list[V], xs: list[V], acc: V) -> V:
