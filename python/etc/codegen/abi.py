@@ -37,11 +37,11 @@ PROGRESS_IDLE, PROGRESS_WAITING, PROGRESS_RUNNING, PROGRESS_DONE = range(4)
 # then per dynamic task its tiles' pending-wait counts (u32).
 READY_HEADER_WORDS = 3
 # The profiling build's workspace buffer: per tile an i64 record [start ns, end ns, worker, phase stamps...,
-# reached ns, polled ns] (%globaltimer). reached: the worker has come to the tile; polled: it has issued the
-# tile's first weight copies and starts its waits; start: the waits are met; end: it has signalled. A tile kind may stamp up to
-# PROFILE_PHASES points inside the tile (thread 0, into i64 slots of dynamic shared memory at
-# PROFILE_PHASE_SMEM, which the worker zeroes before the call and copies into the record after it); 0 = not
-# stamped. The linear tile stamps [x staged, dot products done, per-head steps done], attention_partial
+# reached ns, polled ns] (%globaltimer). reached: the worker has come to the tile; polled: it has issued
+# the tile's first weight copies and starts its waits; start: the waits are met; end: it has signalled.
+# A tile kind may stamp up to PROFILE_PHASES points inside the tile (thread 0, into i64 slots of dynamic
+# shared memory at PROFILE_PHASE_SMEM, which the worker zeroes before the call and copies into the record
+# after it); 0 = not stamped. The linear tile stamps [x staged, dot products done, per-head steps done], attention_partial
 # [q staged, chunk done, outputs stored].
 PROFILE_BUFFER = "etc.profile"
 PROFILE_PHASES = 3

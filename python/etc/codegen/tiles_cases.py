@@ -410,8 +410,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 cases.append(make_case(f"extra/{name}-b{batch}", progs[name], progs[name].tasks[0],
                                        {"batch": batch, "kv_len": 20}, seed=16 + batch))
         k4096 = progs["linear_norm_k4096"]  # one row of 4096: two chunks per warp, loaded at once
-        cases.append(make_case("extra/linear_norm_k4096-b1", k4096, k4096.tasks[0], {"batch": 1, "kv_len": 20},
-                               seed=19))
+        for batch in (1, 9):  # 9 rows: a row group of 8, then one of 1 row (staged from row 8)
+            cases.append(make_case(f"extra/linear_norm_k4096-b{batch}", k4096, k4096.tasks[0],
+                                   {"batch": batch, "kv_len": 20}, seed=19 + batch))
         nb = progs["linear_norm_block128"]
         for batch in (1, 3):
             cases.append(make_case(f"extra/linear_norm_block128-b{batch}", nb, nb.tasks[0],
