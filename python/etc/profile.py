@@ -65,7 +65,7 @@ def phase_spans(r: Record) -> list[float] | None:
 
 
 def arrival_spans(r: Record, previous_end_ns: int | None) -> list[float] | None:
-    """us from the end of the worker's previous tile to reaching this one (None for its first tile: 0),
+    """us from the end of the worker's previous tile to reaching this one (0 for the worker's first tile),
     then to issuing its first weight copies, then to its waits being met (None without these stamps)."""
     if not r.reached_ns:
         return None
@@ -117,12 +117,13 @@ def format_breakdown(rows: list[dict]) -> str:
     lines = [f"{'task':<44} {'kind':<18} {'tiles':>5} {'SMs':>4} {'start':>8} {'end':>8} {'busy':>8}  "
              + ("arrival (us)       " if arrivals else "") + "per-tile phases (us)"]
     for r in rows:
-        into = " ".join(f"{x:5.2f}" for x in r["arrival_us"]) if r.get("arrival_us") else " " * 17 if arrivals else ""
-        phases = " ".join(f"{x:5.2f}" for x in r["phase_us"]) if r.get("phase_us") else ""
-        lines.append(f"{r['name'][:44]:<44} {r['kind']:<18} {r['tiles']:>5} {r['workers']:>4} "
-                     f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}  "
-                     + (into + "  " if arrivals else "") + phases.rstrip())
-        lines[-1] = lines[-1].rstrip()
+        cols = [f"{r['name'][:44]:<44} {r['kind']:<18} {r['tiles']:>5} {r['workers']:>4} "
+                f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}"]
+        if arrivals:  # blank where this task's tiles have no arrival stamps, to keep the phases aligned
+            cols.append(" ".join(f"{x:5.2f}" for x in r["arrival_us"]) if r.get("arrival_us") else " " * 17)
+        if r.get("phase_us"):
+            cols.append(" ".join(f"{x:5.2f}" for x in r["phase_us"]))
+        lines.append("  ".join(cols).rstrip())
     if arrivals:
         lines.append("arrival: mean us from the worker's previous tile end to reaching the tile, to issuing its "
                      "first weight copies, to its waits met")
