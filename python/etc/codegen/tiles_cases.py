@@ -339,10 +339,10 @@ def extra_programs() -> dict[str, object]:
     progs["linear_partial_k"] = _linear("pk", 72, 40, 16, prologue="none")  # K % 256 != 0, last tile short
     progs["linear_f32"] = _linear("f", 264, 48, 16, prologue="rms_norm", epilogue=["silu_mul", "residual_add"],
                                   act="f32")
-    # streams (K % 256 == 0): column groups of 8 cut short (tile_n 12), a last tile of 4 columns, two K slices
-    # of the SiLU*mul pair at K 1024 (16 rows of 1024 bf16 exceed a 32 KiB block)
+    # streams (K % 256 == 0): column groups of 8 cut short (tile_n 12), a last tile of 4 columns, the SiLU*mul
+    # pair's whole rows (16 rows of 1024 bf16: one 32 KiB block, a copy per role)
     progs["linear_stream_short"] = _linear("ss", 1024, 28, 12, prologue="rms_norm", epilogue=["silu_mul"])
-    # two row groups (RB 10 at K 3072) of only two blocks each, fewer than the ring's stages (5)
+    # two row groups (RB 10 at K 3072) of one block of whole rows each, fewer than the ring's stages (2)
     progs["linear_stream_rows"] = _linear("sr", 3072, 16, 8, prologue="none")
     progs["linear_stream_block128"] = _linear("sb", 512, 28, 12, prologue="none", block_size=128)
     progs["linear_norm_block128"] = _linear("nb", 2048, 28, 12, block_size=128)  # a row: 2 chunks per warp
@@ -399,9 +399,10 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps
         cases.append(make_case("extra/linear_stream_short-b2", short, short.tasks[0], {"batch": 2, "kv_len": 20},
                                seed=15))
-        rows = progs["linear_stream_rows"]
-        cases.append(make_case("extra/linear_stream_rows-b12", rows, rows.tasks[0], {"batch": 12, "kv_len": 20},
-                               seed=14))
+        rows = progs["linear_stream_rows"]  # whole rows of 3072 (48 KiB blocks): the dot loops over the slice
+        for batch, seed in ((12, 14), (1, 24)):
+            cases.append(make_case(f"extra/linear_stream_rows-b{batch}", rows, rows.tasks[0],
+                                   {"batch": batch, "kv_len": 20}, seed=seed))
         b128 = progs["linear_stream_block128"]  # compiled for 4 warps: column groups of 4
         cases.append(make_case("extra/linear_stream_block128", b128, b128.tasks[0], {"batch": 2, "kv_len": 20},
                                seed=13, block=128))
@@ -410,7 +411,7 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 cases.append(make_case(f"extra/{name}-b{batch}", progs[name], progs[name].tasks[0],
                                        {"batch": batch, "kv_len": 20}, seed=16 + batch))
         k4096 = progs["linear_norm_k4096"]  # one row of 4096: two chunks per warp, loaded at once
-        for batch in (1, 9):  # 9 rows: a row group of 8, then one of 1 row (staged from row 8)
+        for batch in (1, 9):  # batch 1: the one-row variant; 9 rows: row groups of 8 and 1 (the general tile)
             cases.append(make_case(f"extra/linear_norm_k4096-b{batch}", k4096, k4096.tasks[0],
                                    {"batch": batch, "kv_len": 20}, seed=19 + batch))
         nb = progs["linear_norm_block128"]

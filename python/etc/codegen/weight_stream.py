@@ -4,11 +4,13 @@ stages filled by bulk copies (`cp.async.bulk`), each stage completing on its own
 A linear tile reads columns [n0, n0 + ncols) of the weight (rows of the [N, K] matrix, plus the same rows
 of up_weight in a fused SiLU*mul). They are cut into *blocks*: a block is one *column group* (one column
 per warp) times one *K slice* (`slice_k` elements of each of those rows); block i of a tile goes to stage
-i % stages. The order is: per row group of x, per column group, per K slice.
+i % stages. The order is: per row group of x, per column group, per K slice. A column group's whole
+rows of up to WHOLE_ROW_STAGE_BYTES make one slice; if its columns are adjacent rows (`contiguous`),
+each role's part of a block is one bulk copy, else every row slice is a copy of its own.
 
     issue function (every thread calls it; warp 0 acts), run by the worker BEFORE the tile's waits:
         init the stage barriers; issue blocks 0 .. stages-1 (lane 0: expect_tx on the block's barrier;
-        then the lanes issue the block's row copies, a few each)
+        then the lanes issue the block's copies)
     tile function, for each block i:
         every thread waits on barrier i % stages for phase parity (i / stages) & 1
         each warp multiplies its column's slice with the staged x rows (shared memory -> registers)
@@ -35,7 +37,11 @@ from etc.tiles import split_head_tiles
 
 RING_OFFSET = 96 * 1024
 RING_BYTES = 128 * 1024
-STAGE_BYTES = 32 * 1024  # the largest block
+STAGE_BYTES = 32 * 1024  # the largest block of row slices
+# The largest block of whole rows (adjacent whole rows are one bulk copy; a block of row slices is one copy
+# per row). Measured on the H200, batch 1: 48 KiB blocks (Qwen3-0.6B's down_proj, 2 stages) 1.102 -> 1.076
+# ms; 64 KiB blocks (Llama-3.2-1B's gate/up, Qwen3-8B's K = 4096) 1.005 -> 1.034 ms and 4.617 -> 4.651 ms.
+WHOLE_ROW_STAGE_BYTES = 48 * 1024
 MAX_STAGES = 8
 BARRIER_OFFSET = RING_OFFSET + RING_BYTES
 STREAM_SHARED_BYTES = BARRIER_OFFSET + 8 * MAX_STAGES  # what a kernel with streaming tiles launches with
@@ -71,6 +77,12 @@ class StreamGeometry:
     def stage_bytes(self) -> int:
         return self.columns * len(self.roles) * self.row_bytes
 
+    @property
+    def contiguous(self) -> bool:
+        """Whether a block's rows of one role are adjacent whole rows in memory (one bulk copy): one K
+        slice, and a split head's column groups inside one rotate-half (linear_column)."""
+        return self.slices == 1 and (self.split == 1 or (self.tile_n // 2) % self.columns == 0)
+
     @classmethod
     def of(cls, t, row_group: int, x_role: str) -> "StreamGeometry | None":
         """The geometry of linear tile `t` (an etc.codegen.tile_library.Tile) passing over its weights once
@@ -88,10 +100,9 @@ class StreamGeometry:
         columns = max(1, int(t.program.kernel.block_size) // 32)
         if eb not in (2, 4) or K % LANE_CHUNK:
             return None
-        slice_k = 0
-        for s in range(LANE_CHUNK, K + 1, LANE_CHUNK):
-            if K % s == 0 and columns * len(roles) * s * eb <= STAGE_BYTES:
-                slice_k = s
+        fits = [s for s in range(LANE_CHUNK, K + 1, LANE_CHUNK)
+                if K % s == 0 and columns * len(roles) * s * eb <= STAGE_BYTES]
+        slice_k = K if columns * len(roles) * K * eb <= WHOLE_ROW_STAGE_BYTES else max(fits, default=0)
         if not slice_k:
             return None
         g = cls(roles, K, int(t.param("out_features")), int(t.param("tile_n")), columns, slice_k, eb, 1,
@@ -151,7 +162,8 @@ class WeightStream:
 
     def issue(self, i: V) -> None:
         """Warp 0: bulk-copy block i (its rows past ncols are skipped) into its stage; lane 0 arms the
-        barrier, then every lane issues some of the block's row copies."""
+        barrier, then lane k copies role k's rows at once (contiguous geometry) or every lane issues some
+        of the block's row copies."""
         b, g, t = self.b, self.g, self.t
         blk = b.rem(i, self.per_row_group)
         group, sl = b.div(blk, g.slices), b.rem(blk, g.slices)
@@ -163,6 +175,14 @@ class WeightStream:
             b.mbarrier_expect_tx(bar, b.cast(b.mul(valid, len(g.roles) * g.row_bytes), "i32"))
         b.warp_sync()
         b.fence_proxy_async()  # the stage was last read through the generic proxy
+        if g.contiguous:
+            src = b.mul(self.column(first), g.in_features)
+            nbytes = b.cast(b.mul(valid, g.row_bytes), "i32")
+            for k, ptr in enumerate(self.ptrs):
+                with b.when(b.cmp("eq", t.lane, k)):
+                    b.copy_bulk(b.gep(dst0, k * g.columns * g.row_bytes, "i8"),
+                                b.gep(ptr, b.mul(src, g.elem_bytes), "i8"), nbytes, bar, self.policy)
+            return
         with b.loop(t.lane, b.mul(valid, len(g.roles)), 32) as q:
             k, w = b.div(q, valid), b.rem(q, valid)
             row = self.column(b.add(first, w))
