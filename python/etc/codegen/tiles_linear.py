@@ -2,8 +2,9 @@
 
 Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB rows (RB static, <= 16):
   1. stage:   x rows -> shared memory `xs[RB][K]` in x's dtype, normalized (rms_norm / layer_norm, one
-              warp per row; an rms_norm of few rows spreads each row over the warps, one row longer than
-              the warps cover is loaded whole at once) and rounded as the unfused norm would; one barrier.
+              warp per row; an rms_norm of few rows spreads each row over the warps; in the one-row
+              variant a row longer than the warps cover is loaded whole at once) and rounded as the
+              unfused norm would; one barrier.
               The per-head steps' constants (positions, inv_freq, head_norm_weight) start their cp.async
               copies into shared memory here.
   2. dot:     one warp per 2 output columns (or per gate + up column pair); each lane streams 16-byte
