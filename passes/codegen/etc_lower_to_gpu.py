@@ -97,9 +97,8 @@ class LowerToGpu(Pass):
                 self.error(task.op, str(e))
                 continue
             name = abi.tile_function_name(task.id)
-            key = text  # the tile function and its companions (@<name>_issue, _one_row, _row), name-free
-            for suffix in ("", "_issue", "_one_row", "_row"):
-                key = key.replace(f"@{name}{suffix}(", f"@TILE{suffix}(")
+            # the tile function and its companions (@<name>_issue, _one_row, _row ...), name-free
+            key = text.replace(f"@{name}(", "@TILE(").replace(f"@{name}_", "@TILE_")
             if key not in by_text:  # tasks that differ only in their buffers share a tile function
                 by_text[key] = name
                 tiles[name] = text

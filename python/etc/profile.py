@@ -15,6 +15,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+from etc.codegen.abi import PROFILE_PHASES
+
 
 @dataclasses.dataclass(frozen=True)
 class Record:
@@ -45,8 +47,9 @@ def records(meta: dict, words: list[int]) -> list[Record]:
             start, end, worker, *rest = words[n * (first + tile): n * (first + tile) + n]
             if start and end:  # tiles beyond this step's sizes never ran
                 t = tasks[task_id]
-                reached, polled = rest[3:5] if len(rest) >= 5 else (0, 0)
-                out.append(Record(task_id, t["name"], t["kind"], tile, worker, start, end, tuple(rest[:3]),
+                phases, stamps = rest[:PROFILE_PHASES], rest[PROFILE_PHASES:]
+                reached, polled = stamps if len(stamps) == 2 else (0, 0)
+                out.append(Record(task_id, t["name"], t["kind"], tile, worker, start, end, tuple(phases),
                                   reached, polled))
     return out
 
@@ -82,13 +85,11 @@ def breakdown(recs: list[Record]) -> list[dict]:
     if not recs:
         return []
     t0 = min(r.start_ns for r in recs)
-    by_task = collections.defaultdict(list)
+    by_task, by_worker = collections.defaultdict(list), collections.defaultdict(list)
     for r in recs:
         by_task[r.task].append(r)
-    previous_end = {}
-    by_worker = collections.defaultdict(list)
-    for r in recs:
         by_worker[r.worker].append(r)
+    previous_end = {}
     for rs in by_worker.values():
         rs.sort(key=lambda r: r.start_ns)
         for before, r in zip(rs, rs[1:]):
