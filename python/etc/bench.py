@@ -7,6 +7,10 @@ etc_call_ms also times Megakernel.__call__, which checks and binds every input o
 bytes one step must read (every weight once, plus the KV cache up to the context) over a read bandwidth
 measured in the same run. Needs a CUDA GPU; the byte counting and the report work anywhere.
 
+instances > 1 loads each bundle that many times, round-robin over the bundles (a, b, a, b, ...), and reports
+the median of the instances' medians (etc_instances_ms lists them): on the H200 one bundle loaded twice in
+one run measured 4.768 and 4.592 ms (Qwen3-8B batch 1), so a single instance cannot settle a few percent.
+
     rows = run(model_name, batch=1, ctx=1024, bundles=["etc-out/llama-3.2-1b"])
     print(table(rows))
 """
@@ -22,7 +26,7 @@ from etc.errors import EtcError
 
 ROW_KEYS = ("model", "batch", "ctx", "etc_ms", "eager_ms", "cudagraph_ms", "compile_ms", "floor_ms", "read_GBps",
             "gpu", "commit", "date")
-EXTRA_KEYS = ("bundle", "etc_spread_ms", "cudagraph_spread_ms", "compile_spread_ms", "etc_call_ms", "etc_rel_err", "etc_vs_f32", "torch_vs_f32", "image", "etc_error")
+EXTRA_KEYS = ("bundle", "etc_instances_ms", "etc_spread_ms", "cudagraph_spread_ms", "compile_spread_ms", "etc_call_ms", "etc_rel_err", "etc_vs_f32", "torch_vs_f32", "image", "etc_error")
 
 
 def _rel(a, b) -> float:
@@ -126,16 +130,60 @@ def _graph(fn):
     return graph.replay
 
 
+def check_instances(instances: int) -> None:
+    if instances < 1:
+        raise EtcError(f"instances must be at least 1, not {instances}")
+
+
+def measure_instances(bundles: list, instances: int, measure) -> dict:
+    """Per bundle path, its row fields from `instances` measurements taken round-robin over the bundles.
+    measure(path) -> (fields, step times in ms), or raises EtcError. A bundle's fields are its first
+    instance's, with etc_ms the median of the instances' medians, etc_instances_ms those medians in order,
+    etc_spread_ms the spread of all their steps and etc_rel_err / etc_vs_f32 the worst instance's; a
+    failing instance gives the bundle etc_error (its first) and the other bundles still run."""
+    check_instances(instances)
+    firsts, medians, steps, errors = {}, {p: [] for p in bundles}, {p: [] for p in bundles}, {}
+    for _ in range(instances):
+        for path in bundles:
+            if path in errors:
+                continue
+            try:
+                fields, times = measure(path)
+            except EtcError as e:  # one bundle that does not load or run must not hide the others
+                errors[path] = str(e).splitlines()[0]
+                continue
+            first = firsts.setdefault(path, dict(fields))
+            for key in ("etc_rel_err", "etc_vs_f32"):
+                if fields.get(key) is not None:
+                    first[key] = max(first.get(key) or 0.0, fields[key])
+            medians[path].append(statistics.median(times))
+            steps[path] += times
+    out = {}
+    for path in bundles:
+        row = dict(firsts.get(path, {}))
+        if medians[path] and path not in errors:
+            row.update(etc_ms=statistics.median(medians[path]), etc_spread_ms=spread(steps[path]),
+                       etc_instances_ms=[round(m, 4) for m in medians[path]])
+        else:
+            row["etc_ms"] = None
+        if path in errors:
+            row["etc_error"] = errors[path]
+        out[path] = row
+    return out
+
+
 def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 0, iters: int = 100,
-        with_compile: bool = True, bundles=None, model=None) -> list[dict]:
+        with_compile: bool = True, bundles=None, model=None, instances: int = 1) -> list[dict]:
     """Benchmark rows for reference model `name` (random weights, bf16) at `batch` and `ctx`: the baselines
     are measured once, then one row per bundle (`bundle`, or each of `bundles`; none: one row without
-    ETC). Each row also gives etc_rel_err, ETC's logits against eager's on the timed inputs.
+    ETC), each bundle timed on `instances` freshly loaded Megakernels (measure_instances). Each row also
+    gives etc_rel_err, ETC's logits against eager's on the timed inputs.
     model: the reference model already on the GPU (built from `name` and `seed` when None)."""
     import torch
 
     from etc.models.decoder import CONFIGS, build_model, make_kv_caches
 
+    check_instances(instances)
     need_cuda("etc bench")
     if name not in CONFIGS:
         raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
@@ -177,25 +225,23 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
         compile_times = timings_ms(_graph(compiled_step), iters=iters)
         base["compile_ms"], base["compile_spread_ms"] = statistics.median(compile_times), spread(compile_times)
     base.update(gpu=torch.cuda.get_device_name(), commit=_commit(), date=datetime.date.today().isoformat())
+
+    def measure(path):
+        from etc.runtime import Megakernel
+
+        with Megakernel.from_model(path, model) as mk:
+            logits = mk(tokens, positions, k, v)[0].float()
+            # timed like the graph replays: bound once, each step one launch (Megakernel.prepare)
+            times = timings_ms(mk.prepare(tokens, positions, k, v), iters=iters)
+            return {"etc_rel_err": _rel(logits, reference), "etc_vs_f32": _rel(logits, exact), "image": mk.image,
+                    "etc_call_ms": median_ms(lambda: mk(tokens, positions, k, v), iters=max(10, iters // 5))}, times
+
+    measured = measure_instances(bundles, instances, measure)
     rows = []
     for path in bundles or [None]:
         row = dict(base, etc_ms=None)
         if path is not None:
-            from etc.runtime import Megakernel
-
-            row["bundle"] = Path(path).name
-            try:
-                with Megakernel.from_model(path, model) as mk:
-                    logits = mk(tokens, positions, k, v)[0].float()
-                    row["etc_rel_err"] = _rel(logits, reference)
-                    row["etc_vs_f32"] = _rel(logits, exact)
-                    # timed like the graph replays: bound once, each step one launch (Megakernel.prepare)
-                    etc_times = timings_ms(mk.prepare(tokens, positions, k, v), iters=iters)
-                    row["etc_ms"], row["etc_spread_ms"] = statistics.median(etc_times), spread(etc_times)
-                    row["etc_call_ms"] = median_ms(lambda: mk(tokens, positions, k, v), iters=max(10, iters // 5))
-                    row["image"] = mk.image
-            except EtcError as e:  # one bundle that does not load or run must not hide the others
-                row["etc_error"] = str(e).splitlines()[0]
+            row.update(measured[path], bundle=Path(path).name)
         rows.append({key: row.get(key) for key in ROW_KEYS + EXTRA_KEYS})
     return rows
 
@@ -204,6 +250,7 @@ def run_batches(name: str, batches, **kwargs) -> list[dict]:
     """run() for each batch size, with the reference model built once."""
     from etc.models.decoder import CONFIGS, build_model
 
+    check_instances(kwargs.get("instances", 1))
     need_cuda("etc bench")
     model = build_model(name, seed=kwargs.get("seed", 0)).cuda().eval() if name in CONFIGS else None
     return [row for b in batches for row in run(name, batch=b, model=model, **kwargs)]

@@ -125,7 +125,7 @@ def _bench(args) -> int:
     from etc import bench
 
     rows = bench.run_batches(args.model, args.batch, ctx=args.ctx, bundles=args.bundle, iters=args.iters,
-                             with_compile=not args.no_compile)
+                             with_compile=not args.no_compile, instances=args.instances)
     _report(rows, bench.table(rows), args.out)
     return 0
 
@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--ctx", type=int, default=1024)
     b.add_argument("--iters", type=int, default=100, help="timed steps per measurement (median)")
     b.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of autotuning)")
+    b.add_argument("--instances", type=int, default=1,
+                   help="load and time each bundle this many times, round-robin; report the median")
     b.add_argument("--out", default=None, help="append JSON rows here")
     t = sub.add_parser("bench-tiles", help="time each tile kind on its own against the read bandwidth (GPU)")
     t.add_argument("--compile", default=None, metavar="DIR", help="write one profiling bundle per case (MLIR)")

@@ -45,3 +45,29 @@ def test_profile_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
 def test_spread_is_the_10th_and_90th_percentile():
     assert bench.spread([1.0 + i * 0.01 for i in range(100)]) == [1.091, 1.899]
     assert bench.spread([2.0] * 100) == [2.0, 2.0]
+
+
+def test_instances_run_round_robin_and_report_the_median_of_their_medians():
+    """Each bundle is loaded `instances` times, alternating between bundles; its row takes the median of
+    the instance medians, the spread of all steps and the worst accuracy; a failing bundle gets its first
+    error and does not stop the others."""
+    calls, medians = [], {"a": iter([2.0, 1.0, 4.0]), "b": iter([3.0, 3.5, 3.25])}
+
+    def measure(path):
+        calls.append(path)
+        if path == "bad":
+            raise bench.EtcError(f"bundle {path} does not load\ndetails")
+        m = next(medians[path])
+        return {"etc_rel_err": m / 100, "image": "cubin"}, [m - 0.5, m, m + 0.5]
+
+    rows = bench.measure_instances(["a", "bad", "b"], 3, measure)
+    assert calls == ["a", "bad", "b", "a", "b", "a", "b"]
+    assert rows["a"]["etc_ms"] == 2.0 and rows["a"]["etc_instances_ms"] == [2.0, 1.0, 4.0]
+    assert rows["b"]["etc_ms"] == 3.25 and rows["b"]["etc_rel_err"] == 0.035
+    assert rows["a"]["etc_spread_ms"] == bench.spread([0.5, 1.0, 1.5, 1.5, 2.0, 2.5, 3.5, 4.0, 4.5])
+    assert rows["bad"] == {"etc_ms": None, "etc_error": "bundle bad does not load"}
+
+
+def test_instances_below_one_are_a_one_line_error(capsys):
+    assert cli.main(["bench", "--model", "tiny-llama", "--bundle", "x", "--instances", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "etc: error: instances must be at least 1, not 0"
