@@ -60,9 +60,10 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     reads them). weight_stream: linear tiles read their
     weights through shared memory, bulk copies issued before the tile's waits (etc.codegen.weight_stream);
     block_size: threads per worker block; split_heads: etc-tile's split-heads; spin_sleep_ns:
-    etc-lower-to-gpu's spin-sleep. Where ptxas is installed the bundle also holds its cubin."""
+    etc-lower-to-gpu's spin-sleep. Where ptxas is installed the bundle also holds its cubin, and bundle.json
+    the kernel's registers, spill bytes and stack frame (kernel_resources)."""
     from etc import bundle
-    from etc.codegen import ptxas
+    from etc.codegen import abi, ptxas
     from etc.codegen.bundle_meta import bundle_meta
     from etc.codegen.kernel import Layout, ptx_of
     from etc.pipeline import codegen_pipeline
@@ -76,11 +77,12 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     program = SmTaskProgram.of(module.operation)
     ptx = ptx_of(module)
     seconds["codegen"] = time.perf_counter() - t0
-    cubin = None
+    cubin, resources = None, None
     if ptxas.ptxas_path() is not None:  # a cubin spares the GPU machine the JIT (tens of seconds for 1B)
         t0 = time.perf_counter()
         try:
-            cubin = ptxas.assemble(ptx, target)[0]
+            cubin, report = ptxas.assemble(ptx, target)
+            resources = ptxas.parse_ptxas_report(report).get(abi.KERNEL_NAME)
         except EtcError:  # e.g. a ptxas too old for this PTX: the bundle still has the PTX for the JIT
             cubin = None
         seconds["ptxas"] = time.perf_counter() - t0
@@ -90,5 +92,6 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
         info.update(num_layers=config.num_layers, vocab_size=config.vocab_size, max_context=config.max_context)
     meta = bundle_meta(program, Layout.of(program), model=info)
     meta["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    meta["kernel_resources"] = resources  # ptxas: registers, spill stores / loads and stack frame (bytes)
     bundle.write(out, meta, ptx, cubin, target)
     return out

@@ -71,6 +71,9 @@ def _compile(args) -> int:
     print(f"buffers: {sum(b['role'] == 'weight' for b in meta['buffers'])} weights (bound at load, none in the bundle), "
           f"{sum(b['role'] == 'kv_cache' for b in meta['buffers'])} KV caches updated in place")
     print(f"PTX: {ptx / 1e6:.2f} MB for {meta['kernel']} (target {meta['model'].get('target')})")
+    r = meta.get("kernel_resources")
+    print(f"ptxas: {r['registers']} registers per thread, {r['spill_stores']} B spill stores, {r['spill_loads']} B "
+          f"spill loads, {r['stack']} B stack frame" if r else "ptxas: not assembled (the runtime JIT-compiles the PTX)")
     return 0
 
 

@@ -13,6 +13,13 @@ def test_compile_tiny_model_writes_a_bundle(tmp_path, capsys):
     assert "8 workers x 256 threads" in printed and "4 KV caches updated in place" in printed
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["model"]["name"] == "tiny-qwen3" and (out / "kernel.ptx").read_text().startswith("//")
+    from etc.codegen.ptxas import ptxas_path
+    if ptxas_path():  # the kernel's ptxas resources, in bundle.json and printed
+        r = meta["kernel_resources"]
+        assert 0 < r["registers"] <= 255 and r["stack"] >= r["spill_stores"] >= 0 and (out / "kernel.cubin").exists()
+        assert f"ptxas: {r['registers']} registers per thread, {r['spill_stores']} B spill stores" in printed
+    else:
+        assert meta["kernel_resources"] is None and "ptxas: not assembled" in printed
 
 
 def test_generate_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
