@@ -124,6 +124,18 @@ def test_signals_are_release_ordered_and_waits_acquire(tiny_bundle):
     assert signals > 0 and waited > 0
 
 
+def test_tile_functions_stay_functions(tiny_bundle):
+    """Every task's run function calls its tile function; LLVM must not inline the tile there (noinline):
+    inlined, a tile's code is copied once per task that runs it, one per layer."""
+    ptx = (tiny_bundle / "kernel.ptx").read_text()
+    tiles = sorted(name for name in functions(ptx) if re.fullmatch(r"etc_tile_\d+", name))
+    kinds = {t["kind"] for t in json.loads((tiny_bundle / "bundle.json").read_text())["tasks"]}
+    assert tiles and {"embedding", "attention_partial", "linear"} <= kinds
+    calls = re.findall(r"call\.uni\s+(etc_tile_\d+),", ptx)
+    assert sorted(set(calls)) == tiles
+    assert len(calls) > len(tiles)  # the tiny model's layers share their tile functions
+
+
 @pytest.mark.skipif(ptxas.ptxas_path() is None, reason="ptxas is not installed")
 def test_ptxas_accepts_the_kernel_without_spills(tiny_bundle):
     report = ptxas.ptxas_report((tiny_bundle / "kernel.ptx").read_text())

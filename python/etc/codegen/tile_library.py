@@ -308,10 +308,14 @@ class Tile:
     # ------------------------------------------------------------ the function
 
     def function_text(self, suffix: str = "") -> str:
-        """The tile function `@etc_tile_<id><suffix>`, then its companions."""
+        """The tile function `@etc_tile_<id><suffix>`, then its companions. A tile function proper is
+        `noinline`: every task's run function calls it (one per layer), and inlined there its code would be
+        copied into the megakernel once per call site (an attention tile's 16-49 times), which the
+        megakernel's instruction fetch pays for (BENCHMARKS.md, ninth session)."""
         name = tile_function_name(self.task.id) + suffix
+        keep = ', passthrough = ["noinline"]' if not suffix else ""
         head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64) "
-                f"attributes {{etc.shared_bytes = {self.shared_bytes} : i64, etc.tile_kind = \"{self.kind}\"}} {{")
+                f"attributes {{etc.shared_bytes = {self.shared_bytes} : i64, etc.tile_kind = \"{self.kind}\"{keep}}} {{")
         return "\n".join([head, self.b.text(), "  return", "}"] + self.companions) + "\n"
 
 

@@ -4,9 +4,11 @@ attention_partial tile (r, g, s): the G = num_heads / num_kv_heads query heads o
 visible slots t0 <= t < t1 = min(T, t0 + kv_chunk, positions[r] + 1) of chunk s. The chunk is walked in
 sub-chunks of at most SUB_CHUNK slots with an online softmax (one sub-chunk when kv_chunk <= SUB_CHUNK,
 which is then exactly the reference's max / exp / sum):
-  A. scores: one thread per slot reads its K row (16-byte loads) and dots it with the staged q heads;
-     z[h][t] = scale * q_h . k_t goes to shared memory.
-  B. one warp per head: running max m, e = exp(z - m) written back, l = l * exp(m_old - m) + sum e.
+  A. scores: P threads per slot (2 when the block has two threads per slot of the sub-chunk, else 1),
+     each dotting its part of the K row (16-byte loads) with the staged q heads; each part's
+     scale * q_h . k_t goes to shared memory z[part].
+  B. one warp per head: sums the parts into z, running max m, e = exp(z - m) written back,
+     l = l * exp(m_old - m) + sum e.
   C. warps split the slots, lanes split head_dim: o_h = o_h * exp(m_old - m) + sum_t e[h][t] v_t
      (f32 registers), reduced across warps in shared memory at the end. The sub-chunk's V rows are
      copied to shared memory with cp.async before phase A, so their loads overlap A and B and phase C
@@ -18,7 +20,9 @@ KV prefetch (with weight streams, a chunk of one sub-chunk whose K and V rows fi
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
 the tile's waits, bulk-copies them (K and V rows: one copy each) into shared memory on an mbarrier. After
 the waits the tile copies only slot positions[r] (appended this step) and reads K and V from shared
-memory, each thread starting its row at a different 16-byte chunk (no bank conflicts).
+memory, each thread starting its row at a different 16-byte chunk (no bank conflicts). The staged q is
+laid out as two planes (elements 0-3 and 4-7 of each 8-element chunk), so the threads of a quarter warp,
+reading 8 different chunks, hit distinct banks there too.
 """
 from __future__ import annotations
 
@@ -64,8 +68,9 @@ def emit_attention_partial(t: Tile) -> None:
     E = max(2, D // WARP)  # head_dim elements per lane in phase C
     lanes = D // E
     NG_MAX = max(1, min(t.block_max // WARP, REDUCE_BYTES // (G * D * 4)))
+    P = 2 if t.block_max >= 2 * SC and (D // 8) % 2 == 0 else 1  # threads per slot in phase A
     qs = t.smem(G * D * 4)
-    z = t.smem(G * SC * 4)
+    z = t.smem(P * G * SC * 4)
     state = t.smem(3 * G * 4)  # m, l, alpha per head
     red = t.smem(NG_MAX * G * D * 4)
     vt, kt = t.etype("v_cache"), t.etype("k_cache")
@@ -79,6 +84,13 @@ def emit_attention_partial(t: Tile) -> None:
             bar = b.gep(base, BARRIER_OFFSET, "i8")
     else:
         vs = t.smem(SC * D * ELEM_BYTES[vt])  # the sub-chunk's V rows
+
+    def q_at(i):
+        """Where q element i (head i // D) lives in qs: per head, the planes of elements 0-3 and 4-7 of
+        each 8-element chunk, each plane D / 2 floats."""
+        h, d = b.div(i, D), b.rem(i, D)
+        w = b.rem(d, 8)
+        return b.add(b.add(b.mul(h, D), b.mul(b.div(w, 4), D // 2)), b.add(b.mul(b.div(d, 8), 4), b.rem(w, 4)))
 
     def st(kind: int, h) -> V:
         return b.gep(state, b.add(b.mul(kind, G), h) if isinstance(h, V) else kind * G + h, "f32")
@@ -107,7 +119,7 @@ def emit_attention_partial(t: Tile) -> None:
     def visible():
         # q heads of the group -> shared memory (f32), running state m = -inf, l = 0
         qrow = b.add(b.mul(r, qcols), b.mul(head0, D))
-        t.thread_loop(G * D, lambda i: b.store(t.load("q", b.add(qrow, i)), b.gep(qs, i, "f32")))
+        t.thread_loop(G * D, lambda i: b.store(t.load("q", b.add(qrow, i)), b.gep(qs, q_at(i), "f32")))
 
         def init(h):
             b.store(b.f32(float("-inf")), st(0, h))
@@ -147,35 +159,53 @@ def emit_attention_partial(t: Tile) -> None:
             if not prefetch:
                 t.thread_loop(b.mul(n, per_row), stage_v)
 
-            # A. scores, one thread per slot
-            def score(i):
+            # A. scores: P threads per slot (adjacent lanes), each its part of the row's 16-byte chunks
+            cpp = D // 8 // P  # chunks per part
+
+            def score(j):
+                i, part = (b.div(j, P), b.rem(j, P)) if P > 1 else (j, 0)
                 krow = b.mul(b.add(kv_row0, b.add(u0, i)), D)
                 dots = [b.f32(0.0)] * G
-                chunks = [(c, 8 * c) for c in range(D // 8)]
-                if prefetch:  # this row's 16-byte chunks from chunk i on: a warp's lanes hit distinct banks
-                    chunks = [(c, b.mul(b.rem(b.add(i, c), D // 8), 8)) for c in range(D // 8)]
-                    k_vecs = [b.load(b.gep(ks, b.add(b.mul(i, D), off), kt), f"vector<8x{kt}>", 16)
-                              for _, off in chunks]
+                if prefetch:
+                    # from chunk i (part 1: i + 4) on: a quarter warp's 8 lanes read 8 distinct chunks mod 8
+                    rot = b.add(i, b.mul(part, 8 // P)) if P > 1 else i
+                    first = b.mul(part, cpp) if P > 1 else 0
+                    chunks = [b.add(first, b.rem(b.add(rot, c), cpp)) for c in range(cpp)]
+                    k_vecs = [b.load(b.gep(ks, b.add(b.mul(i, D), b.mul(k, 8)), kt), f"vector<8x{kt}>", 16)
+                              for k in chunks]
                 else:
-                    k_vecs = [t.load_vec("k_cache", b.add(krow, off)) for _, off in chunks]  # all in flight
-                for c, off in chunks:
+                    chunks = [b.add(b.mul(part, cpp), c) if P > 1 else c for c in range(cpp)]
+                    k_vecs = [t.load_vec("k_cache", b.add(krow, b.mul(k, 8) if isinstance(k, V) else 8 * k))
+                              for k in chunks]  # all in flight
+                for c, k in enumerate(chunks):
                     kv = b.unpack_f32(k_vecs[c])
                     for h in range(G):
-                        q = b.load(b.gep(qs, b.add(off, h * D) if isinstance(off, V) else h * D + off, "f32"),
-                                   "vector<8xf32>", 16, volatile=True)
-                        qv = [b.vec_extract(q, k) for k in range(8)]
-                        for k in range(8):
-                            dots[h] = b.fma(qv[k], kv[k], dots[h])
+                        qv = []
+                        for plane in range(2):  # volatile: not hoisted out of the slot loop into registers
+                            at = b.add(b.mul(k, 4), h * D + plane * D // 2) if isinstance(k, V) else \
+                                h * D + plane * D // 2 + 4 * k
+                            q4 = b.load(b.gep(qs, at, "f32"), "vector<4xf32>", 16, volatile=True)
+                            qv += [b.vec_extract(q4, e) for e in range(4)]
+                        for e in range(8):
+                            dots[h] = b.fma(qv[e], kv[e], dots[h])
                 for h in range(G):
-                    b.store(b.mul(b.f32(scale), dots[h]), b.gep(z, b.add(i, h * SC), "f32"))
-            t.thread_loop(n, score)
+                    at = b.add(b.add(b.mul(part, G * SC), i), h * SC) if P > 1 else b.add(i, h * SC)
+                    b.store(b.mul(b.f32(scale), dots[h]), b.gep(z, at, "f32"))
+            t.thread_loop(b.mul(n, P) if P > 1 else n, score)
             b.barrier()
 
-            # B. online softmax statistics, one warp per head
+            # B. online softmax statistics, one warp per head (first summing the parts' scores)
             with b.loop(t.warp, G, t.nwarps) as h:
                 zh = b.gep(z, b.mul(h, SC), "f32")
-                (mx,) = b.for_(t.lane, n, WARP, [b.f32(float("-inf"))],
-                               lambda i, a: [b.max(a[0], b.load(b.gep(zh, i, "f32"), "f32"))])
+
+                def top(i, a):
+                    zi = b.load(b.gep(zh, i, "f32"), "f32")
+                    for part in range(1, P):
+                        zi = b.add(zi, b.load(b.gep(zh, b.add(i, part * G * SC), "f32"), "f32"))
+                    if P > 1:
+                        b.store(zi, b.gep(zh, i, "f32"))
+                    return [b.max(a[0], zi)]
+                (mx,) = b.for_(t.lane, n, WARP, [b.f32(float("-inf"))], top)
                 m_old, l_old = b.load(st(0, h), "f32"), b.load(st(1, h), "f32")
                 m_new = b.max(m_old, b.warp_max(mx))
 
@@ -226,8 +256,11 @@ def emit_attention_partial(t: Tile) -> None:
         b.barrier()
 
         def out(i):
-            (o,) = b.for_(0, ngroups, 1, [b.f32(0.0)],
-                          lambda w, a: [b.add(a[0], b.load(b.gep(red, b.add(b.mul(w, G * D), i), "f32"), "f32"))])
+            # every warp's slot loaded at once (red has NG_MAX of them; those past ngroups weigh nothing)
+            parts = [b.load(b.gep(red, b.add(i, w * G * D), "f32"), "f32") for w in range(NG_MAX)]
+            o = parts[0]
+            for w in range(1, NG_MAX):
+                o = b.add(o, b.select(b.cmp("lt", w, ngroups), parts[w], b.f32(0.0)))
             t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), b.round_to(o, ot))
         t.thread_loop(G * D, out)
 
