@@ -61,7 +61,7 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     weights through shared memory, bulk copies issued before the tile's waits (etc.codegen.weight_stream);
     block_size: threads per worker block; split_heads: etc-tile's split-heads; spin_sleep_ns:
     etc-lower-to-gpu's spin-sleep. Where ptxas is installed the bundle also holds its cubin, and bundle.json
-    the kernel's registers, spill bytes and stack frame (kernel_resources)."""
+    the kernel's registers, spill bytes, stack frame and code bytes (kernel_resources)."""
     from etc import bundle
     from etc.codegen import abi, ptxas
     from etc.codegen.bundle_meta import bundle_meta
@@ -83,6 +83,8 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
         try:
             cubin, report = ptxas.assemble(ptx, target)
             resources = ptxas.parse_ptxas_report(report).get(abi.KERNEL_NAME)
+            if resources is not None:
+                resources.update(ptxas.code_summary(cubin, abi.KERNEL_NAME))
         except EtcError:  # e.g. a ptxas too old for this PTX: the bundle still has the PTX for the JIT
             cubin = None
         seconds["ptxas"] = time.perf_counter() - t0
@@ -92,6 +94,6 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
         info.update(num_layers=config.num_layers, vocab_size=config.vocab_size, max_context=config.max_context)
     meta = bundle_meta(program, Layout.of(program), model=info)
     meta["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
-    meta["kernel_resources"] = resources  # ptxas: registers, spill stores / loads and stack frame (bytes)
+    meta["kernel_resources"] = resources  # ptxas: registers, spill stores / loads, stack frame, code (bytes)
     bundle.write(out, meta, ptx, cubin, target)
     return out

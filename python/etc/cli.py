@@ -74,6 +74,9 @@ def _compile(args) -> int:
     r = meta.get("kernel_resources")
     print(f"ptxas: {r['registers']} registers per thread, {r['spill_stores']} B spill stores, {r['spill_loads']} B "
           f"spill loads, {r['stack']} B stack frame" if r else "ptxas: not assembled (the runtime JIT-compiles the PTX)")
+    if r and "code_bytes" in r:
+        print(f"code: {r['code_bytes'] / 1e6:.2f} MB in {meta['kernel']}, {r['function_bytes'] / 1e6:.2f} MB in the "
+              f"{r['functions']} functions it calls")
     return 0
 
 

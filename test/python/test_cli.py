@@ -18,6 +18,9 @@ def test_compile_tiny_model_writes_a_bundle(tmp_path, capsys):
         r = meta["kernel_resources"]
         assert 0 < r["registers"] <= 255 and r["stack"] >= r["spill_stores"] >= 0 and (out / "kernel.cubin").exists()
         assert f"ptxas: {r['registers']} registers per thread, {r['spill_stores']} B spill stores" in printed
+        # the code: the kernel's own, and the functions it calls (at least one per tile kind)
+        assert r["code_bytes"] > 0 and r["functions"] >= 3 and r["function_bytes"] > 0
+        assert f"MB in the {r['functions']} functions it calls" in printed
     else:
         assert meta["kernel_resources"] is None and "ptxas: not assembled" in printed
 

@@ -8,6 +8,7 @@ import pytest
 
 import etc
 from etc.codegen import abi, ptxas
+from etc.errors import EtcError
 from etc.models.decoder import CONFIGS, build_model, dynamic_shapes_for, example_inputs
 
 
@@ -134,6 +135,20 @@ def test_tile_functions_stay_functions(tiny_bundle):
     calls = re.findall(r"call\.uni\s+(etc_tile_\d+),", ptx)
     assert sorted(set(calls)) == tiles
     assert len(calls) > len(tiles)  # the tiny model's layers share their tile functions
+
+
+@pytest.mark.skipif(ptxas.ptxas_path() is None, reason="ptxas is not installed")
+def test_the_cubin_keeps_each_tile_function_once(tiny_bundle):
+    """ptxas leaves every tile function a function of its own (code counted once, not per call site)."""
+    sizes = ptxas.function_code_bytes((tiny_bundle / "kernel.cubin").read_bytes())
+    ptx = (tiny_bundle / "kernel.ptx").read_text()
+    tiles = {name for name in functions(ptx) if re.fullmatch(r"etc_tile_\d+", name)}
+    assert {f"${abi.KERNEL_NAME}${t}" for t in tiles} <= set(sizes)
+    assert all(sizes[f"${abi.KERNEL_NAME}${t}"] > 0 for t in tiles) and sizes[abi.KERNEL_NAME] > 0
+    summary = ptxas.code_summary((tiny_bundle / "kernel.cubin").read_bytes(), abi.KERNEL_NAME)
+    assert summary["code_bytes"] == sizes[abi.KERNEL_NAME] and summary["functions"] == len(sizes) - 1
+    with pytest.raises(EtcError, match="not a 64-bit ELF cubin"):
+        ptxas.function_code_bytes(b"// PTX text")
 
 
 @pytest.mark.skipif(ptxas.ptxas_path() is None, reason="ptxas is not installed")

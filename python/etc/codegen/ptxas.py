@@ -2,12 +2,14 @@
 
     ptx = compile_ptx_text(module_text)          # the megakernel's upstream lowering, in its own context
     report = ptxas_report(ptx)                   # {"etc_megakernel": {"registers": 96, "spill_stores": 0, ...}}
+    sizes = function_code_bytes(cubin)           # {"etc_megakernel": 1536000, "$etc_megakernel$etc_tile_1": ...}
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 
@@ -84,3 +86,33 @@ def parse_ptxas_report(report: str) -> dict[str, dict]:
 def ptxas_report(ptx_text: str) -> dict[str, dict]:
     """Registers, spill stores/loads (bytes) and stack frame per function of the PTX, from `ptxas -v`."""
     return parse_ptxas_report(run_ptxas(ptx_text))
+
+
+def function_code_bytes(cubin: bytes) -> dict[str, int]:
+    """Bytes of machine code per function of a cubin (its ELF symbol table's FUNC symbols): the kernel
+    itself, with what ptxas inlined into it, and every function left as a call (named
+    `$<kernel>$<function>`). Code size matters: the megakernel's instruction fetch pays for it."""
+    if cubin[:5] != b"\x7fELF\x02":
+        raise EtcError("not a 64-bit ELF cubin")
+    shoff, = struct.unpack_from("<Q", cubin, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", cubin, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", cubin, shoff + i * shentsize) for i in range(shnum)]
+    out = {}
+    for _, kind, _, _, offset, size, link, _, _, entsize in sections:
+        if kind != 2 or not entsize:  # SHT_SYMTAB
+            continue
+        names = sections[link][4]
+        for k in range(size // entsize):
+            name, info, _, _, _, nbytes = struct.unpack_from("<IBBHQQ", cubin, offset + k * entsize)
+            if info & 0xF == 2:  # STT_FUNC
+                end = cubin.index(b"\0", names + name)
+                out[cubin[names + name:end].decode()] = nbytes
+    return out
+
+
+def code_summary(cubin: bytes, kernel: str) -> dict[str, int]:
+    """{"code_bytes": the kernel's own code, "functions": how many functions it calls (tile functions,
+    companions, math slow paths), "function_bytes": their code}."""
+    sizes = function_code_bytes(cubin)
+    called = {n: b for n, b in sizes.items() if n != kernel}
+    return {"code_bytes": sizes.get(kernel, 0), "functions": len(called), "function_bytes": sum(called.values())}
