@@ -90,7 +90,7 @@ def ptxas_report(ptx_text: str) -> dict[str, dict]:
 
 def function_code_bytes(cubin: bytes) -> dict[str, int]:
     """Bytes of machine code per function of a cubin (its ELF symbol table's FUNC symbols): the kernel
-    itself, with what ptxas inlined into it, and every function left as a call (named
+    itself, with everything inlined into it, and every function it still calls (named
     `$<kernel>$<function>`). Code size matters: the megakernel's instruction fetch pays for it."""
     if cubin[:5] != b"\x7fELF\x02":
         raise EtcError("not a 64-bit ELF cubin")
