@@ -14,6 +14,7 @@ launch included). Compile where MLIR is; run on the GPU:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import statistics
 from pathlib import Path
 from typing import Callable
@@ -232,8 +233,6 @@ def task_phases(records) -> list[dict]:
 
 def _inputs_by_name(bundle, model, args) -> dict:
     """The example inputs under the bundle's input names (forward's parameter names, in any order)."""
-    import inspect
-
     given = dict(zip(inspect.signature(model.forward).parameters, args))
     names = [b.name for b in bundle.by_role("input")]
     missing = [n for n in names if n not in given]

@@ -163,35 +163,33 @@ def emit_attention_partial(t: Tile) -> None:
             cpp = D // 8 // P  # chunks per part
 
             def score(j):
-                i, part = (b.div(j, P), b.rem(j, P)) if P > 1 else (j, 0)
+                i, part = b.div(j, P), b.rem(j, P)
                 krow = b.mul(b.add(kv_row0, b.add(u0, i)), D)
                 dots = [b.f32(0.0)] * G
                 if prefetch:
                     # from chunk i (part 1: i + 4) on: a quarter warp's 8 lanes read 8 distinct chunks mod 8
-                    rot = b.add(i, b.mul(part, 8 // P)) if P > 1 else i
-                    first = b.mul(part, cpp) if P > 1 else 0
+                    rot = b.add(i, b.mul(part, 8 // P))
+                    first = b.mul(part, cpp)
                     chunks = [b.add(first, b.rem(b.add(rot, c), cpp)) for c in range(cpp)]
                     k_vecs = [b.load(b.gep(ks, b.add(b.mul(i, D), b.mul(k, 8)), kt), f"vector<8x{kt}>", 16)
                               for k in chunks]
                 else:
-                    chunks = [b.add(b.mul(part, cpp), c) if P > 1 else c for c in range(cpp)]
-                    k_vecs = [t.load_vec("k_cache", b.add(krow, b.mul(k, 8) if isinstance(k, V) else 8 * k))
-                              for k in chunks]  # all in flight
+                    chunks = [b.add(b.mul(part, cpp), c) for c in range(cpp)]
+                    k_vecs = [t.load_vec("k_cache", b.add(krow, b.mul(k, 8))) for k in chunks]  # all in flight
                 for c, k in enumerate(chunks):
                     kv = b.unpack_f32(k_vecs[c])
                     for h in range(G):
                         qv = []
                         for plane in range(2):  # volatile: not hoisted out of the slot loop into registers
-                            at = b.add(b.mul(k, 4), h * D + plane * D // 2) if isinstance(k, V) else \
-                                h * D + plane * D // 2 + 4 * k
+                            at = b.add(b.mul(k, 4), h * D + plane * D // 2)
                             q4 = b.load(b.gep(qs, at, "f32"), "vector<4xf32>", 16, volatile=True)
                             qv += [b.vec_extract(q4, e) for e in range(4)]
                         for e in range(8):
                             dots[h] = b.fma(qv[e], kv[e], dots[h])
                 for h in range(G):
-                    at = b.add(b.add(b.mul(part, G * SC), i), h * SC) if P > 1 else b.add(i, h * SC)
+                    at = b.add(b.add(b.mul(part, G * SC), i), h * SC)
                     b.store(b.mul(b.f32(scale), dots[h]), b.gep(z, at, "f32"))
-            t.thread_loop(b.mul(n, P) if P > 1 else n, score)
+            t.thread_loop(b.mul(n, P), score)
             b.barrier()
 
             # B. online softmax statistics, one warp per head (first summing the parts' scores)
