@@ -85,15 +85,16 @@ def test_linear_tiles_with_weight_streams_match_the_reference(cases):
     from etc.codegen.tiles_harness import harness_module_text as harness
 
     selected = [c for c in cases if c.task.kind == "linear" and c.name.startswith(("llama-1b/", "extra/"))]
-    failures, streamed = [], 0
+    failures, streamed, tensor_cores = [], 0, 0
     for case in selected:
         text = harness(case.program, [case.task], weight_stream=True)
         streams = "nvvm.cp.async.bulk" in text
         assert streams == (case.task.params["in_features"] % 256 == 0), case.name  # bf16 / f32 weights here
         streamed += streams
+        tensor_cores += "nvvm.mma.sync" in text and case.sizes["batch"] >= 2  # rows >= 2: the mma dot
         got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True)
         failures += _mismatches(case, got)
-    assert streamed >= 12 and not failures, (streamed, failures)
+    assert streamed >= 12 and tensor_cores >= 12 and not failures, (streamed, tensor_cores, failures)
 
 
 def test_attention_tiles_with_kv_prefetch_match_the_reference(cases):
@@ -185,6 +186,84 @@ def test_simulated_inline_asm_knows_only_cache_policies_and_empty_statements():
 }"""
     with pytest.raises(EtcError, match="unsupported inline asm 'mov.u64"):
         Simulator(text).run("k", 1, 32, 0, [0])
+
+
+def _mma_kernel(partial: bool = False) -> str:
+    """Lane l loads its A, B, C registers from a[4l..], b[2l..], c[4l..], runs one bf16 mma.sync
+    m16n8k16 and stores D to d[4l..] (partial: lanes 16+ skip the mma)."""
+    loads = []
+    for name, n, t in (("a", 4, "i32"), ("b", 2, "i32"), ("c", 4, "f32")):
+        for i in range(n):
+            loads.append(f"%{name}p{i} = llvm.getelementptr %{name}[%l{n}_{i}] : (!llvm.ptr, i64) -> !llvm.ptr, {t}\n"
+                         f"      %{name}{i} = llvm.load %{name}p{i} : !llvm.ptr -> {t}")
+    index = "\n".join(f"      %l{n}_{i} = arith.addi %l{n}, %k{i} : i64" for n in (2, 4) for i in range(n))
+    mma = ("%r = nvvm.mma.sync A[%a0, %a1, %a2, %a3] B[%b0, %b1] C[%c0, %c1, %c2, %c3] {layoutA = "
+           "#nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, "
+           "multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : "
+           "(i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>")
+    stores = "\n".join(f"      %d{i} = llvm.extractvalue %r[{i}] : !llvm.struct<(f32, f32, f32, f32)>\n"
+                       f"      %dp{i} = llvm.getelementptr %d[%l4_{i}] : (!llvm.ptr, i64) -> !llvm.ptr, f32\n"
+                       f"      llvm.store %d{i}, %dp{i} : f32, !llvm.ptr" for i in range(4))
+    cond = "arith.constant 16 : index" if partial else "arith.constant 32 : index"
+    return f"""module attributes {{gpu.container_module}} {{
+  gpu.module @etc {{
+    gpu.func @k(%a: !llvm.ptr, %b: !llvm.ptr, %c: !llvm.ptr, %d: !llvm.ptr) kernel {{
+      %t = gpu.thread_id x
+      %lanes = {cond}
+      %in = arith.cmpi ult, %t, %lanes : index
+      %l = arith.index_cast %t : index to i64
+      %two = arith.constant 2 : i64
+      %four = arith.constant 4 : i64
+      %l2 = arith.muli %l, %two : i64
+      %l4 = arith.muli %l, %four : i64
+{chr(10).join(f"      %k{i} = arith.constant {i} : i64" for i in range(4))}
+{index}
+      scf.if %in {{
+      {(chr(10) + "      ").join(loads)}
+      {mma}
+{stores}
+      }}
+      gpu.return
+    }}
+  }}
+}}"""
+
+
+def test_simulated_mma_follows_the_ptx_fragment_layout():
+    """The simulator's mma.sync m16n8k16 reads A, B and C and writes D where the PTX ISA puts them (lane l:
+    A rows l/4 and l/4 + 8 at k = 2(l%4) + {0, 1} and + 8, B column l/4 at the same k, D columns
+    2(l%4) + {0, 1}), with bf16 pairs packed lower half first; run by part of a warp it is an error."""
+    from etc.codegen.tiles_simt import Simulator, from_storage, to_storage
+
+    rng = np.random.default_rng(3)
+    A = from_storage(to_storage(rng.standard_normal((16, 16)), "bf16"), "bf16", (16, 16))
+    B = from_storage(to_storage(rng.standard_normal((16, 8)), "bf16"), "bf16", (16, 8))
+    C = rng.standard_normal((16, 8)).astype(np.float32)
+
+    def pack(lo, hi):  # two bf16 values in one i32, lo in the lower half
+        bits = to_storage(np.array([lo, hi]), "bf16").astype(np.uint32)
+        return np.array(bits[0] | (bits[1] << 16), np.uint32).view(np.int32)
+    a = np.zeros((32, 4), np.int32)
+    b = np.zeros((32, 2), np.int32)
+    c = np.zeros((32, 4), np.float32)
+    for lane in range(32):
+        g, q = lane // 4, 2 * (lane % 4)
+        a[lane] = [pack(A[g, q], A[g, q + 1]), pack(A[g + 8, q], A[g + 8, q + 1]),
+                   pack(A[g, q + 8], A[g, q + 9]), pack(A[g + 8, q + 8], A[g + 8, q + 9])]
+        b[lane] = [pack(B[q, g], B[q + 1, g]), pack(B[q + 8, g], B[q + 9, g])]
+        c[lane] = [C[g, q], C[g, q + 1], C[g + 8, q], C[g + 8, q + 1]]
+    sim = Simulator(_mma_kernel())
+    ptrs = [sim.memory.add(x.reshape(-1).view(np.uint8).copy()) for x in (a, b, c)] + [sim.memory.add(32 * 16)]
+    sim.run("k", 1, 32, 0, ptrs)
+    d = sim.memory.view(ptrs[3]).view(np.float32).reshape(32, 4)
+    D = A.astype(np.float64) @ B + C
+    for lane in range(32):
+        g, q = lane // 4, 2 * (lane % 4)
+        np.testing.assert_allclose(d[lane], [D[g, q], D[g, q + 1], D[g + 8, q], D[g + 8, q + 1]], rtol=1e-6)
+    partial = Simulator(_mma_kernel(partial=True))
+    ptrs = [partial.memory.add(x.reshape(-1).view(np.uint8).copy()) for x in (a, b, c)] + [partial.memory.add(512)]
+    with pytest.raises(EtcError, match="part of a warp"):
+        partial.run("k", 1, 32, 0, ptrs)
 
 
 def test_weight_stream_traps_on_a_block_of_another_size(cases):

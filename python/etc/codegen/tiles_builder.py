@@ -491,6 +491,19 @@ class Builder:
             v = combine(v, self.shuffle_xor(v, off))
         return v
 
+    def mma_16x8x16(self, a: Sequence[V], b: Sequence[V], c: Sequence[V], etype: str) -> list[V]:
+        """Warp-wide tensor-core D = A B + C (mma.sync m16n8k16, A row-major, B column-major, f32 C/D):
+        a = 4 i32 registers of A (16 x 16), b = 2 of B (16 x 8), each two `etype` (bf16 / f16) values, the
+        lower half first; c = 4 f32 of C. Lane l holds row l/4 of A in a[0], a[2] (row l/4 + 8 in a[1],
+        a[3]) at k = 2(l%4) + {0, 1} and + 8; column l/4 of B in b[0], b[1] at the same k; and D rows l/4,
+        l/4 + 8 at columns 2(l%4) + {0, 1}. Every lane of the warp must execute it."""
+        st = "!llvm.struct<(f32, f32, f32, f32)>"
+        d = self.emit(f"nvvm.mma.sync A[{', '.join(map(str, a))}] B[{', '.join(map(str, b))}] "
+                      f"C[{', '.join(map(str, c))}] {{layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, "
+                      f"multiplicandAPtxType = #nvvm.mma_type<{etype}>, multiplicandBPtxType = #nvvm.mma_type<{etype}>, "
+                      f"shape = #nvvm.shape<m = 16, n = 8, k = 16>}} : (i32, i32, f32) -> {st}", st)
+        return [self.emit(f"llvm.extractvalue {d}[{i}] : {st}", "f32") for i in range(4)]
+
     def warp_sum(self, v: V) -> V:
         return self.warp_reduce(v, self.add)
 

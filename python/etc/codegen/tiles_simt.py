@@ -629,6 +629,51 @@ def h_inline_asm(sim, op, x, mask):
     raise EtcError(f"simulator: unsupported inline asm '{asm}'")
 
 
+def _halves(v: np.ndarray, etype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two 16-bit floats packed in i32 values (the lower half first), as float64."""
+    u = v.astype(np.int64) & 0xFFFFFFFF
+    lo, hi = (u & 0xFFFF).astype(np.uint16), (u >> 16).astype(np.uint16)
+    if etype == "bf16":
+        return tuple((h.astype(np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64) for h in (lo, hi))
+    return tuple(h.view(np.float16).astype(np.float64) for h in (lo, hi))
+
+
+def h_mma_sync(sim, op, x, mask):
+    """mma.sync m16n8k16 (row-major A, column-major B, f32 accumulators), warp by warp: the fragments are
+    gathered from the lanes as the PTX ISA lays them out, multiplied in float64, rounded once to f32."""
+    shape = str(op.attrs["shape"])
+    etype = str(op.attrs["multiplicandAPtxType"]).split("<")[1].rstrip(">")
+    if "m = 16, n = 8, k = 16" not in shape or etype not in ("bf16", "f16") or len(x) != 10:
+        raise EtcError(f"simulator: unsupported mma.sync {shape} {etype}")
+    warps = sim.B // 32
+    whole = mask.reshape(warps, 32)
+    if not np.all(whole.all(axis=1) | ~whole.any(axis=1)):
+        raise EtcError("simulator: mma.sync run by part of a warp")
+    out = np.zeros((sim.B, 4), np.float32)
+    lane = np.arange(32)
+    g, c = lane // 4, lane % 4
+    for w in np.nonzero(whole.all(axis=1))[0]:
+        s = slice(32 * w, 32 * w + 32)
+        A, Bm, C = np.zeros((16, 16)), np.zeros((16, 8)), np.zeros((16, 8))
+        for reg, (dr, dk) in enumerate(((0, 0), (8, 0), (0, 8), (8, 8))):
+            lo, hi = _halves(x[reg][s], etype)
+            A[g + dr, 2 * c + dk], A[g + dr, 2 * c + dk + 1] = lo, hi
+        for reg, dk in enumerate((0, 8)):
+            lo, hi = _halves(x[4 + reg][s], etype)
+            Bm[2 * c + dk, g], Bm[2 * c + dk + 1, g] = lo, hi
+        for reg, (dr, dc) in enumerate(((0, 0), (0, 1), (8, 0), (8, 1))):
+            C[g + dr, 2 * c + dc] = x[6 + reg][s]
+        D = A @ Bm + C
+        for reg, (dr, dc) in enumerate(((0, 0), (0, 1), (8, 0), (8, 1))):
+            out[s, reg] = D[g + dr, 2 * c + dc]
+    return out
+
+
+def h_extractvalue(sim, op, x, mask):
+    (position,) = [int(p) for p in str(op.attrs["position"]).split(":")[1].strip(" >").split(",")]
+    return x[0][:, position]
+
+
 def h_globaltimer(sim, op, x, mask):
     return np.full(sim.B, sim.clock, np.int64)
 
@@ -690,7 +735,8 @@ _HANDLERS = {
     "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
     "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
     "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_inline_asm,
-    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer, "llvm.atomicrmw": h_atomicrmw, "llvm.fence": h_noop,
+    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer, "nvvm.mma.sync": h_mma_sync,
+    "llvm.extractvalue": h_extractvalue, "llvm.atomicrmw": h_atomicrmw, "llvm.fence": h_noop,
 }
 _TERMINATORS = ("scf.yield", "scf.condition", "func.return", "gpu.return")
 
