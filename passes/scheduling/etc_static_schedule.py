@@ -12,7 +12,12 @@ declared range. Dynamic tasks get no static entries (etc-dynamic-schedule queues
 How: list scheduling in task id order with the cost model (etc.cost_model) at representative sizes.
 A task becomes ready when its producers (the tasks signalling the counters it waits on) are estimated
 to finish; it gets the k workers that can start it earliest, k chosen to minimize its estimated
-finish time (ties: fewer workers), and the earlier-starting workers take the extra tiles.
+finish time (ties: fewer workers), and the earlier-starting workers take the extra tiles. A task whose
+tile count grows with the sizes (attention's rows and KV chunks) then gets the other workers too, after
+those k (earliest-starting first): where it has at most k tiles at the representative sizes they stay
+where the cost model put them (the extra workers' first tiles are past the count), and at larger sizes
+they spread over every worker instead of piling onto k of them (Llama-3.2-1B at batch 16 had its 1024
+attention tiles on 64 of 132 SMs).
 Guarantees: every static tile is in exactly one queue, and every queue lists tasks in increasing id
 order, which is topological. That makes deadlock impossible: take the unfinished tile that is first
 in (task id, tile index) order. Its producers have smaller ids, so they are finished; the entries
@@ -56,6 +61,7 @@ def plan(program: SmTaskProgram, num_workers: int, sizes: dict[str, int],
     for task in program.tasks:
         for name in task.signals:
             signallers.setdefault(name, []).append(task.id)
+    maxima = program.default_sizes()
     free_at = [0.0] * num_workers  # estimated time each worker finishes its queue so far
     finish: dict[int, float] = {}
     queues: dict[int, list[QueueEntry]] = {}
@@ -69,6 +75,8 @@ def plan(program: SmTaskProgram, num_workers: int, sizes: dict[str, int],
             finish[task.id] = ready + -(-tiles // num_workers) * tile_us
             continue
         placement = _place(free_at, ready, tiles, tile_us)
+        if task.tile_count(maxima) > tiles:
+            placement = _spread(placement, free_at, ready, tiles, tile_us)
         k = len(placement.workers)
         for j, worker in enumerate(placement.workers):
             queues.setdefault(worker, []).append(QueueEntry(task.id, j, k))
@@ -93,6 +101,17 @@ def _place(free_at: list[float], ready: float, tiles: int, tile_us: float) -> Pl
         if best is None or end < best - 1e-9:
             best_k, best = k, end
     return Placement(order[:best_k], best)
+
+
+def _spread(placement: Placement, free_at: list[float], ready: float, tiles: int, tile_us: float) -> Placement:
+    """The placement's workers, then every other one (earliest start first), with the finish estimate of
+    `tiles` tiles dealt over all of them."""
+    rest = sorted((w for w in range(len(free_at)) if w not in placement.workers),
+                  key=lambda w: (max(free_at[w], ready), w))
+    workers = placement.workers + rest
+    k = len(workers)
+    finish = max(max(free_at[w], ready) + len(range(j, tiles, k)) * tile_us for j, w in enumerate(workers))
+    return Placement(workers, finish)
 
 
 class StaticSchedule(Pass):

@@ -45,6 +45,25 @@ func.func @hybrid() {
 
 // -----
 
+// Positive (a grid that grows with the batch): at the representative batch 1 the `rows` task has one
+// tile, which goes to worker 1 (worker 0 runs `first`); workers 2, 3 and 0 follow with stride 4, so a
+// larger batch spreads over every worker.
+// CHECK-LABEL: func.func @growing
+// CHECK: "sm_task.static_queue"() {entries = array<i64: 0, 0, 1, 1, 3, 4>, worker = 0 : i64}
+// CHECK-NEXT: "sm_task.static_queue"() {entries = array<i64: 1, 0, 4>, worker = 1 : i64}
+// CHECK-NEXT: "sm_task.static_queue"() {entries = array<i64: 1, 1, 4>, worker = 2 : i64}
+// CHECK-NEXT: "sm_task.static_queue"() {entries = array<i64: 1, 2, 4>, worker = 3 : i64}
+// CHECK-NEXT: return
+func.func @growing() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 64 : i64} : () -> index
+  "sm_task.kernel"(%b) {operandSegmentSizes = array<i32: 1, 0>, sym_name = "growing", num_workers = 0 : i64, block_size = 128 : i64} : (index) -> ()
+  "sm_task.task"() {operandSegmentSizes = array<i32: 0, 0, 0, 0, 0>, id = 0 : i64, name = "first", kind = "gelu", schedule = "static", grid = affine_map<() -> (1)>, wait_maps = [], signal_maps = [], params = {}} : () -> ()
+  "sm_task.task"(%b) {operandSegmentSizes = array<i32: 1, 0, 0, 0, 0>, id = 1 : i64, name = "rows", kind = "gelu", schedule = "static", grid = affine_map<()[s0] -> (s0)>, wait_maps = [], signal_maps = [], params = {}} : (index) -> ()
+  return
+}
+
+// -----
+
 // No match: event_tensor IR without an sm_task.kernel is left alone.
 // CHECK-LABEL: func.func @not_lowered
 // CHECK-NOT: sm_task
