@@ -150,11 +150,13 @@ def test_split_head_norm_is_finished_by_whichever_tile_of_the_head_arrives_last(
 
 @pytest.mark.parametrize("name", ["llama-1b/q_proj", "llama-1b/q_proj_split", "extra/linear_stream_short-b2",
                                   "extra/linear_stream_rows-b1",
-                                  "llama-1b/down", "llama-1b/gate_up"])
+                                  "llama-1b/down", "llama-1b/gate_up", "llama-1b/down-b9",
+                                  "extra/linear_norm_k4096-b9"])
 def test_weight_stream_copies_every_weight_byte_once_per_pass(cases, name):
     """One pass over x (batch <= 16) bulk-copies every weight byte of every role exactly once (short last
     groups and split heads included): a column group's whole rows (if they fit WHOLE_ROW_STAGE_BYTES) one
-    copy per role, longer rows one copy per row and K slice (the largest fitting STAGE_BYTES a group)."""
+    copy per role, longer rows one copy per row and K slice (the largest fitting STAGE_BYTES a group).
+    Rows of 8192 and 4096 at batch 9 stage x a segment of K at a time, so they too pass once."""
     from etc.codegen.weight_stream import STAGE_BYTES, WHOLE_ROW_STAGE_BYTES
     case = next(c for c in cases if c.name == name)
     p = case.task.params

@@ -299,6 +299,17 @@ def extra_programs() -> dict[str, object]:
                                          head_dim=128, cache_heads=2)
     # Qwen3-8B's rows of 4096: more chunks per lane than the one-pass rms_norm staging holds
     progs["linear_norm_k4096"] = _linear("k4", 4096, 64, 32)
+    # Qwen3-8B-shaped: 32 heads of 128 merged into K = 4096 (x of 16 rows staged a segment of K at a time)
+    progs["o_proj_merge_k4096"] = program_of_text(program_text(
+        DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 128"),
+               ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("w", "weight", "bf16", "32, 4096"),
+               ("res", "workspace", "bf16", "s0, 32"), ("y", "workspace", "bf16", "s0, 32")],
+        "linear", "2", ["po", "ps", "w", "res"], ["y"],
+        {"in_features": 4096, "out_features": 32, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
+         "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": 32, "head_dim": 128,
+         "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
+    # ... with split heads of 128 normalized by their last tile and rope (Qwen3-8B's q_proj)
+    progs["q_proj_split_norm_k4096"] = _linear("q4", 4096, 128, 64, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["argmax"] = program_of_text(program_text(
         DIMS, [("x", "workspace", "bf16", "s0, 1000"), ("out", "output", "i64", "s0")],
         "argmax", "s0", ["x"], ["out"], {"read_roles": ["x"], "write_roles": ["out"]}))
@@ -411,9 +422,13 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 cases.append(make_case(f"extra/{name}-b{batch}", progs[name], progs[name].tasks[0],
                                        {"batch": batch, "kv_len": 20}, seed=16 + batch))
         k4096 = progs["linear_norm_k4096"]  # one row of 4096: two chunks per warp, loaded at once
-        for batch in (1, 9):  # batch 1: the one-row variant; 9 rows: row groups of 8 and 1 (the general tile)
+        for batch in (1, 9):  # batch 1: the one-row variant; 9 rows: one pass, x staged in two segments of K
             cases.append(make_case(f"extra/linear_norm_k4096-b{batch}", k4096, k4096.tasks[0],
                                    {"batch": batch, "kv_len": 20}, seed=19 + batch))
+        # segmented passes of 16 and 2 rows (the second with the mma's upper rows unused)
+        for name in ("q_proj_split_norm_k4096", "o_proj_merge_k4096"):
+            cases.append(make_case(f"extra/{name}-b18", progs[name], progs[name].tasks[0],
+                                   {"batch": 18, "kv_len": 300}, seed=31))
         nb = progs["linear_norm_block128"]
         for batch in (1, 3):
             cases.append(make_case(f"extra/linear_norm_block128-b{batch}", nb, nb.tasks[0],

@@ -35,10 +35,14 @@ memory itself.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import WARP, Tile, col_span, gelu, rope_pair, silu
 from etc.codegen.tiles_builder import ELEM_BYTES, FLOAT_BITS, V
-from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES, StreamGeometry, WeightStream, linear_column
+from etc.codegen.weight_stream import (RING_OFFSET, SEGMENT_ROWS, STREAM_SHARED_BYTES, StreamGeometry, WeightStream,
+                                       linear_column)
 from etc.tiles import SPLIT_HEAD_STEPS, split_head_norm_ok, split_head_tiles
 
 ROW_GROUP = 16  # rows sharing one pass over the weights
@@ -156,8 +160,11 @@ class Linear:
         K, TN, RB, xt = self.K, self.TN, self.RB, self.xt
         j = t.coords[0]
         self.n0, self.ncols = col_span(t, j, TN, self.N)
-        self.xs = t.smem(RB * K * ELEM_BYTES[xt])
-        self.st = t.smem(RB * TN * 4) if self.rest else None
+        geometry = StreamGeometry.of(t, RB, self.x_role) if t.weight_stream else None
+        self.seg_k = self.segment_k(geometry)
+        self.RG = SEGMENT_ROWS if self.seg_k else RB  # rows of a row group (positions, st)
+        self.xs = t.smem(max(RB * K, SEGMENT_ROWS * self.seg_k) * ELEM_BYTES[xt])
+        self.st = t.smem(self.RG * TN * 4) if self.rest else None
         self.head_st = t.smem(RB * self.D * 4) if self.gather else None  # a gathered head per row
         self.last = t.smem(4) if self.gather else None  # 1 in the head's last tile to arrive
         self.head_consts = self.head_constants()
@@ -167,8 +174,15 @@ class Linear:
         # the tensor-core dot's per-warp partial sums, two column groups' worth (see mma_columns)
         red_bytes = 2 * MMA_WARPS * (2 if "silu_mul" in self.steps else 1) * 16 * 8 * 4
         self.red = t.smem(red_bytes) if self.mma_possible() and t.shared_bytes + red_bytes <= RING_OFFSET else None
+        # a segmented tile's column sums, carried across the segments (per column group, role, row, column)
+        self.rstd = t.smem(SEGMENT_ROWS * 4) if self.seg_k and self.prologue == "rms_norm" else None
+        self.acc = t.smem(-(-TN // MMA_WARPS) * red_bytes // 2 // MMA_WARPS) if self.seg_k else None
         # a tile whose own scratch reaches the ring loads its weights without a stream
-        geometry = StreamGeometry.of(t, RB, self.x_role) if t.weight_stream and t.shared_bytes <= RING_OFFSET else None
+        geometry = geometry if geometry and t.shared_bytes <= RING_OFFSET else None
+        if geometry and self.seg_k and self.red is not None:
+            geometry = dataclasses.replace(geometry, segment_k=self.seg_k)
+        else:
+            self.seg_k = 0
         self.stream = WeightStream(t, geometry) if geometry else None
         with b.at_entry():
             self.lane8 = b.mul(t.lane, 8)
@@ -201,9 +215,27 @@ class Linear:
         return (not self.one_row and self.RB >= MMA_ROWS and t.weight_stream and t.block_max == MMA_WARPS * WARP
                 and self.xt in ("bf16", "f16") and all(t.etype(r) == self.xt for r in roles))
 
+    def segment_k(self, geometry: StreamGeometry | None) -> int:
+        """Elements of K per segment of x when the tile is segmented: its 2+ rows take the tensor-core dot
+        SEGMENT_ROWS rows at a time, x staged a segment at a time, because SEGMENT_ROWS whole rows do not
+        fit X_STAGE_BYTES (which otherwise makes a pass over the weights per RB rows: Llama-3.2-1B's
+        down_proj at batch 16 streamed its weights four times). 0: not segmented."""
+        if not (geometry and self.one_row_variant and self.mma_possible() and geometry.columns == MMA_WARPS
+                and self.prologue in ("none", "rms_norm", "attention_merge") and self.RB < SEGMENT_ROWS):
+            return 0
+        unit = geometry.slice_k
+        if self.prologue == "attention_merge":  # a segment merges whole heads
+            unit = math.lcm(unit, int(self.t.shape("partial_out")[3]))
+        fits = [k for k in range(unit, self.K, unit)
+                if self.K % k == 0 and SEGMENT_ROWS * k * ELEM_BYTES[self.xt] <= X_STAGE_BYTES]
+        return max(fits, default=0)
+
     def row_groups(self) -> None:
         """Every row group: stage x, dot products, per-head steps; then the gathered heads; the stream's
         barriers invalidated."""
+        if self.seg_k:
+            self.segmented_row_groups()
+            return
         t, b, RB = self.t, self.b, self.RB
         with b.loop(0, self.rows, RB) as rg:
             nr = b.min(b.sub(self.rows, rg), RB)
@@ -230,6 +262,93 @@ class Linear:
             self.gather_head()
         if self.stream:
             self.stream.finish()
+
+    def segmented_row_groups(self) -> None:
+        """A segmented tile's 2+ rows (segment_k): per group of SEGMENT_ROWS rows, per segment of K, stage
+        x's segment and run the tensor-core dot over the segment's blocks (K-major: WeightStream), the
+        column sums carried in `acc`; then the per-head steps and the gathered heads as in row_groups."""
+        t, b = self.t, self.b
+        segments = self.K // self.seg_k
+        with b.loop(0, self.rows, SEGMENT_ROWS) as rg:
+            nr = b.min(b.sub(self.rows, rg), SEGMENT_ROWS)
+            b.barrier()  # the previous group is done with st and the head constants
+            self.copy_head_constants(rg, nr)
+            if self.rstd is not None:
+                self.row_rstd(rg, nr)
+            first = b.cmp("eq", rg, 0) if t.profile else None
+            with b.loop(0, segments) as seg:
+                b.barrier()  # the previous segment's dot is done with xs
+                self.stage_segment(rg, nr, seg)
+                b.barrier()
+                if t.profile:
+                    t.phase(0, b.land(first, b.cmp("eq", seg, 0)))  # x's first segment staged
+                b.if_(b.cmp("le", nr, 8), [], lambda: self.mma_columns(rg, nr, 8, seg) or [],
+                      lambda: self.mma_columns(rg, nr, SEGMENT_ROWS, seg) or [])
+            if self.rest:
+                if self.head_consts:
+                    b.wait_async()
+                b.barrier()
+                t.phase(1, first)  # every segment's dot products
+                if self.gather:
+                    self.store_unnormed(rg, nr)
+                else:
+                    self.heads(rg, nr)
+            else:
+                t.phase(1, first)
+            t.phase(2, first)
+        if self.gather:
+            self.gather_head()
+        self.stream.finish()
+
+    def row_rstd(self, rg: V, nr: V) -> None:
+        """rms_norm's 1 / rms of each row of the group, over all of K, into `rstd` (one warp per row, every
+        chunk of the row in flight at once up to UNROLL per lane); ends with a barrier."""
+        t, b = self.t, self.b
+        K = self.K
+        eps = float(t.param("prologue_eps"))
+        per_lane = K // (8 * WARP)
+        step = max(u for u in range(1, UNROLL + 1) if per_lane % u == 0)
+        with b.loop(t.warp, nr, t.nwarps) as rr:
+            row = b.add(b.mul(b.add(rg, rr), K), self.lane8)
+
+            def chunks(it, acc):
+                vals = [t.load_vec("x", b.add(row, b.add(b.mul(it, 256 * step), 256 * u))) for u in range(step)]
+                ss = acc[0]
+                for v in vals:
+                    ss = _sumsq(b, b.unpack_f32(v), ss)
+                return [ss]
+            (ss,) = b.for_(0, per_lane // step, 1, [b.f32(0.0)], chunks)
+            rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(K)), eps)))
+            with b.when(b.cmp("eq", t.lane, 0)):
+                b.store(rstd, b.gep(self.rstd, rr, "f32"))
+        b.barrier()
+
+    def stage_segment(self, rg: V, nr: V, seg: V) -> None:
+        """x[rg : rg + nr, seg * segment_k : (seg + 1) * segment_k] -> xs (rows segment_k apart), normalized
+        as stage() would (rms_norm with the row's rstd over all of K) or merged from the attention splits;
+        every thread's COPY_UNROLL chunks in flight at once."""
+        t, b = self.t, self.b
+        K, SK, xt = self.K, self.seg_k, self.xt
+        k0 = b.mul(seg, SK)
+        if self.prologue == "attention_merge":
+            self.stage_merge(rg, nr, k0, SK)
+            return
+        n = b.mul(nr, SK // 8)
+        with b.loop(t.tid, n, b.mul(t.bd, COPY_UNROLL)) as i0:
+            at = [b.add(i0, b.mul(t.bd, u)) for u in range(COPY_UNROLL)]
+            idx = [b.min(i, b.sub(n, 1)) for i in at]  # past n: a repeated in-bounds load
+            rows = [b.div(i, SK // 8) for i in idx]
+            ks = [b.add(k0, b.mul(b.rem(i, SK // 8), 8)) for i in idx]
+            vals = [t.load_vec("x", b.add(b.mul(b.add(rg, r), K), k)) for r, k in zip(rows, ks)]
+            if self.rstd is not None:
+                ws = [t.load_vec("norm_weight", k) for k in ks]
+            for u, (i, r, k, v) in enumerate(zip(at, rows, ks, vals)):
+                if self.rstd is not None:
+                    rstd = b.load(b.gep(self.rstd, r, "f32"), "f32")
+                    v = b.vec_from([b.cast(b.round_to(b.mul(w, b.round_to(b.mul(x, rstd), xt)), xt), xt)
+                                    for x, w in zip(b.unpack_f32(v), b.unpack_f32(ws[u]))])
+                with b.when(b.cmp("lt", i, n)):
+                    b.store(v, b.gep(self.xs, b.add(b.mul(r, SK), b.sub(k, k0)), xt), min(16, 8 * ELEM_BYTES[xt]))
 
     def companion_tile(self, weight_stream: bool, profile: bool = False) -> Tile:
         """A fresh Tile of this task, for a companion function of the tile."""
@@ -413,19 +532,20 @@ class Linear:
                     return b.round_to(y if bias is None else b.add(y, bias), xt)
                 write(ln)
 
-    def stage_merge(self, rg: V, nr: V) -> None:
+    def stage_merge(self, rg: V, nr: V, k_lo=0, width: int | None = None) -> None:
         """x rows merged from the attention splits, as attention_merge computes them: a thread per 8 values
         of a row loads the (m, l) stats and its partial outputs of MERGE_GROUP splits at once (one memory
         round trip at ctx / kv_chunk <= MERGE_GROUP), and merges group after group with a running max:
         M = max m_s, w_s = exp(m_s - M) (0 for an empty chunk), x = sum w_s o_s / sum w_s l_s."""
         t, b = self.t, self.b
         K, xt = self.K, self.xt
+        W = width or K  # columns [k_lo, k_lo + W) of x, into xs rows W apart
         _, H, S, D = t.shape("partial_out")
         inf = float("-inf")
 
-        def values(i):  # x[rg + i // (K/8), 8 (i % (K/8)) ...][: 8]
-            rr, k0 = b.div(i, K // 8), b.mul(b.rem(i, K // 8), 8)
-            h, d0 = b.div(k0, D), b.rem(k0, D)
+        def values(i):  # x[rg + i // (W/8), k_lo + 8 (i % (W/8)) ...][: 8]
+            rr, k0 = b.div(i, W // 8), b.mul(b.rem(i, W // 8), 8)
+            h, d0 = b.div(b.add(k0, k_lo), D), b.rem(k0, D)
             base = b.mul(b.add(b.mul(b.add(rg, rr), H), h), S)  # (r, h, split 0)
 
             def group(s0, acc):
@@ -450,8 +570,8 @@ class Linear:
                 return [new_top, den] + num
             acc = b.for_(0, S, MERGE_GROUP, [b.f32(inf), b.f32(0.0)] + [b.f32(0.0)] * 8, group)
             ys = [b.cast(b.round_to(b.div(x, acc[1]), xt), xt) for x in acc[2:]]
-            b.store(b.vec_from(ys), b.gep(self.xs, b.add(b.mul(rr, K), k0), xt), min(16, 8 * ELEM_BYTES[xt]))
-        t.thread_loop(b.mul(nr, K // 8), values)
+            b.store(b.vec_from(ys), b.gep(self.xs, b.add(b.mul(rr, W), k0), xt), min(16, 8 * ELEM_BYTES[xt]))
+        t.thread_loop(b.mul(nr, W // 8), values)
 
     # ------------------------------------------------------------ 2. dot products and per-column epilogue
 
@@ -508,7 +628,7 @@ class Linear:
             col = b.add(b.mul(group, g.columns), t.warp)
             self.finish_columns([b.warp_sum(a) for a in acc], [col], v, rg, nr, self.ncols)
 
-    def mma_columns(self, rg: V, nr: V, v: int) -> None:
+    def mma_columns(self, rg: V, nr: V, v: int, seg: V | None = None) -> None:
         """The dot phase of v >= 2 rows on the tensor cores: D[row][col] = sum_k x[row][k] W[col][k] with
         mma.sync m16n8k16, x as A (the row group's rows, padded to 16), a column group's 8 weight rows as B.
         Each warp takes every 8th 32-element chunk of a block's K slice; lane l reads 16 bytes of weight
@@ -516,35 +636,42 @@ class Linear:
         inside each mma, identically for A and B, so the sum is unchanged.) After a column group's last
         slice each warp stores its 16 x 8 partial sums in `red` (double-buffered by group parity, so the
         next group's stores need no extra barrier), the stage release's barrier makes them visible, and
-        thread (row, col) adds the warps' sums and finishes that output."""
+        thread (row, col) adds the warps' sums and finishes that output. In a segmented tile (seg: the
+        segment of K staged in xs) the thread adds them to its column sums in `acc` instead, finishing at
+        the last segment."""
         t, b, s = self.t, self.b, self.stream
         g = s.g
         roles = len(g.roles)
+        slices = g.segment_slices if seg is not None else g.slices  # per column group of this pass
+        x_stride = self.seg_k if seg is not None else self.K
         et = self.xt
         chunks = g.slice_k // (32 * MMA_WARPS)  # per warp and slice
         quad, pair = b.shr(t.lane, 2), b.and_(t.lane, 3)
         k_lane = b.add(b.mul(t.warp, 32), b.mul(pair, 8))  # this lane's first element in a slice
         high = v > 8  # rows 8..15 of A are used
         x_rows = [b.min(quad, v - 1)] + ([b.min(b.add(quad, 8), v - 1)] if high else [])  # past v: a row again
-        x_at = [b.gep(self.xs, b.add(b.mul(r, self.K), k_lane), et) for r in x_rows]
+        x_at = [b.gep(self.xs, b.add(b.mul(r, x_stride), k_lane), et) for r in x_rows]
         w_at = [b.mul(b.add(quad, k * g.columns), g.slice_k) for k in range(roles)]  # weight row l/4 of each role
         zero = b.i32(0)
         # x of every slice stays in registers across the column groups when it is small
-        hoist = g.slices * chunks * len(x_rows) * 4 <= HOIST_X_VALUES
+        hoist = slices * chunks * len(x_rows) * 4 <= HOIST_X_VALUES
 
         def x_chunks(sl) -> list[list[V]]:
             """This lane's x words of slice sl: per chunk, per x row, 4 i32 (8 values)."""
             return [[b.load(b.gep(at, b.add(b.mul(sl, g.slice_k), 256 * j) if isinstance(sl, V)
                                   else sl * g.slice_k + 256 * j, et), "vector<4xi32>", 16, volatile=not hoist)
                      for at in x_at] for j in range(chunks)]
-        hoisted = [x_chunks(sl) for sl in range(g.slices)] if hoist else None
-        base = b.mul(b.div(rg, self.RB), s.per_row_group)
+        hoisted = [x_chunks(sl) for sl in range(slices)] if hoist else None
+        if seg is None:
+            base = b.mul(b.div(rg, self.RB), s.per_row_group)
+        else:  # K-major blocks: this segment's come after the earlier segments' of every column group
+            base = b.add(b.mul(b.div(rg, SEGMENT_ROWS), s.per_row_group), b.mul(b.mul(seg, s.groups), slices))
         with b.loop(0, s.groups) as group:
             parity = b.and_(group, 1)
             red = b.gep(self.red, b.mul(parity, MMA_WARPS * roles * 16 * 8), "f32")
 
             def one_slice(sl, acc):
-                i = b.add(base, b.add(b.mul(group, g.slices), sl))
+                i = b.add(base, b.add(b.mul(group, slices), sl))
                 stage = s.wait(i)
                 xw = hoisted[sl] if hoist else x_chunks(sl)
                 acc = [list(acc[4 * k:4 * k + 4]) for k in range(roles)]
@@ -558,7 +685,7 @@ class Linear:
                             a = [xv[0][h], xv[1][h] if high else zero, xv[0][h + 1], xv[1][h + 1] if high else zero]
                             acc[k] = b.mma_16x8x16(a, [ws[h], ws[h + 1]], acc[k], et)
                 acc = [a for k in range(roles) for a in acc[k]]
-                last = sl == g.slices - 1 if not isinstance(sl, V) else b.cmp("eq", sl, g.slices - 1)
+                last = sl == slices - 1 if not isinstance(sl, V) else b.cmp("eq", sl, slices - 1)
                 if last is True:
                     self.store_partials(red, acc, roles, high)
                 elif last is not False:
@@ -569,10 +696,10 @@ class Linear:
                 return acc
             acc = [b.f32(0.0)] * (4 * roles)
             if hoist:
-                for sl in range(g.slices):
+                for sl in range(slices):
                     acc = one_slice(sl, acc)
             else:
-                acc = b.for_(0, g.slices, 1, acc, one_slice)
+                acc = b.for_(0, slices, 1, acc, one_slice)
             # thread (row m, column n) of the group: the warps' partial sums added
             m, n = b.shr(t.tid, 3), b.and_(t.tid, 7)
             col = b.add(b.mul(group, g.columns), n)
@@ -583,7 +710,23 @@ class Linear:
                     for w in range(MMA_WARPS):
                         total = b.add(total, b.load(b.gep(red, b.add(t.tid, (w * roles + k) * 128), "f32"), "f32"))
                     sums.append(total)
-                self.finish_column(b.add(rg, m), m, self.col(col), col, sums[0], sums[1] if roles > 1 else None)
+
+                def finish():
+                    self.finish_column(b.add(rg, m), m, self.col(col), col, sums[0], sums[1] if roles > 1 else None)
+                    return []
+                if seg is None:
+                    finish()
+                else:  # this thread's own slots of acc: no other thread touches them
+                    slots = [b.gep(self.acc, b.add(b.mul(b.add(b.mul(group, roles), k), 128), t.tid), "f32")
+                             for k in range(roles)]
+                    earlier = b.cmp("gt", seg, 0)
+                    sums = [b.add(b.select(earlier, b.load(at, "f32"), b.f32(0.0)), x) for at, x in zip(slots, sums)]
+
+                    def carry():
+                        for at, x in zip(slots, sums):
+                            b.store(x, at)
+                        return []
+                    b.if_(b.cmp("eq", seg, self.K // self.seg_k - 1), [], finish, carry)
 
     def store_partials(self, red: V, acc: list[V], roles: int, high: bool) -> None:
         """This warp's 16 x 8 partial sums of each role into red[warp][role][row][col] (rows >= 8 only when
@@ -722,7 +865,7 @@ class Linear:
         if "rope" in self.rest or "kv_append" in self.rest:
             eb = ELEM_BYTES[t.etype("positions")]
             if eb in (4, 8):
-                out["positions"] = (t.smem(self.RB * eb), eb)
+                out["positions"] = (t.smem(self.RG * eb), eb)
         for role, used in (("inv_freq", "rope"), ("head_norm_weight", "head_rms_norm")):
             if used in self.rest:
                 (n,) = t.max_shape(role)

@@ -35,6 +35,7 @@ from etc.codegen.tile_library import col_span
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.tiles import split_head_tiles
 
+SEGMENT_ROWS = 16  # rows of x per pass over the weights of a segmented tile (StreamGeometry.segment_k)
 RING_OFFSET = 96 * 1024
 RING_BYTES = 128 * 1024
 STAGE_BYTES = 32 * 1024  # the largest block of row slices
@@ -63,10 +64,19 @@ class StreamGeometry:
     split: int = 1  # tiles per head of a split head (etc.tiles.split_head_tiles)
     row_group: int = 1  # rows of x per pass over the weights (the linear tile's RB)
     x_role: str = "x"  # the operand whose first extent is the rows ("partial_out" for a merge prologue)
+    # Segmented tiles (x of SEGMENT_ROWS rows does not fit shared memory whole): with 2+ rows of x the
+    # tile passes over its weights once per SEGMENT_ROWS rows, its blocks ordered per segment of
+    # segment_k elements of K (a multiple of slice_k), then per column group, then per slice; one row
+    # keeps the order above. 0: not segmented.
+    segment_k: int = 0
 
     @property
     def slices(self) -> int:
         return self.in_features // self.slice_k
+
+    @property
+    def segment_slices(self) -> int:
+        return self.segment_k // self.slice_k
 
     @property
     def row_bytes(self) -> int:
@@ -139,8 +149,14 @@ class WeightStream:
             self.per_row_group = self.groups * g.slices if isinstance(self.groups, int) else \
                 b.mul(self.groups, g.slices)
             rows = t.shape(g.x_role)[0]
-            self.total = b.mul(b.div(b.add(rows, g.row_group - 1), g.row_group), self.per_row_group) \
-                if not isinstance(rows, int) else -(-rows // g.row_group) * self.per_row_group
+
+            def passes(row_group):
+                return b.div(b.add(rows, row_group - 1), row_group) if isinstance(rows, V) else -(-rows // row_group)
+            self.total = b.mul(passes(g.row_group), self.per_row_group)
+            # segmented: K-major blocks for 2+ rows (the one-row variant shares this order's issue function)
+            self.k_major = b.cmp("gt", rows, 1) if g.segment_k and isinstance(rows, V) else None
+            if self.k_major is not None:
+                self.total = b.select(self.k_major, b.mul(passes(SEGMENT_ROWS), self.per_row_group), self.total)
             self.leader = b.cmp("eq", t.tid, 0)  # thread 0 invalidates the barriers
             # weights are read once a step: their lines leave L2 first, before the code, activations and
             # counters that later tiles reuse
@@ -167,6 +183,12 @@ class WeightStream:
         b, g, t = self.b, self.g, self.t
         blk = b.rem(i, self.per_row_group)
         group, sl = b.div(blk, g.slices), b.rem(blk, g.slices)
+        if self.k_major is not None:  # per segment, per column group, per slice of the segment
+            n = g.segment_slices
+            per_segment = self.groups * n if isinstance(self.groups, int) else b.mul(self.groups, n)
+            seg, rest = b.div(blk, per_segment), b.rem(blk, per_segment)
+            group = b.select(self.k_major, b.div(rest, n), group)
+            sl = b.select(self.k_major, b.add(b.mul(seg, n), b.rem(rest, n)), sl)
         first = b.mul(group, g.columns)
         valid = b.min(b.sub(self.ncols, first), g.columns)
         bar = self.bar(b.rem(i, g.stages))
