@@ -308,6 +308,10 @@ def extra_programs() -> dict[str, object]:
         {"in_features": 4096, "out_features": 32, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
          "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": 32, "head_dim": 128,
          "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
+    # ... gate and up (two roles, each K slice of 1024 half a segment: Qwen3-8B's gate/up)
+    progs["gate_up_k4096"] = _linear("gu4", 4096, 24, 16, epilogue=["silu_mul"])
+    # rows of 12288 without a norm (Qwen3-8B's down_proj: x staged in six segments)
+    progs["down_k12288"] = _linear("d12", 12288, 16, 16, prologue="none")
     # ... with split heads of 128 normalized by their last tile and rope (Qwen3-8B's q_proj)
     progs["q_proj_split_norm_k4096"] = _linear("q4", 4096, 128, 64, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["argmax"] = program_of_text(program_text(
@@ -426,7 +430,7 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
             cases.append(make_case(f"extra/linear_norm_k4096-b{batch}", k4096, k4096.tasks[0],
                                    {"batch": batch, "kv_len": 20}, seed=19 + batch))
         # segmented passes of 16 and 2 rows (the second with the mma's upper rows unused)
-        for name in ("q_proj_split_norm_k4096", "o_proj_merge_k4096"):
+        for name in ("q_proj_split_norm_k4096", "o_proj_merge_k4096", "gate_up_k4096", "down_k12288"):
             cases.append(make_case(f"extra/{name}-b18", progs[name], progs[name].tasks[0],
                                    {"batch": 18, "kv_len": 300}, seed=31))
         nb = progs["linear_norm_block128"]

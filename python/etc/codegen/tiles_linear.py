@@ -21,7 +21,9 @@ Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB r
 The dot phase is emitted for 1, 2, 4, 8 and RB rows and picked at run time, so batch 1 does no wasted work.
 Row groups of 2+ rows whose 16-bit weights stream (below) take the tensor-core dot instead (mma_columns:
 mma.sync with the rows as A, 8 weight rows as B, K split over the warps; measured on the H200 with
-Llama-3.2-1B: batch 4 1.78 -> 1.43 ms, batch 16 5.71 -> 3.38 ms, batch 1 unchanged).
+Llama-3.2-1B: batch 4 1.78 -> 1.43 ms, batch 16 5.71 -> 3.38 ms, batch 1 unchanged). Where 16 whole rows
+of x do not fit X_STAGE_BYTES (K > 2048 at bf16), 2+ rows go SEGMENT_ROWS at a time and x is staged one
+segment of K at a time (segmented_row_groups), so the weights stream once per 16 rows, not per RB rows.
 When x's rows are a runtime size, one row runs the tile's *one-row variant* `@<tile>_one_row`, the same
 tile emitted for exactly one row (one row group, no row dispatch; a normalized row of more chunks than
 warps staged by `@<tile>_row`), so the code of the other batch sizes is not shaped around batch 1.
