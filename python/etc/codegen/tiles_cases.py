@@ -165,6 +165,20 @@ def model_program(model: str, fuse: bool):
 DIMS = [("batch", 1, 64), ("kv_len", 2, 4096)]
 
 
+def _o_proj_merge(heads: int, head_dim: int, n: int):
+    """o_proj with the attention merge folded in: x [s0, heads * head_dim] merged from the splits (KV
+    chunks of 256) of `heads` heads, n output columns in tiles of 16, plus the residual."""
+    k = heads * head_dim
+    return program_of_text(program_text(
+        DIMS, [("po", "workspace", "f32", f"s0, {heads}, s1 ceildiv 256, {head_dim}"),
+               ("ps", "workspace", "f32", f"s0, {heads}, s1 ceildiv 256, 2"), ("w", "weight", "bf16", f"{n}, {k}"),
+               ("res", "workspace", "bf16", f"s0, {n}"), ("y", "workspace", "bf16", f"s0, {n}")],
+        "linear", f"{n // 16}", ["po", "ps", "w", "res"], ["y"],
+        {"in_features": k, "out_features": n, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
+         "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": heads, "head_dim": head_dim,
+         "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
+
+
 def _linear(name, k, n, tile_n, *, prologue="rms_norm", epilogue=(), head_dim=64, cache_heads=0, act="bf16",
             block_size=256, **extra):
     """A Llama-shaped linear program: x [s0, k] -> y [s0, n] (or the KV cache); act: x / residual / y dtype."""
@@ -226,14 +240,7 @@ def llama_programs() -> dict[str, object]:
         attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"],
                 "write_roles": ["partial_out", "partial_stats"]}))
     # o_proj with the attention merge folded in: x merged from the splits of 32 heads
-    progs["o_proj_merge"] = program_of_text(program_text(
-        DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 64"),
-               ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("w", "weight", "bf16", "64, 2048"),
-               ("res", "workspace", "bf16", "s0, 64"), ("y", "workspace", "bf16", "s0, 64")],
-        "linear", "4", ["po", "ps", "w", "res"], ["y"],
-        {"in_features": 2048, "out_features": 64, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
-         "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": 32, "head_dim": 64,
-         "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
+    progs["o_proj_merge"] = _o_proj_merge(32, 64, 64)
     progs["attention_merge"] = program_of_text(program_text(
         DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 64"),
                ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("out", "workspace", "bf16", "s0, 2048")],
@@ -300,14 +307,7 @@ def extra_programs() -> dict[str, object]:
     # Qwen3-8B's rows of 4096: more chunks per lane than the one-pass rms_norm staging holds
     progs["linear_norm_k4096"] = _linear("k4", 4096, 64, 32)
     # Qwen3-8B-shaped: 32 heads of 128 merged into K = 4096 (x of 16 rows staged a segment of K at a time)
-    progs["o_proj_merge_k4096"] = program_of_text(program_text(
-        DIMS, [("po", "workspace", "f32", "s0, 32, s1 ceildiv 256, 128"),
-               ("ps", "workspace", "f32", "s0, 32, s1 ceildiv 256, 2"), ("w", "weight", "bf16", "32, 4096"),
-               ("res", "workspace", "bf16", "s0, 32"), ("y", "workspace", "bf16", "s0, 32")],
-        "linear", "2", ["po", "ps", "w", "res"], ["y"],
-        {"in_features": 4096, "out_features": 32, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
-         "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": 32, "head_dim": 128,
-         "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
+    progs["o_proj_merge_k4096"] = _o_proj_merge(32, 128, 32)
     # ... gate and up (two roles, each K slice of 1024 half a segment: Qwen3-8B's gate/up)
     progs["gate_up_k4096"] = _linear("gu4", 4096, 24, 16, epilogue=["silu_mul"])
     # rows of 12288 without a norm (Qwen3-8B's down_proj: x staged in six segments)

@@ -248,18 +248,28 @@ class Linear:
             first = b.cmp("eq", rg, 0) if t.profile else None  # phases time the first row group (<= 16 rows)
             t.phase(0, first)  # x staged
             self.dispatch(rg, nr, 0)
-            if self.rest:
-                if self.head_consts:
-                    b.wait_async()
-                b.barrier()
-                t.phase(1, first)  # every warp's dot products
-                if self.gather:
-                    self.store_unnormed(rg, nr)
-                else:
-                    self.heads(rg, nr)
+            self.after_dot(rg, nr, first)
+        self.after_row_groups()
+
+    def after_dot(self, rg: V, nr: V, first: V | None) -> None:
+        """A row group's per-head steps (a split head with a norm: its unnormalized values), after its dot
+        products; profile phases 1 and 2 (first: the row group whose phases are stamped)."""
+        t, b = self.t, self.b
+        if self.rest:
+            if self.head_consts:
+                b.wait_async()
+            b.barrier()
+            t.phase(1, first)  # every warp's dot products
+            if self.gather:
+                self.store_unnormed(rg, nr)
             else:
-                t.phase(1, first)  # warp 0's dot products
-            t.phase(2, first)
+                self.heads(rg, nr)
+        else:
+            t.phase(1, first)  # warp 0's dot products
+        t.phase(2, first)
+
+    def after_row_groups(self) -> None:
+        """The gathered heads, then the stream's barriers invalidated."""
         if self.gather:
             self.gather_head()
         if self.stream:
@@ -286,21 +296,8 @@ class Linear:
                     t.phase(0, b.land(first, b.cmp("eq", seg, 0)))  # x's first segment staged
                 b.if_(b.cmp("le", nr, 8), [], lambda: self.mma_columns(rg, nr, 8, seg) or [],
                       lambda: self.mma_columns(rg, nr, SEGMENT_ROWS, seg) or [])
-            if self.rest:
-                if self.head_consts:
-                    b.wait_async()
-                b.barrier()
-                t.phase(1, first)  # every segment's dot products
-                if self.gather:
-                    self.store_unnormed(rg, nr)
-                else:
-                    self.heads(rg, nr)
-            else:
-                t.phase(1, first)
-            t.phase(2, first)
-        if self.gather:
-            self.gather_head()
-        self.stream.finish()
+            self.after_dot(rg, nr, first)
+        self.after_row_groups()
 
     def row_rstd(self, rg: V, nr: V) -> None:
         """rms_norm's 1 / rms of each row of the group, over all of K, into `rstd` (one warp per row, every
