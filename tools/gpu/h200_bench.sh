@@ -5,7 +5,9 @@
 # Then: builds the runtime; for each MODEL:BATCHES in $BENCH runs `etc bench` on every bundle
 # .gpu/bundles/MODEL.* except profiling builds (*.prof*) and dynamic ones; runs `etc profile` on each
 # .gpu/bundles/*.prof* bundle (unless $NOPROFILE is set). $BENCH_ARGS (default --no-compile --instances 3:
-# one bundle's instances differ by up to ~4%, BENCHMARKS.md) goes to etc bench.
+# one bundle's instances differ by up to ~4%, BENCHMARKS.md) goes to etc bench. $BENCH_TIMEOUT (default
+# 480 s) limits each model's `etc bench`: Qwen3-8B needs about 5 minutes for two bundles at batches 1, 4
+# and 16 with two instances (building the reference model and its f32 copy alone takes over a minute).
 set -uo pipefail
 OUT=${OUT:-/tmp/etc-out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1
@@ -18,7 +20,7 @@ for spec in ${BENCH:-llama-3.2-1b:1,4,16}; do
   model=${spec%%:*}; batches=${spec#*:}
   bundles=$(ls -d .gpu/bundles/"$model".* 2>/dev/null | grep -v -e '\.prof' -e '\.dynamic$')
   echo "== bench $model batches $batches: $(echo $bundles | xargs -n1 basename | tr '\n' ' ')" | tee -a "$OUT/bench.txt"
-  timeout ${BENCH_TIMEOUT:-300} python3 -m etc.cli bench --model "$model" --bundle $bundles --batch ${batches//,/ } \
+  timeout ${BENCH_TIMEOUT:-480} python3 -m etc.cli bench --model "$model" --bundle $bundles --batch ${batches//,/ } \
     --ctx ${CTX:-1024} ${BENCH_ARGS:---no-compile --instances 3} --out "$OUT/bench.jsonl" 2>&1 | tee -a "$OUT/bench.txt"
 done
 for p in $([ -z "${NOPROFILE:-}" ] && ls -d .gpu/bundles/*.prof* 2>/dev/null); do
