@@ -684,12 +684,11 @@ class Linear:
                             a = [xv[0][h], xv[1][h] if high else zero, xv[0][h + 1], xv[1][h + 1] if high else zero]
                             acc[k] = b.mma_16x8x16(a, [ws[h], ws[h + 1]], acc[k], et)
                 acc = [a for k in range(roles) for a in acc[k]]
-                last = sl == slices - 1 if not isinstance(sl, V) else b.cmp("eq", sl, slices - 1)
-                if last is True:
-                    self.store_partials(red, acc, roles, high)
-                elif last is not False:
-                    with b.when(last):
+                if isinstance(sl, V):  # the group's last slice: its partial sums are final
+                    with b.when(b.cmp("eq", sl, slices - 1)):
                         self.store_partials(red, acc, roles, high)
+                elif sl == slices - 1:
+                    self.store_partials(red, acc, roles, high)
                 b.keep(acc)  # the mmas (and the stage reads) before the release
                 s.release(i, total=s.total)
                 return acc
@@ -702,7 +701,7 @@ class Linear:
             # thread (row m, column n) of the group: the warps' partial sums added
             m, n = b.shr(t.tid, 3), b.and_(t.tid, 7)
             col = b.add(b.mul(group, g.columns), n)
-            with b.when(b.land(b.land(b.cmp("lt", t.tid, v * 8), b.cmp("lt", m, nr)), b.cmp("lt", col, self.ncols))):
+            with b.when(b.land(b.cmp("lt", m, nr), b.cmp("lt", col, self.ncols))):  # nr <= v: tid < 8 v
                 sums = []
                 for k in range(roles):
                     total = b.f32(0.0)
