@@ -10,6 +10,8 @@ measured in the same run. Needs a CUDA GPU; the byte counting and the report wor
 instances > 1 loads each bundle that many times, round-robin over the bundles (a, b, a, b, ...), and reports
 the median of the instances' medians (etc_instances_ms lists them): on the H200 one bundle loaded twice in
 one run measured 4.768 and 4.592 ms (Qwen3-8B batch 1), so a single instance cannot settle a few percent.
+A step that hangs (the runtime's watchdog) ends the run: its kernel may still hold the GPU, so the rows
+measured so far are reported (Hung) and `etc bench` exits with the hang's message.
 
     rows = run(model_name, batch=1, ctx=1024, bundles=["etc-out/llama-3.2-1b"])
     print(table(rows))
@@ -130,6 +132,16 @@ def _graph(fn):
     return graph.replay
 
 
+class Hung(EtcError):
+    """A bundle's step hung (the runtime's watchdog raised StepTimeout): its kernel may still be running,
+    so nothing else can run on the GPU in this process. `rows` holds the rows measured so far (the hung
+    bundle's and the ones not run carry etc_error); the caller reports them and exits at once."""
+
+    def __init__(self, message: str, rows: list[dict]):
+        super().__init__(message)
+        self.rows = rows
+
+
 def check_instances(instances: int) -> None:
     if instances < 1:
         raise EtcError(f"instances must be at least 1, not {instances}")
@@ -140,14 +152,22 @@ def measure_instances(bundles: list, instances: int, measure) -> dict:
     measure(path) -> (fields, step times in ms), or raises EtcError. A bundle's fields are its first
     instance's, with etc_ms the median of the instances' medians, etc_instances_ms those medians in order,
     etc_spread_ms the spread of all their steps and etc_rel_err / etc_vs_f32 the worst instance's; a
-    failing instance gives the bundle etc_error (its first) and the other bundles still run."""
+    failing instance gives the bundle etc_error (its first) and the other bundles still run, unless its
+    step hung (StepTimeout): then nothing more runs, the bundles not run get an etc_error that says so,
+    and out["hung"] holds the hang's message."""
+    from etc.runtime import StepTimeout
+
     firsts, medians, steps, errors = {}, {p: [] for p in bundles}, {p: [] for p in bundles}, {}
+    hung = None
     for _ in range(instances):
         for path in bundles:
-            if path in errors:
+            if path in errors or hung:
                 continue
             try:
                 fields, times = measure(path)
+            except StepTimeout as e:  # the GPU may still run the hung kernel: run nothing after it
+                errors[path] = hung = str(e).splitlines()[0]
+                continue
             except EtcError as e:  # one bundle that does not load or run must not hide the others
                 errors[path] = str(e).splitlines()[0]
                 continue
@@ -160,6 +180,8 @@ def measure_instances(bundles: list, instances: int, measure) -> dict:
     out = {}
     for path in bundles:
         row = dict(firsts.get(path, {}))
+        if hung and path not in errors and len(medians[path]) < instances:
+            errors[path] = "not run: an earlier bundle's step hung (restart the process)"
         if medians[path] and path not in errors:
             row.update(etc_ms=statistics.median(medians[path]), etc_spread_ms=spread(steps[path]),
                        etc_instances_ms=[round(m, 4) for m in medians[path]])
@@ -168,6 +190,8 @@ def measure_instances(bundles: list, instances: int, measure) -> dict:
         if path in errors:
             row["etc_error"] = errors[path]
         out[path] = row
+    if hung:
+        out["hung"] = hung
     return out
 
 
@@ -242,17 +266,26 @@ def run(name: str, *, batch: int = 1, ctx: int = 1024, bundle=None, seed: int = 
         if path is not None:
             row.update(measured[path], bundle=Path(path).name)
         rows.append({key: row.get(key) for key in ROW_KEYS + EXTRA_KEYS})
+    if "hung" in measured:
+        raise Hung(measured["hung"], rows)
     return rows
 
 
 def run_batches(name: str, batches, **kwargs) -> list[dict]:
-    """run() for each batch size, with the reference model built once."""
+    """run() for each batch size, with the reference model built once. A hang (Hung) stops the batches
+    too, its rows then holding every row measured."""
     from etc.models.decoder import CONFIGS, build_model
 
     check_instances(kwargs.get("instances", 1))
     need_cuda("etc bench")
     model = build_model(name, seed=kwargs.get("seed", 0)).cuda().eval() if name in CONFIGS else None
-    return [row for b in batches for row in run(name, batch=b, model=model, **kwargs)]
+    rows = []
+    for b in batches:
+        try:
+            rows += run(name, batch=b, model=model, **kwargs)
+        except Hung as e:
+            raise Hung(str(e), rows + e.rows) from None
+    return rows
 
 
 def _commit() -> str:

@@ -130,10 +130,25 @@ def _report(rows: list[dict], table: str, out) -> None:
 def _bench(args) -> int:
     from etc import bench
 
-    rows = bench.run_batches(args.model, args.batch, ctx=args.ctx, bundles=args.bundle, iters=args.iters,
-                             with_compile=not args.no_compile, instances=args.instances)
+    try:
+        rows = bench.run_batches(args.model, args.batch, ctx=args.ctx, bundles=args.bundle, iters=args.iters,
+                                 with_compile=not args.no_compile, instances=args.instances)
+    except bench.Hung as e:  # report what was measured, then leave: the hung kernel may hold the GPU
+        _report(e.rows, bench.table(e.rows), args.out)
+        print(f"etc: error: {e}", file=sys.stderr)
+        _exit_now(1)
+        return 1
     _report(rows, bench.table(rows), args.out)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, whose CUDA clean-up would wait for a hung kernel forever."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _bench_tiles(args) -> int:

@@ -68,6 +68,48 @@ def test_instances_run_round_robin_and_report_the_median_of_their_medians():
     assert rows["bad"] == {"etc_ms": None, "etc_error": "bundle bad does not load"}
 
 
+def test_a_hung_step_stops_every_later_measurement():
+    """A step that hangs (the watchdog's StepTimeout) may leave its kernel running on the GPU: the hung
+    bundle gets its error, and no bundle or instance runs after it, each saying why."""
+    from etc.runtime import StepTimeout
+    calls = []
+
+    def measure(path):
+        calls.append(path)
+        if path == "hangs":
+            raise StepTimeout("step 1 did not finish within 10 s; 132 of 132 workers are stuck\nworker 0 ...")
+        return {"image": "cubin"}, [1.0, 1.0]
+
+    rows = bench.measure_instances(["a", "hangs", "b"], 2, measure)
+    assert calls == ["a", "hangs"]
+    assert rows["hung"] == "step 1 did not finish within 10 s; 132 of 132 workers are stuck"
+    assert rows["hangs"]["etc_error"] == rows["hung"] and rows["hangs"]["etc_ms"] is None
+    for path in ("a", "b"):  # a ran one of its two instances: no figure from half a measurement
+        assert rows[path]["etc_ms"] is None
+        assert rows[path]["etc_error"] == "not run: an earlier bundle's step hung (restart the process)"
+
+
+def test_bench_reports_the_rows_of_a_hang_and_exits_at_once(monkeypatch, tmp_path, capsys):
+    """etc bench prints the rows measured before a hang (and writes them), then the hang as a one-line
+    error, and leaves without the interpreter's CUDA teardown (which would wait for the hung kernel)."""
+    rows = [{"model": "tiny-llama", "batch": 1, "ctx": 16, "etc_ms": None, "eager_ms": 2.0, "cudagraph_ms": 1.0,
+             "compile_ms": None, "floor_ms": 0.1, "read_GBps": 4000.0, "bundle": "x",
+             "etc_error": "step 1 did not finish within 10 s"}]
+
+    def hang(*args, **kwargs):
+        raise bench.Hung("step 1 did not finish within 10 s", rows)
+    exits = []
+    monkeypatch.setattr(bench, "run_batches", hang)
+    monkeypatch.setattr(cli, "_exit_now", exits.append)
+    out = tmp_path / "rows.jsonl"
+    assert cli.main(["bench", "--model", "tiny-llama", "--bundle", "x", "--out", str(out)]) == 1
+    assert exits == [1]
+    captured = capsys.readouterr()
+    assert "tiny-llama" in captured.out and "step 1 did not finish" in captured.out
+    assert captured.err.strip() == "etc: error: step 1 did not finish within 10 s"
+    assert len(out.read_text().splitlines()) == 1
+
+
 def test_instances_below_one_are_a_one_line_error(capsys):
     assert cli.main(["bench", "--model", "tiny-llama", "--bundle", "x", "--instances", "0"]) == 1
     assert capsys.readouterr().err.strip() == "etc: error: instances must be at least 1, not 0"

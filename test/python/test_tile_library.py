@@ -151,12 +151,15 @@ def test_split_head_norm_is_finished_by_whichever_tile_of_the_head_arrives_last(
 @pytest.mark.parametrize("name", ["llama-1b/q_proj", "llama-1b/q_proj_split", "extra/linear_stream_short-b2",
                                   "extra/linear_stream_rows-b1",
                                   "llama-1b/down", "llama-1b/gate_up", "llama-1b/down-b9",
-                                  "extra/linear_norm_k4096-b9"])
+                                  "extra/linear_norm_k4096-b9", "extra/lm_head_k4096-b1", "extra/lm_head_k4096-b3"])
 def test_weight_stream_copies_every_weight_byte_once_per_pass(cases, name):
     """One pass over x (batch <= 16) bulk-copies every weight byte of every role exactly once (short last
     groups and split heads included): a column group's whole rows (if they fit WHOLE_ROW_STAGE_BYTES) one
     copy per role, longer rows one copy per row and K slice (the largest fitting STAGE_BYTES a group).
-    Rows of 8192 and 4096 at batch 9 stage x a segment of K at a time, so they too pass once."""
+    Rows of 8192 and 4096 at batch 9 stage x a segment of K at a time, so they too pass once. Qwen3-8B's
+    LM head tile (1152 columns, too wide to segment) streams too, at batch 1 and 3: its one-row variant
+    follows the tile's stream, whose issue function the worker calls (the missing issue function hung
+    the Qwen3-8B megakernel at its LM head)."""
     from etc.codegen.weight_stream import STAGE_BYTES, WHOLE_ROW_STAGE_BYTES
     case = next(c for c in cases if c.name == name)
     p = case.task.params

@@ -312,6 +312,9 @@ def extra_programs() -> dict[str, object]:
     progs["gate_up_k4096"] = _linear("gu4", 4096, 24, 16, epilogue=["silu_mul"])
     # rows of 12288 without a norm (Qwen3-8B's down_proj: x staged in six segments)
     progs["down_k12288"] = _linear("d12", 12288, 16, 16, prologue="none")
+    # Qwen3-8B's LM head (untied): tiles of 1152 columns of K = 4096, too wide for a segmented tile's
+    # column sums below the ring, so 2+ rows take the plain row groups
+    progs["lm_head_k4096"] = _linear("lm4", 4096, 1152, 1152)
     # ... with split heads of 128 normalized by their last tile and rope (Qwen3-8B's q_proj)
     progs["q_proj_split_norm_k4096"] = _linear("q4", 4096, 128, 64, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["argmax"] = program_of_text(program_text(
@@ -433,6 +436,10 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
         for name in ("q_proj_split_norm_k4096", "o_proj_merge_k4096", "gate_up_k4096", "down_k12288"):
             cases.append(make_case(f"extra/{name}-b18", progs[name], progs[name].tasks[0],
                                    {"batch": 18, "kv_len": 300}, seed=31))
+        lm = progs["lm_head_k4096"]
+        for batch in (1, 3):
+            cases.append(make_case(f"extra/lm_head_k4096-b{batch}", lm, lm.tasks[0], {"batch": batch, "kv_len": 20},
+                                   seed=40 + batch))
         nb = progs["linear_norm_block128"]
         for batch in (1, 3):
             cases.append(make_case(f"extra/linear_norm_block128-b{batch}", nb, nb.tasks[0],

@@ -70,9 +70,12 @@ def emit_linear(t: Tile) -> None:
 
 
 class Linear:
-    def __init__(self, t: Tile, one_row: bool = False):
-        """one_row: emit the tile for exactly one row of x (its one-row variant)."""
+    def __init__(self, t: Tile, one_row: bool = False, parent_geometry=False):
+        """one_row: emit the tile for exactly one row of x (its one-row variant); parent_geometry: the
+        variant's tile's stream geometry (None: it does not stream), which the variant follows, since
+        only the tile's issue function starts a stream."""
         self.t = t
+        self.parent_geometry = parent_geometry
         self.b = t.b
         p = t.params
         self.K = int(t.param("in_features"))
@@ -163,22 +166,16 @@ class Linear:
         j = t.coords[0]
         self.n0, self.ncols = col_span(t, j, TN, self.N)
         geometry = StreamGeometry.of(t, RB, self.x_role) if t.weight_stream else None
-        self.seg_k = self.segment_k(geometry)
-        self.RG = SEGMENT_ROWS if self.seg_k else RB  # rows of a row group (positions, st)
-        self.xs = t.smem(max(RB * K, SEGMENT_ROWS * self.seg_k) * ELEM_BYTES[xt])
-        self.st = t.smem(self.RG * TN * 4) if self.rest else None
-        self.head_st = t.smem(RB * self.D * 4) if self.gather else None  # a gathered head per row
-        self.last = t.smem(4) if self.gather else None  # 1 in the head's last tile to arrive
-        self.head_consts = self.head_constants()
-        # per warp chunk of the staged rows (stage_rms_spread), or per warp (stage_rms_row)
-        self.norm_partial = t.smem(max(RB * K // (8 * WARP), t.block_max // WARP) * 4) \
-            if self.prologue == "rms_norm" and K % (8 * WARP) == 0 else None
-        # the tensor-core dot's per-warp partial sums, two column groups' worth (see mma_columns)
-        red_bytes = 2 * MMA_WARPS * (2 if "silu_mul" in self.steps else 1) * 16 * 8 * 4
-        self.red = t.smem(red_bytes) if self.mma_possible() and t.shared_bytes + red_bytes <= RING_OFFSET else None
-        # a segmented tile's column sums, carried across the segments (per column group, role, row, column)
-        self.rstd = t.smem(SEGMENT_ROWS * 4) if self.seg_k and self.prologue == "rms_norm" else None
-        self.acc = t.smem(-(-TN // MMA_WARPS) * red_bytes // 2 // MMA_WARPS) if self.seg_k else None
+        if self.parent_geometry is not False:  # the one-row variant streams exactly when its tile does
+            geometry = self.parent_geometry and dataclasses.replace(self.parent_geometry, row_group=RB,
+                                                                    segment_k=0)
+        seg_k = self.segment_k(geometry)
+        if seg_k:  # a wide tile's column sums may not fit below the ring: then it does not segment
+            probe = self.companion_tile(weight_stream=t.weight_stream)
+            self.allocate(probe, seg_k)
+            seg_k = seg_k if probe.shared_bytes <= RING_OFFSET else 0
+        self.seg_k = seg_k
+        self.allocate(t, seg_k)
         # a tile whose own scratch reaches the ring loads its weights without a stream
         geometry = geometry if geometry and t.shared_bytes <= RING_OFFSET else None
         if geometry and self.seg_k and self.red is not None:
@@ -208,6 +205,26 @@ class Linear:
                 issue = self.companion_tile(weight_stream=True)
                 WeightStream(issue, self.stream.g).start()
                 t.companions.append(issue.function_text(suffix="_issue"))
+
+    def allocate(self, t: Tile, seg_k: int) -> None:
+        """The tile's shared-memory scratch in tile t (this tile, or a probe of the layout), for segments
+        of seg_k elements of K (0: not segmented)."""
+        K, TN, RB, xt = self.K, self.TN, self.RB, self.xt
+        self.RG = SEGMENT_ROWS if seg_k else RB  # rows of a row group (positions, st)
+        self.xs = t.smem(max(RB * K, SEGMENT_ROWS * seg_k) * ELEM_BYTES[xt])
+        self.st = t.smem(self.RG * TN * 4) if self.rest else None
+        self.head_st = t.smem(RB * self.D * 4) if self.gather else None  # a gathered head per row
+        self.last = t.smem(4) if self.gather else None  # 1 in the head's last tile to arrive
+        self.head_consts = self.head_constants(t)
+        # per warp chunk of the staged rows (stage_rms_spread), or per warp (stage_rms_row)
+        self.norm_partial = t.smem(max(RB * K // (8 * WARP), t.block_max // WARP) * 4) \
+            if self.prologue == "rms_norm" and K % (8 * WARP) == 0 else None
+        # the tensor-core dot's per-warp partial sums, two column groups' worth (see mma_columns)
+        red_bytes = 2 * MMA_WARPS * (2 if "silu_mul" in self.steps else 1) * 16 * 8 * 4
+        self.red = t.smem(red_bytes) if self.mma_possible() and t.shared_bytes + red_bytes <= RING_OFFSET else None
+        # a segmented tile's column sums, carried across the segments (per column group, role, row, column)
+        self.rstd = t.smem(SEGMENT_ROWS * 4) if seg_k and self.prologue == "rms_norm" else None
+        self.acc = t.smem(-(-TN // MMA_WARPS) * red_bytes // 2 // MMA_WARPS) if seg_k else None
 
     def mma_possible(self) -> bool:
         """Whether row groups of MMA_ROWS+ rows may take the tensor-core dot: streamed weights of x's
@@ -368,7 +385,7 @@ class Linear:
         """The companion `@<tile>_one_row`: this tile for exactly one row of x."""
         t = self.t
         one = self.companion_tile(t.weight_stream, t.profile)
-        Linear(one, one_row=True).emit()
+        Linear(one, one_row=True, parent_geometry=self.stream.g if self.stream else None).emit()
         t.shared_bytes = max(t.shared_bytes, one.shared_bytes)
         return one.function_text(suffix="_one_row")
 
@@ -851,12 +868,11 @@ class Linear:
 
     # ------------------------------------------------------------ 3. per-head steps
 
-    def head_constants(self) -> dict:
-        """Shared-memory copies of what the per-head steps read from global memory, {role: (smem, bytes)}:
-        the row group's positions and the whole inv_freq / head_norm_weight vectors (when 16-byte pieces
-        cover them). copy_head_constants fills them with cp.async while x stages and the dot products run,
-        so the per-head steps do not wait on global loads."""
-        t = self.t
+    def head_constants(self, t: Tile) -> dict:
+        """Shared-memory copies (in tile t) of what the per-head steps read from global memory, {role: (smem,
+        bytes)}: the row group's positions and the whole inv_freq / head_norm_weight vectors (when 16-byte
+        pieces cover them). copy_head_constants fills them with cp.async while x stages and the dot products
+        run, so the per-head steps do not wait on global loads."""
         if not self.rest:
             return {}
         out = {}

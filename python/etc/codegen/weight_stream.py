@@ -9,9 +9,9 @@ rows: per group of SEGMENT_ROWS rows, per segment of K, per column group, per K 
 rows of up to WHOLE_ROW_STAGE_BYTES make one slice; if its columns are adjacent rows (`contiguous`),
 each role's part of a block is one bulk copy, else every row slice is a copy of its own.
 
-    issue function (every thread calls it; warp 0 acts), run by the worker BEFORE the tile's waits:
-        init the stage barriers; issue blocks 0 .. stages-1 (lane 0: expect_tx on the block's barrier;
-        then the lanes issue the block's copies)
+    issue function (every thread calls it), run by the worker BEFORE the tile's waits:
+        thread 0 inits the stage barriers; barrier; warp w issues blocks w, w + warps, ... of blocks
+        0 .. stages-1 (its lane 0: expect_tx on the block's barrier; then its lanes issue the copies)
     tile function, for each block i:
         every thread waits on barrier i % stages for phase parity (i / stages) & 1
         each warp multiplies its column's slice with the staged x rows (shared memory -> registers)
@@ -175,10 +175,10 @@ class WeightStream:
         """The shared-memory stage block i lands in."""
         return self.b.gep(self.ring, self.b.mul(self.b.rem(i, self.g.stages), self.g.stage_bytes), "i8")
 
-    # ------------------------------------------------------------ producer (warp 0)
+    # ------------------------------------------------------------ producers
 
     def issue(self, i: V) -> None:
-        """Warp 0: bulk-copy block i (its rows past ncols are skipped) into its stage; lane 0 arms the
+        """One warp: bulk-copy block i (its rows past ncols are skipped) into its stage; lane 0 arms the
         barrier, then lane k copies role k's rows at once (contiguous geometry) or every lane issues some
         of the block's row copies."""
         b, g, t = self.b, self.g, self.t
@@ -222,19 +222,21 @@ class WeightStream:
             b.trap()
 
     def start(self) -> None:
-        """The issue function's body: init the barriers, issue the first `stages` blocks (of every row
-        group: a row group may have fewer blocks than the ring has stages)."""
+        """The issue function's body: thread 0 inits the barriers; after a block barrier warp w issues
+        blocks w, w + warps, ... of the first `stages` (of every row group: a row group may have fewer
+        blocks than the ring has stages). The blocks' arming and copies go out in parallel, not one block
+        after another from warp 0, which took 2.4 us for Llama-3.2-1B's gate/up tiles (16 row-slice copies
+        a block): measured 2-6% faster steps (BENCHMARKS.md, eleventh session)."""
         b, g, t = self.b, self.g, self.t
         self.check_block()
-        with b.when(b.cmp("eq", t.warp, 0)):
-            with b.when(b.cmp("eq", t.lane, 0)):
-                for s in range(g.stages):
-                    b.mbarrier_init(self.bar(s), 1)
-                b.fence_proxy_async()  # the bulk copies see the initialized barriers
-            b.warp_sync()
-            with b.loop(0, b.min(self.total, g.stages) if isinstance(self.total, V)
-                        else min(self.total, g.stages)) as i:
-                self.issue(i)
+        with b.when(self.leader):
+            for s in range(g.stages):
+                b.mbarrier_init(self.bar(s), 1)
+            b.fence_proxy_async()  # the bulk copies see the initialized barriers
+        b.barrier()  # ... and so do the other warps' expect_tx
+        first = b.min(self.total, g.stages) if isinstance(self.total, V) else min(self.total, g.stages)
+        with b.loop(t.warp, first, t.nwarps) as i:  # fewer warps than stages: some issue two
+            self.issue(i)
 
     # ------------------------------------------------------------ consumers (every thread)
 

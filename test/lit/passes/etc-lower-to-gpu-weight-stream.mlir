@@ -2,7 +2,8 @@
 // RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{weight-stream=false}" | FileCheck %s --check-prefix=OFF
 
 // Positive: the linear tile (in_features 256) streams its weights: an issue function inits the ring's
-// mbarriers and bulk-copies the first blocks (under an L2 evict-first policy: weights are read once); the
+// mbarriers (thread 0, then a block barrier) and bulk-copies the first blocks, block w from warp w (a loop
+// over blocks w, w + warps, ...), under an L2 evict-first policy (weights are read once); the
 // worker calls it before thread 0 waits; the tile waits on the barriers. The launch gets the ring's shared
 // memory (96 KiB + 128 KiB + barriers). The gelu tile reads no weights.
 // CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229440 : i64
@@ -13,6 +14,8 @@
 // CHECK-LABEL: func.func @etc_tile_0_issue(
 // CHECK: %[[POLICY:.*]] = llvm.inline_asm has_side_effects "createpolicy.fractional.L2::evict_first.b64 $0, 1.0;"
 // CHECK: nvvm.mbarrier.init
+// CHECK: gpu.barrier
+// CHECK: scf.for
 // CHECK: nvvm.mbarrier.arrive.expect_tx
 // CHECK: nvvm.cp.async.bulk.shared.cluster.global {{.*}} l2_cache_hint = %[[POLICY]]
 // CHECK-LABEL: func.func @etc_run_0(
