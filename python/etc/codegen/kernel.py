@@ -167,6 +167,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     shifted_epoch = e.binary("shli", "%epoch", e.const(32))
     dynamic = task.schedule == "dynamic"
     upper = e.binary("addi", "%first", e.const(1)) if dynamic else count  # a dynamic call runs one tile
+    profile = _profile_base(e, layout) if layout.profile_offset else None
     lines = e.lines
     # The tile loop.
     loop = e.child("t")
@@ -192,7 +193,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         _spin(lead, word, target, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
-        _stamp(lead, layout, task.id, "%tile", 0, worker64, reached=(reached, polled))
+        _stamp(lead, layout, profile, task.id, "%tile", 0, worker64, reached=(reached, polled))
         _phase_slots(lead, lambda e, slot, k: e.line(f"llvm.store {e.const(0)}, {slot} : i64, !llvm.ptr<3>"))
     signal = loop.child("s")
     if signals:  # the block's writes (ordered before thread 0 by the barrier) happen before the signals
@@ -216,7 +217,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
             signal.lines += ["  " + line for line in push.lines]
             signal.line("}")
     if layout.profile_offset:  # ... and when it has signalled, with the phases the tile stamped
-        _stamp(signal, layout, task.id, "%tile", 1, None, phases=True)
+        _stamp(signal, layout, profile, task.id, "%tile", 1, None, phases=True)
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
     call = f"func.call @{tile_function}{args}"
     loop_body = loop.body("      ") + f"""
@@ -287,14 +288,18 @@ def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:
     e.line("}")
 
 
-def _stamp(e: Emitter, layout: Layout, task_id: int, tile: str, field: int, worker: str | None,
-           phases: bool = False, reached: tuple[str, str] | None = None) -> None:
-    """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words): write %globaltimer at `field`,
-    the worker at word 2 if given, with `phases` the tile's phase slots at words 3..., and the (reached,
-    polled) times if given in the last two words."""
-    now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
+def _profile_base(e: Emitter, layout: Layout) -> str:
+    """The profile buffer's address (loaded once per run call, not on the stamped path)."""
     src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(abi.PROFILE_BUFFER)}] : (!llvm.ptr) -> !llvm.ptr, i64")
-    base = e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
+    return e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
+
+
+def _stamp(e: Emitter, layout: Layout, base: str, task_id: int, tile: str, field: int, worker: str | None,
+           phases: bool = False, reached: tuple[str, str] | None = None) -> None:
+    """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words) in the profile buffer at `base`
+    (_profile_base): write %globaltimer at `field`, the worker at word 2 if given, with `phases` the tile's
+    phase slots at words 3..., and the (reached, polled) times if given in the last two words."""
+    now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     record = e.binary("muli", e.binary("addi", tile, e.const(layout.profile_offset[task_id])),
                       e.const(abi.PROFILE_RECORD_WORDS))
 

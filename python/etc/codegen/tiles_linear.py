@@ -216,6 +216,7 @@ class Linear:
         self.head_st = t.smem(RB * self.D * 4) if self.gather else None  # a gathered head per row
         self.last = t.smem(4) if self.gather else None  # 1 in the head's last tile to arrive
         self.head_consts = self.head_constants(t)
+        self.res = self.residual_smem(t)
         # per warp chunk of the staged rows (stage_rms_spread), or per warp (stage_rms_row)
         self.norm_partial = t.smem(max(RB * K // (8 * WARP), t.block_max // WARP) * 4) \
             if self.prologue == "rms_norm" and K % (8 * WARP) == 0 else None
@@ -260,7 +261,10 @@ class Linear:
             nr = b.min(b.sub(self.rows, rg), RB)
             b.barrier()  # the previous group is done with xs / st
             self.copy_head_constants(rg, nr)
+            self.copy_residual(rg, nr)
             self.stage(rg, nr)
+            if self.res is not None:
+                b.wait_async()
             b.barrier()
             first = b.cmp("eq", rg, 0) if t.profile else None  # phases time the first row group (<= 16 rows)
             t.phase(0, first)  # x staged
@@ -302,12 +306,15 @@ class Linear:
             nr = b.min(b.sub(self.rows, rg), SEGMENT_ROWS)
             b.barrier()  # the previous group is done with st and the head constants
             self.copy_head_constants(rg, nr)
+            self.copy_residual(rg, nr)
             if self.rstd is not None:
                 self.row_rstd(rg, nr)
             first = b.cmp("eq", rg, 0) if t.profile else None
             with b.loop(0, segments) as seg:
                 b.barrier()  # the previous segment's dot is done with xs
                 self.stage_segment(rg, nr, seg)
+                if self.res is not None:
+                    b.wait_async()
                 b.barrier()
                 if t.profile:
                     t.phase(0, b.land(first, b.cmp("eq", seg, 0)))  # x's first segment staged
@@ -847,13 +854,15 @@ class Linear:
                 up = b.add(up, t.load("up_bias", n))
             up = b.round_to(up, rt)
         for step in self.prefix:
-            y = self.elementwise_step(step, y, up, r, n)
+            y = self.elementwise_step(step, y, up, r, n, rr, c)
         if self.rest:
             b.store(y, b.gep(self.st, b.add(b.mul(rr, self.TN), c), "f32"))
         elif self.has_y:
             t.store("y", b.add(b.mul(r, self.N), n), y)
 
-    def elementwise_step(self, step: str, y: V, up: V | None, r: V, n: V) -> V:
+    def elementwise_step(self, step: str, y: V, up: V | None, r: V, n: V, rr: V | None = None,
+                         c: V | None = None) -> V:
+        """rr, c: the row in the row group and the local column, where the residual is staged (copy_residual)."""
         t, b = self.t, self.b
         rt = self.rt
         if step == "silu_mul":
@@ -864,7 +873,40 @@ class Linear:
                 t.fail(f"gelu_approximate must be 'none' or 'tanh', got '{approximate}'")
             return b.round_to(gelu(b, y, approximate), rt)
         # residual_add
-        return b.round_to(b.add(t.load("residual", b.add(b.mul(r, t.shape("residual")[1]), n)), y), rt)
+        if self.res is not None and rr is not None:
+            et = t.etype("residual")
+            res = b.cast(b.load(b.gep(self.res, b.add(b.mul(rr, self.TN), c), et), et), "f32")
+        else:
+            res = t.load("residual", b.add(b.mul(r, t.shape("residual")[1]), n))
+        return b.round_to(b.add(res, y), rt)
+
+    def residual_smem(self, t: Tile) -> V | None:
+        """Shared memory (in tile t) for the row group's slice of the residual of a residual_add before any
+        per-head step, when 16-byte pieces cover every tile's slice: copy_residual fills it with cp.async
+        while x stages, so the outputs do not each wait on a global load after the dot products."""
+        if "residual_add" not in self.prefix or self.split > 1 or self.N % self.TN:
+            return None
+        eb = ELEM_BYTES[t.etype("residual")]
+        cols = t.shape("residual")[1]
+        if not isinstance(cols, int) or (cols * eb) % 16 or (self.TN * eb) % 16:
+            return None
+        return t.smem(self.RG * self.TN * eb)
+
+    def copy_residual(self, rg: V, nr: V) -> None:
+        """cp.async of residual[rg : rg + nr, n0 : n0 + tile_n] into `res` (rows tile_n apart); the tile
+        waits for it (wait_async) before its barrier ahead of the dot products."""
+        if self.res is None:
+            return
+        t, b = self.t, self.b
+        eb = ELEM_BYTES[t.etype("residual")]
+        pieces = self.TN * eb // 16  # per row
+        cols = t.shape("residual")[1]
+
+        def one(i):
+            rr, k = b.div(i, pieces), b.rem(i, pieces)
+            src = t.elem_ptr("residual", b.add(b.mul(b.add(rg, rr), cols), b.add(self.n0, b.mul(k, 16 // eb))))
+            b.copy_async_16(b.gep(self.res, b.add(b.mul(rr, self.TN * eb), b.mul(k, 16)), "i8"), src)
+        t.thread_loop(b.mul(nr, pieces), one)
 
     # ------------------------------------------------------------ 3. per-head steps
 

@@ -140,6 +140,7 @@ class Simulator:
         self.clock = 0
         self.bulk_copies = 0  # cp.async.bulk copies run, and their bytes
         self.bulk_bytes = 0
+        self.loads: dict[int, int] = {}  # memory region -> lanes that loaded from it with plain loads
         gpu_modules = [op for op in self.module.body.operations if op.operation.name == "gpu.module"]
         for gm in gpu_modules:
             for op in gm.operation.regions[0].blocks[0].operations:
@@ -465,6 +466,8 @@ def h_load(sim, op, x, mask):
     out = np.zeros((sim.B, n) if n else (sim.B,), _DTYPES[e])
     if mask.any():
         out[mask] = sim.memory.load(addr[mask], t)
+        for region, count in zip(*np.unique(addr[mask] >> REGION_SHIFT, return_counts=True)):
+            sim.loads[int(region)] = sim.loads.get(int(region), 0) + int(count)
     return out
 
 
@@ -768,8 +771,10 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers).
     phases: a list to receive, per tile, the phase stamps of the profiling build (simulated %globaltimer:
     ops run so far); the tile is then built with profile=True. stats: a dict to receive the number of bulk
-    copies run ("bulk_copies") and their bytes ("bulk_bytes"). order: the tiles in the order to run them
-    (one block per tile), as some interleaving on the GPU could finish them."""
+    copies run ("bulk_copies") and their bytes ("bulk_bytes"), the buffers' addresses ("addresses", name ->
+    address) and per memory region (address >> REGION_SHIFT) the lanes that read it with plain loads, not
+    copies ("loads"). order: the tiles in the order to run them (one block per tile), as some
+    interleaving on the GPU could finish them."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
 
@@ -792,7 +797,8 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     sim.run(check_kernel_name(task.id), task.tile_count(sizes), block, shared, [table, size_table],
             keep_shared=profile, order=order)
     if stats is not None:
-        stats.update(bulk_copies=sim.bulk_copies, bulk_bytes=sim.bulk_bytes)
+        stats.update(bulk_copies=sim.bulk_copies, bulk_bytes=sim.bulk_bytes, loads=sim.loads,
+                     addresses={name: addrs[buffer_index[name]] for name in arrays})
     if profile:
         phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))
                    for mem in sim.shared_after]
