@@ -13,6 +13,8 @@ Layout of one tile (columns [n0, n0 + tile_n) of N, all rows), per group of RB r
               butterfly sums; lane rr then finishes row rr: bias, rounding, the per-column epilogue
               steps (silu_mul with the up projection computed in the same pass, gelu, residual_add),
               and stores y -- or, when per-head steps follow, stages the rounded values in `st[RB][tile_n]`.
+              A residual_add reads the tile's residual slice from shared memory, copied there with
+              cp.async while x stages (residual_smem), not with a global load per output.
   3. heads:   (only with head_rms_norm / rope / kv_append) one warp per (row, head) segment of `st`
               runs the remaining steps in order, then stores y and/or the KV cache. A split head with a
               head_rms_norm (whose rstd needs the whole head) stores its values unnormalized instead;
