@@ -126,3 +126,33 @@ def test_ncu_stall_samples_are_split_at_call_targets():
     assert (body["barrier"], body["no_inst"], body["samples"]) == (5, 1, 6)  # "Not Issued" columns not summed
     assert (tile["instructions"], tile["executed"], tile["barrier"], tile["no_inst"], tile["samples"]) == \
         (2, 14, 2, 7, 9)
+
+
+def test_ncu_hot_instructions_of_one_region(tmp_path, capsys):
+    """tools/gpu/ncu_stalls.py FILE OFFSET: one region's instructions with >= 0.5% of its samples, in address
+    order, with their top stall reasons; other regions' instructions and unsampled ones are left out."""
+    import csv
+    import gzip
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "gpu", "ncu_stalls.py")
+    spec = importlib.util.spec_from_file_location("ncu_stalls", path)
+    ncu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ncu)
+    base = 0x7F0000000000
+    rows = [["Kernel Name", "etc_megakernel"],
+            ["Address", "Source", "Instructions Executed", "stall_long_sb", "stall_no_inst"],
+            [hex(base), "BAR.SYNC.DEFER_BLOCKING 0x0", "10", "50", "0"],
+            [hex(base + 16), f"CALL.REL.NOINC {hex(base + 48)}", "10", "0", "1"],
+            [hex(base + 48), "LDG.E R0, [R2]", "7", "0", "3"],
+            [hex(base + 64), "ISETP.NE.U32.AND P0, PT, R0, 0x1, PT", "7", "90", "2"],
+            [hex(base + 80), "RET.REL.NODEC R2", "7", "0", "0"]]
+    source = tmp_path / "source.csv.gz"
+    with gzip.open(source, "wt", newline="") as f:
+        csv.writer(f).writerows(rows)
+    ncu.hot(str(source), 48)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "region 0x30: 3 instructions, 95 samples"
+    assert [line.split()[0] for line in lines[1:]] == ["0x30", "0x40"]  # the unsampled RET is left out
+    assert lines[2].split()[1:3] == ["92", "7"] and lines[2].rstrip().endswith("long_sb:90 no_inst:2")
