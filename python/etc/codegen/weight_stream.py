@@ -5,9 +5,10 @@ A linear tile reads columns [n0, n0 + ncols) of the weight (rows of the [N, K] m
 of up_weight in a fused SiLU*mul). They are cut into *blocks*: a block is one *column group* (one column
 per warp) times one *K slice* (`slice_k` elements of each of those rows); block i of a tile goes to stage
 i % stages. The order is: per row group of x, per column group, per K slice (a segmented tile with 2+
-rows: per group of SEGMENT_ROWS rows, per segment of K, per column group, per K slice of the segment). A column group's whole
-rows of up to WHOLE_ROW_STAGE_BYTES make one slice; if its columns are adjacent rows (`contiguous`),
-each role's part of a block is one bulk copy, else every row slice is a copy of its own.
+rows: per group of SEGMENT_ROWS rows, per segment of K, per column group, per K slice of the segment).
+A column group's whole rows of up to WHOLE_ROW_STAGE_BYTES make one slice; if its columns are adjacent
+rows (`contiguous`), each role's part of a block is one bulk copy, else every row slice is a copy of its
+own.
 
     issue function (every thread calls it), run by the worker BEFORE the tile's waits:
         thread 0 inits the stage barriers; barrier; warp w issues blocks w, w + warps, ... of blocks
