@@ -8,6 +8,8 @@
 # one bundle's instances differ by up to ~4%, BENCHMARKS.md) goes to etc bench. $BENCH_TIMEOUT (default
 # 480 s) limits each model's `etc bench`: Qwen3-8B needs about 5 minutes for two bundles at batches 1, 4
 # and 16 with two instances (building the reference model and its f32 copy alone takes over a minute).
+# The profiles (a breakdown, records and a timeline per bundle) are also packed into $OUT/profiles.tgz: the
+# device tool brings back at most 8 files, so bring that one instead of the profile/ folder.
 set -uo pipefail
 OUT=${OUT:-/tmp/etc-out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1
@@ -29,3 +31,4 @@ for p in $([ -z "${NOPROFILE:-}" ] && ls -d .gpu/bundles/*.prof* 2>/dev/null); d
   timeout 120 python3 -m etc.cli profile --bundle "$p" --batch ${PROFILE_BATCH:-1} --ctx ${CTX:-1024} \
     --out "$OUT/profile/$name" 2>&1 | tail -60 | tee -a "$OUT/profile.txt"
 done
+if [ -d "$OUT/profile" ]; then tar czf "$OUT/profiles.tgz" -C "$OUT" profile profile.txt; fi
