@@ -17,6 +17,10 @@ Produces, in a new body of the same function:
     Wait counts are left at 0 for etc-derive-wait-counts.
 With fuse-attention-merge (default), an attention_merge grid whose output feeds only one linear as its
 x (o_proj) is folded into that linear, which then reads the partials (prologue "attention_merge").
+With merge-per-batch instead, the folding depends on the batch at run time: the merge grid stays, with
+no tiles at one row (grid (R, KVH * ind(R)), ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at R = 1, 1 up to
+Rmax), and the linear reads both the partials and the merged x (prologue "attention_merge_one_row": one
+row merges the partials itself, more rows read x), waiting on both grids.
 Guarantees: every tile waits, before it runs, for every producer tile that writes any element it
 reads in the same step (tiles of etc.tiles regions); it never waits on a grid whose buffers it does
 not read, so there is no whole-layer barrier. Grid extents and event shapes stay symbolic. Errors:
@@ -82,7 +86,10 @@ class FormTaskGrids(Pass):
     NAME = "etc-form-task-grids"
     SUMMARY = "Build event_tensor IR (buffers, task grids, fine-grained event tensors) from tiled etc.tile ops."
     OPTIONS = (Option("fuse-attention-merge", bool, True,
-                      "fold an attention merge into the one linear that reads its output (prologue attention_merge)"),)
+                      "fold an attention merge into the one linear that reads its output (prologue attention_merge)"),
+               Option("merge-per-batch", bool, False,
+                      "fold the attention merge into that linear at one row only; more rows keep the merge "
+                      "grid (prologue attention_merge_one_row)"))
 
     def run(self, module_op) -> None:
         for func in [op.operation for op in module_op.regions[0].blocks[0].operations]:
@@ -91,15 +98,17 @@ class FormTaskGrids(Pass):
             if not any(op.operation.name == T.TILE_OP for op in func.regions[0].blocks[0].operations):
                 continue
             try:
-                _Former(func, module_op, self.option("fuse-attention-merge")).form()
+                _Former(func, module_op, self.option("fuse-attention-merge"), self.option("merge-per-batch")).form()
             except _Error as e:
                 self.error(e.op, str(e))
 
 
 class _Former:
-    def __init__(self, func: ir.Operation, module_op, fuse_attention_merge: bool = True):
+    def __init__(self, func: ir.Operation, module_op, fuse_attention_merge: bool = True,
+                 merge_per_batch: bool = False):
         self.func = func
         self.fuse_attention_merge = fuse_attention_merge
+        self.merge_per_batch = merge_per_batch
         self.module_op = module_op
         self.graph = TorchGraph(func, module_op)
         self.symbols = list(self.graph.symbols)  # in torch.symbolic_int order
@@ -237,12 +246,28 @@ class _Former:
             if linear.kind != "linear" or linear.params.get("prologue", "none") != "none" \
                     or [r for r, buf in linear.reads if buf is out] != ["x"]:
                 continue
+            if self.merge_per_batch:  # batch 1 merges in the linear, more rows in the merge grid
+                linear.reads = merge.reads + linear.reads
+                linear.params = dict(linear.params, prologue="attention_merge_one_row", x_etype=out.element_type,
+                                     num_heads=merge.params["num_heads"], head_dim=merge.params["head_dim"])
+                merge.grid = [merge.grid[0], merge.grid[1] * self.more_than_one_row(merge.grid[0], merge)]
+                continue
             linear.reads = merge.reads + [(r, buf) for r, buf in linear.reads if buf is not out]
             linear.params = dict(linear.params, prologue="attention_merge", x_etype=out.element_type,
                                  num_heads=merge.params["num_heads"], head_dim=merge.params["head_dim"])
             self.grids.remove(merge)
             del producer_of[out.name]
             del self.buffers[out.name]
+
+    def more_than_one_row(self, rows: ir.AffineExpr, grid: _Grid) -> ir.AffineExpr:
+        """ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at one row, 1 from 2 to Rmax rows (rows: one symbol)."""
+        rows = mlir.downcast(rows)
+        if not isinstance(rows, ir.AffineSymbolExpr):
+            raise _Error(self.func, f"grid '{grid.name}': merge-per-batch needs the rows to be one symbolic size")
+        name = list(self.symbols)[rows.position]
+        rmax = self.graph.symbols[name][1]
+        c = ir.AffineConstantExpr.get
+        return ir.AffineExpr.get_floor_div(rows + c(max(rmax, 2) - 2), c(max(rmax, 2)))
 
     def check_cache_reads(self, block) -> None:
         """An in-place update must be the last read of the old cache value (buffers are updated in place)."""

@@ -193,6 +193,8 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
 FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge")
 # fusions that are an option of etc-form-task-grids rather than a pass etc-fuse-<name>
 FORM_FUSIONS = ("attention-merge",)
+# off unless asked for by name in a fuse dict: the attention merge folded at one row only (etc-form-task-grids)
+MERGE_PER_BATCH = "attention-merge-per-batch"
 
 
 def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 128,
@@ -203,7 +205,7 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     """
     if isinstance(fuse, bool):
         fuse = dict.fromkeys(FUSIONS, fuse)
-    unknown = set(fuse) - set(FUSIONS)
+    unknown = set(fuse) - set(FUSIONS) - {MERGE_PER_BATCH}
     if unknown:
         raise PipelineError(f"unknown fusion {sorted(unknown)[0]!r}; fusions: {', '.join(FUSIONS)}")
     for name, value in (("num_sms", num_sms), ("kv_chunk", kv_chunk)):
@@ -214,7 +216,8 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     return ",".join(["etc-raise-torch", "etc-raise-elementwise", *fusions,
                      f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk} "
                      f"split-heads={'true' if split_heads else 'false'}}}",
-                     f"etc-form-task-grids{{fuse-attention-merge={on['attention-merge']}}}",
+                     f"etc-form-task-grids{{fuse-attention-merge={on['attention-merge']} "
+                     f"merge-per-batch={'true' if fuse.get(MERGE_PER_BATCH, False) else 'false'}}}",
                      "etc-derive-wait-counts", "etc-verify-event-tensor"])
 
 

@@ -27,6 +27,8 @@ Kinds (grid; reads -> writes; params):
                   norm_bias; x is normalized per row as the unfused norm would)       (array of steps), head_dim,
                   | "attention_merge": no x; x = the attention_merge of partial_out, x_etype, num_heads
                   partial_stats (below) over all heads, rounded to x_etype.
+                  | "attention_merge_one_row": x and the partials; one row merges the partials as
+                  "attention_merge", more rows read x (merged by an attention_merge grid).
                   acc = x @ weight[cols].T (+ bias) in f32, round -> y. Then each epilogue step in order:
                     "silu_mul":     also up = round(x @ up_weight[cols].T (+ up_bias)); y = round(round(silu(y)) * up)
                     "gelu":         y = round(gelu(y, approximate=params.gelu_approximate))

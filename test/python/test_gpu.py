@@ -8,8 +8,9 @@ from a wrong one. test_1b_as_accurate_as_pytorch feeds ETC, PyTorch bf16 and PyT
 pick f32's token at every step whose top-2 gap is not within bf16 noise (6x the RMS logit error).
 
 Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from $ETC_GPU_BUNDLES
-(made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`; tiny-qwen3-split:
-`etc compile --model tiny-qwen3 --tile-n 16`); with MLIR present and no such directory, the test compiles
+(made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`, `--schedule dynamic`
+for NAME.dynamic, `--merge-per-batch` for NAME.perbatch; tiny-qwen3-split: `etc compile --model tiny-qwen3
+--tile-n 16`); with MLIR present and no such directory, the test compiles
 them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 STEPS = 32
 MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "tiny-qwen3-split"]
-SCHEDULES = ["static", "dynamic"]
+# "perbatch": the static schedule with the attention merge folded at batch 1 only (etc compile --merge-per-batch)
+SCHEDULES = ["static", "dynamic", "perbatch"]
 # bundle variants: name -> (reference model, etc compile options); tiny-qwen3-split splits its heads of 32
 # over two tiles of 16, so the per-head q/k norm is gathered by the last tile of each head
 VARIANTS = {"tiny-qwen3-split": ("tiny-qwen3", {"tile_n": 16})}
@@ -45,6 +47,8 @@ def bundle_dir(name: str, schedule: str, tmp_root: Path) -> Path:
     from etc.cli import compile_reference
 
     model, options = VARIANTS.get(name, (name, {}))
+    if schedule == "perbatch":
+        return compile_reference(model, tmp_root / f"{name}.{schedule}", merge_per_batch=True, **options)
     return compile_reference(model, tmp_root / f"{name}.{schedule}", schedule=schedule, **options)
 
 

@@ -148,6 +148,21 @@ def test_split_head_norm_is_finished_by_whichever_tile_of_the_head_arrives_last(
     assert not _mismatches(case, got)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("weight_stream", [False, True])
+def test_merge_one_row_prologue_merges_at_one_row_and_reads_x_above(cases, batch, weight_stream):
+    """prologue attention_merge_one_row (the merge folded per batch): at one row the tile merges the
+    attention splits itself and never reads x; at more rows it reads the merged x and never the partials.
+    Either way the outputs are the reference's."""
+    case = next(c for c in cases if c.name == f"llama-1b/o_proj_merge_one_row-b{batch}")
+    stats = {}
+    got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=weight_stream,
+                   stats=stats)
+    assert not _mismatches(case, got)
+    read = {name: stats["loads"].get(addr >> 40, 0) for name, addr in stats["addresses"].items()}
+    assert (read["x"] == 0, read["po"] == 0) == ((True, False) if batch == 1 else (False, True)), read
+
+
 @pytest.mark.parametrize("name", ["llama-1b/q_proj", "llama-1b/q_proj_split", "extra/linear_stream_short-b2",
                                   "extra/linear_stream_rows-b1",
                                   "llama-1b/down", "llama-1b/gate_up", "llama-1b/down-b9",

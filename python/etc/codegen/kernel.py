@@ -264,10 +264,16 @@ def _counter_word(e: Emitter, layout: Layout, name: str, elem: list[str]) -> str
 
 
 def _target(e: Emitter, program, layout: Layout, name: str, elem: list[str], shifted_epoch: str) -> str:
-    """(epoch << 32) + the counter's target at element `elem`."""
+    """(epoch << 32) + the counter's target at element `elem`; 0 where a run-time target is 0 (no producer
+    tile this step, e.g. a grid with no tiles at one row), which every wait then passes."""
     counter = program.counter(name)
     n = e.affine(counter.target.results[0], elem, layout.symbol_indices(counter.symbols))
-    return e.binary("addi", shifted_epoch, n)
+    target = e.binary("addi", shifted_epoch, n)
+    smallest = {d.name: d.min for d in program.dims}
+    if mlir.eval_map(counter.target, [0] * counter.target.n_dims, [smallest[s] for s in counter.symbols])[0] > 0:
+        return target  # never 0 (counts grow with the sizes: checked at the smallest)
+    none = e.emit(f"arith.cmpi eq, {n}, {e.const(0)} : i64")
+    return e.emit(f"arith.select {none}, {e.const(0)}, {target} : i64")
 
 
 def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:

@@ -165,18 +165,22 @@ def model_program(model: str, fuse: bool):
 DIMS = [("batch", 1, 64), ("kv_len", 2, 4096)]
 
 
-def _o_proj_merge(heads: int, head_dim: int, n: int):
+def _o_proj_merge(heads: int, head_dim: int, n: int, one_row: bool = False):
     """o_proj with the attention merge folded in: x [s0, heads * head_dim] merged from the splits (KV
-    chunks of 256) of `heads` heads, n output columns in tiles of 16, plus the residual."""
+    chunks of 256) of `heads` heads, n output columns in tiles of 16, plus the residual. one_row: the
+    merge folded at one row only (prologue attention_merge_one_row: more rows read the merged x)."""
     k = heads * head_dim
+    x = [("x", "workspace", "bf16", f"s0, {k}")] if one_row else []
     return program_of_text(program_text(
         DIMS, [("po", "workspace", "f32", f"s0, {heads}, s1 ceildiv 256, {head_dim}"),
-               ("ps", "workspace", "f32", f"s0, {heads}, s1 ceildiv 256, 2"), ("w", "weight", "bf16", f"{n}, {k}"),
+               ("ps", "workspace", "f32", f"s0, {heads}, s1 ceildiv 256, 2")] + x + [("w", "weight", "bf16", f"{n}, {k}"),
                ("res", "workspace", "bf16", f"s0, {n}"), ("y", "workspace", "bf16", f"s0, {n}")],
-        "linear", f"{n // 16}", ["po", "ps", "w", "res"], ["y"],
-        {"in_features": k, "out_features": n, "tile_n": 16, "has_bias": False, "prologue": "attention_merge",
+        "linear", f"{n // 16}", ["po", "ps"] + [b[0] for b in x] + ["w", "res"], ["y"],
+        {"in_features": k, "out_features": n, "tile_n": 16, "has_bias": False,
+         "prologue": "attention_merge_one_row" if one_row else "attention_merge",
          "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": heads, "head_dim": head_dim,
-         "read_roles": ["partial_out", "partial_stats", "weight", "residual"], "write_roles": ["y"]}))
+         "read_roles": ["partial_out", "partial_stats"] + ["x"] * bool(one_row) + ["weight", "residual"],
+         "write_roles": ["y"]}))
 
 
 def _linear(name, k, n, tile_n, *, prologue="rms_norm", epilogue=(), head_dim=64, cache_heads=0, act="bf16",
@@ -402,6 +406,10 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
         for name in ("gate_up", "q_proj_split"):  # batch 1: the norm spreads its one row over the warps
             cases.append(make_case(f"llama-1b/{name}-b1", progs[name], progs[name].tasks[0],
                                    {"batch": 1, "kv_len": 520}, seed=9))
+        per_batch = _o_proj_merge(32, 64, 64, one_row=True)  # one row merges, more rows read x
+        for batch in (1, 3):
+            cases.append(make_case(f"llama-1b/o_proj_merge_one_row-b{batch}", per_batch, per_batch.tasks[0],
+                                   {"batch": batch, "kv_len": 520}, seed=12))
         merge = progs["o_proj_merge"]  # 10 splits: the merge prologue's second group of splits rescales the first
         cases.append(make_case("llama-1b/o_proj_merge-long", merge, merge.tasks[0], {"batch": 2, "kv_len": 2500},
                                seed=10))

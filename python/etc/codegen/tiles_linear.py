@@ -30,7 +30,9 @@ When x's rows are a runtime size, one row runs the tile's *one-row variant* `@<t
 tile emitted for exactly one row (one row group, no row dispatch; a normalized row of more chunks than
 warps staged by `@<tile>_row`), so the code of the other batch sizes is not shaped around batch 1.
 With the attention_merge prologue there is no x: stage 1 merges the attention splits (partial_out,
-partial_stats) into xs, as the attention_merge tile would (the merge folded into o_proj). With a split
+partial_stats) into xs, as the attention_merge tile would (the merge folded into o_proj). With
+attention_merge_one_row (the merge folded per batch) only the one-row variant does that; more rows stage
+x, which an attention_merge grid merged. With a split
 head (tile_n < head_dim, etc.tiles) the tile's columns are its rotate-half pairs (`col`).
 With a weight stream (etc.codegen.weight_stream: K a multiple of 256, 16- or 32-bit weights) the dot
 phase reads the weight rows from shared-memory stages that bulk copies fill, one column per warp, the
@@ -84,8 +86,11 @@ class Linear:
         self.N = int(t.param("out_features"))
         self.TN = int(t.param("tile_n"))
         self.prologue = p.get("prologue", "none")
-        if self.prologue not in ("none", "rms_norm", "layer_norm", "attention_merge"):
+        if self.prologue not in ("none", "rms_norm", "layer_norm", "attention_merge", "attention_merge_one_row"):
             t.fail(f"unknown prologue '{self.prologue}'")
+        if self.prologue == "attention_merge_one_row":  # one row merges the partials, more rows read x
+            rows_x = t.shape("x")[0]
+            self.prologue = "attention_merge" if one_row or (isinstance(rows_x, int) and rows_x == 1) else "none"
         self.x_role = x_role = "partial_out" if self.prologue == "attention_merge" else "x"
         if x_role == "x":
             rows, kx = t.shape("x")

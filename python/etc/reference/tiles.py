@@ -228,6 +228,8 @@ def linear(params, coords, a: TileAccess) -> None:
     n = param("linear", params, "out_features")
     k = param("linear", params, "in_features")
     prologue = params.get("prologue", "none")
+    if prologue == "attention_merge_one_row":  # one row merges the splits itself; more rows read x (etc.tiles)
+        prologue = "attention_merge" if a.shape("x")[0] == 1 else "none"
     if prologue == "attention_merge":  # x is the merge of the attention splits (etc.tiles)
         o, stats = f32(a.read("partial_out", all_(4))), f32(a.read("partial_stats", all_(4)))
         rows = o.shape[0]

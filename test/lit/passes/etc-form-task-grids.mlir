@@ -1,5 +1,6 @@
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p etc-form-task-grids --verify-diagnostics --mlir-print-local-scope | FileCheck %s
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{fuse-attention-merge=false}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=NOFOLD
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{merge-per-batch=true}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=PERBATCH
 
 // Positive: embedding -> linear (tile_n 8: 2 tiles, one head each) -> rope (a tile per row and head).
 // The linear reads whole rows, so it waits for every embedding tile (the event collapses to one element);
@@ -72,6 +73,14 @@ func.func @append_attend(%k: !torch.vtensor<[?,8],bf16> {etc.name = "k", etc.rol
 // NOFOLD-LABEL: func.func @attend_project()
 // NOFOLD: kind = "attention_merge"
 // NOFOLD: kind = "linear", name = "o_proj"
+// With merge-per-batch the merge grid stays with no tiles at one row (batch max 8: (s0 + 6) floordiv 8 is 0
+// at one row, 1 up to 8), and o_proj reads both the partials and the merged x (prologue
+// attention_merge_one_row), waiting on the partial tiles and on the merge tiles.
+// PERBATCH-LABEL: func.func @attend_project()
+// PERBATCH: %[[P:.*]] = "event_tensor.event_tensor"({{.*}}) {name = "attention.partial.done.2", shape = affine_map<()[s0, s1] -> (1)>
+// PERBATCH: %[[M:.*]] = "event_tensor.event_tensor"({{.*}}) {name = "attention.merge.done", shape = affine_map<()[s0, s1] -> (1)>
+// PERBATCH: "event_tensor.task_grid"({{.*}}) {grid = affine_map<()[s0, s1] -> (s0, (s0 + 6) floordiv 8)>, kind = "attention_merge"
+// PERBATCH: "event_tensor.task_grid"({{.*}}, %[[P]], %[[M]]) {grid = affine_map<()[s0, s1] -> (2)>, kind = "linear", name = "o_proj", {{.*}}prologue = "attention_merge_one_row", read_roles = ["partial_out", "partial_stats", "x", "weight"], {{.*}}wait_maps = [affine_map<(d0)[s0, s1] -> (0)>, affine_map<(d0)[s0, s1] -> (0)>]
 func.func @attend_project(%q: !torch.vtensor<[?,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %pos: !torch.vtensor<[?],si64> {etc.name = "positions", etc.role = "input"}, %cache: !torch.vtensor<[?,1,?,8],bf16> {etc.name = "cache", etc.role = "input"}, %wo: !torch.vtensor<[16,16],bf16> {etc.name = "o_proj.weight", etc.role = "weight"}) -> !torch.vtensor<[?,16],bf16> {
   %b = "torch.symbolic_int"() <{max_val = 8 : i64, min_val = 1 : i64, symbol_name = "batch"}> : () -> !torch.int
   %t = "torch.symbolic_int"() <{max_val = 16 : i64, min_val = 2 : i64, symbol_name = "kv_len"}> : () -> !torch.int
