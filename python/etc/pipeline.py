@@ -201,7 +201,8 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
                       split_heads: bool = True) -> str:
     """The pipeline text from imported torch IR to event_tensor IR: raise, fuse, tile, form event tensors.
 
-    fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS).
+    fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS, and
+    MERGE_PER_BATCH: the attention merge folded at one row only, off unless given, with attention-merge on).
     """
     if isinstance(fuse, bool):
         fuse = dict.fromkeys(FUSIONS, fuse)
