@@ -209,6 +209,9 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     unknown = set(fuse) - set(FUSIONS) - {MERGE_PER_BATCH}
     if unknown:
         raise PipelineError(f"unknown fusion {sorted(unknown)[0]!r}; fusions: {', '.join(FUSIONS)}")
+    if fuse.get(MERGE_PER_BATCH, False) and not fuse.get("attention-merge", True):
+        raise PipelineError(f"{MERGE_PER_BATCH} folds the attention merge at one row: it needs the "
+                            "attention-merge fusion, which is off")
     for name, value in (("num_sms", num_sms), ("kv_chunk", kv_chunk)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise PipelineError(f"{name} must be a positive integer, got {value!r}")

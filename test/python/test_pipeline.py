@@ -92,6 +92,16 @@ def test_bad_pipelines_are_one_line_errors(pipeline, message):
     assert "\n" not in str(info.value)
 
 
+def test_merge_per_batch_without_the_merge_fusion_is_a_one_line_error():
+    from etc.pipeline import frontend_pipeline
+
+    assert "merge-per-batch=true" in frontend_pipeline(fuse={"attention-merge-per-batch": True})
+    assert "merge-per-batch=false" in frontend_pipeline(fuse=True)  # all fusions on: per batch stays off
+    with pytest.raises(etc.PipelineError) as info:
+        frontend_pipeline(fuse={"attention-merge": False, "attention-merge-per-batch": True})
+    assert "needs the attention-merge fusion" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_malformed_ir_text_gives_location():
     with pytest.raises(etc.EtcError) as info:
         etc.run_pipeline("func.func @f( {", source_name="bad.mlir")
