@@ -265,9 +265,9 @@ class _Former:
         if not isinstance(rows, ir.AffineSymbolExpr):
             raise _Error(self.func, f"grid '{grid.name}': merge-per-batch needs the rows to be one symbolic size")
         name = list(self.symbols)[rows.position]
-        rmax = self.graph.symbols[name][1]
+        rmax = max(self.graph.symbols[name][1], 2)
         c = ir.AffineConstantExpr.get
-        return ir.AffineExpr.get_floor_div(rows + c(max(rmax, 2) - 2), c(max(rmax, 2)))
+        return ir.AffineExpr.get_floor_div(rows + c(rmax - 2), c(rmax))
 
     def check_cache_reads(self, block) -> None:
         """An in-place update must be the last read of the old cache value (buffers are updated in place)."""

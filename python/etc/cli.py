@@ -37,6 +37,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
+    from etc.pipeline import MERGE_PER_BATCH
 
     if name not in CONFIGS:
         raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
@@ -47,7 +48,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, weight_stream=weight_stream, split_heads=split_heads,
                 spin_sleep_ns=spin_sleep_ns, tile_n=tile_n,
                 block_size=block_size, fuse={name: name not in no_fuse for name in FUSIONS}
-                | {"attention-merge-per-batch": merge_per_batch})
+                | {MERGE_PER_BATCH: merge_per_batch})
     return Path(out)
 
 
