@@ -17,10 +17,11 @@ Produces, in a new body of the same function:
     Wait counts are left at 0 for etc-derive-wait-counts.
 With fuse-attention-merge (default), an attention_merge grid whose output feeds only one linear as its
 x (o_proj) is folded into that linear, which then reads the partials (prologue "attention_merge").
-With merge-per-batch instead, the folding depends on the batch at run time: the merge grid stays, with
-no tiles at one row (grid (R, KVH * ind(R)), ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at R = 1, 1 up to
-Rmax), and the linear reads both the partials and the merged x (prologue "attention_merge_one_row": one
-row merges the partials itself, more rows read x), waiting on both grids.
+With merge-per-batch instead, the folding depends on the batch: for a symbolic batch R the merge grid
+stays, with no tiles at one row (grid (R, KVH * ind(R)), ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at
+R = 1, 1 up to Rmax), and the linear reads both the partials and the merged x (prologue
+"attention_merge_one_row": one row merges the partials itself, more rows read x), waiting on both grids;
+a fixed batch of one row folds as above, of more rows keeps the merge grid unfolded.
 Guarantees: every tile waits, before it runs, for every producer tile that writes any element it
 reads in the same step (tiles of etc.tiles regions); it never waits on a grid whose buffers it does
 not read, so there is no whole-layer barrier. Grid extents and event shapes stay symbolic. Errors:
@@ -246,7 +247,10 @@ class _Former:
             if linear.kind != "linear" or linear.params.get("prologue", "none") != "none" \
                     or [r for r, buf in linear.reads if buf is out] != ["x"]:
                 continue
-            if self.merge_per_batch:  # batch 1 merges in the linear, more rows in the merge grid
+            rows = mlir.downcast(merge.grid[0])
+            if self.merge_per_batch and mlir.is_constant(rows) and mlir.constant_value(rows) > 1:
+                continue  # a fixed batch of 2+ rows: the merge keeps its own stage
+            if self.merge_per_batch and not mlir.is_constant(rows):  # batch 1 merges in the linear, more rows in the merge grid
                 linear.reads = merge.reads + linear.reads
                 linear.params = dict(linear.params, prologue="attention_merge_one_row", x_etype=out.element_type,
                                      num_heads=merge.params["num_heads"], head_dim=merge.params["head_dim"])

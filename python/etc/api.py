@@ -6,7 +6,7 @@ import time
 from etc import mlir_adapter as mlir
 from etc.errors import EtcError
 from etc.frontend.torch_import import export_torch_ir
-from etc.pipeline import frontend_pipeline, run_pipeline, scheduling_pipeline
+from etc.pipeline import FUSIONS, MERGE_PER_BATCH, PipelineError, frontend_pipeline, run_pipeline, scheduling_pipeline
 
 
 def import_torch(model, example_args, dynamic_shapes=None, *, fuse=True, num_sms: int = 132, tile_n: int = 0,
@@ -41,6 +41,12 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
 def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, early_push=False, fuse, tile_n,
                  kv_chunk, block_size=256, split_heads=True):
     """compile_to_tasks, with the seconds each stage took."""
+    fuse = dict.fromkeys(FUSIONS, fuse) if isinstance(fuse, bool) else dict(fuse)
+    if schedule != "static":  # a ready queue releases a tile when its waits are met; one on a grid with no
+        # tiles (the per-batch merge at one row) would never be released
+        if fuse.get(MERGE_PER_BATCH):
+            raise PipelineError(f"{MERGE_PER_BATCH} needs the static schedule, not '{schedule}'")
+        fuse[MERGE_PER_BATCH] = False
     t0 = time.perf_counter()
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
                           kv_chunk=kv_chunk, split_heads=split_heads)

@@ -27,17 +27,17 @@ from pathlib import Path
 from etc.errors import EtcError
 
 DEFAULT_MODEL = "llama-3.2-1b"
-FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge")  # = etc.pipeline.FUSIONS
+# = etc.pipeline.FUSIONS, then etc.pipeline.MERGE_PER_BATCH (kept apart: importing etc.pipeline needs MLIR)
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge", "attention-merge-per-batch")
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
                       kv_chunk: int = 128, seed: int = 0, profile: bool = False,
                       weight_stream: bool = True, block_size: int = 256, no_fuse=(), split_heads: bool = True,
-                      spin_sleep_ns: int = 32, tile_n: int = 0, merge_per_batch: bool = False) -> Path:
+                      spin_sleep_ns: int = 32, tile_n: int = 0) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
-    from etc.pipeline import MERGE_PER_BATCH
 
     if name not in CONFIGS:
         raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
@@ -47,8 +47,9 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, weight_stream=weight_stream, split_heads=split_heads,
                 spin_sleep_ns=spin_sleep_ns, tile_n=tile_n,
-                block_size=block_size, fuse={name: name not in no_fuse for name in FUSIONS}
-                | {MERGE_PER_BATCH: merge_per_batch})
+                block_size=block_size,  # the per-batch merge is named only when off (its default follows the schedule)
+                fuse={name: name not in no_fuse for name in FUSIONS
+                      if name != "attention-merge-per-batch" or name in no_fuse})
     return Path(out)
 
 
@@ -58,7 +59,7 @@ def _compile(args) -> int:
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
                       kv_chunk=args.kv_chunk, profile=args.profile, weight_stream=not args.no_weight_stream,
                       split_heads=not args.no_split_heads, spin_sleep_ns=args.spin_sleep, tile_n=args.tile_n,
-                      block_size=args.block_size, no_fuse=args.no_fuse, merge_per_batch=args.merge_per_batch)
+                      block_size=args.block_size, no_fuse=args.no_fuse)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
     kinds = collections.Counter(t["kind"] for t in meta["tasks"])
@@ -234,9 +235,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="nanoseconds a waiting worker sleeps between counter polls (0: spin)")
     c.add_argument("--no-split-heads", action="store_true",
                    help="keep whole heads in every rope / kv_append projection tile")
-    c.add_argument("--merge-per-batch", action="store_true",
-                   help="fold the attention merge into o_proj at batch 1 only; larger batches merge in a stage of "
-                        "their own")
     c.add_argument("--no-weight-stream", action="store_true",
                    help="linear tiles load weights from global memory in every lane (no bulk-copy stream)")
     g = sub.add_parser("generate", help="run a bundle on the GPU next to PyTorch (random weights)")

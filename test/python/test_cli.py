@@ -1,6 +1,8 @@
 """`etc compile`, the main job: compiles a reference model to a megakernel bundle and says what it built."""
 import json
 
+import pytest
+
 from etc import cli
 
 
@@ -9,7 +11,8 @@ def test_compile_tiny_model_writes_a_bundle(tmp_path, capsys):
     assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "symbolic sizes: batch in [1, 64], kv_len in [2, 64]" in printed
-    assert "16 task grids: linear x13, attention_partial x2, embedding x1" in printed  # merges folded into o_proj
+    # per batch: the merge grids stay (no tiles at one row), o_proj merges the partials itself at one row
+    assert "18 task grids: linear x13, attention_partial x2, attention_merge x2, embedding x1" in printed
     assert "8 workers x 256 threads" in printed and "4 KV caches updated in place" in printed
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["model"]["name"] == "tiny-qwen3" and (out / "kernel.ptx").read_text().startswith("//")
@@ -23,6 +26,20 @@ def test_compile_tiny_model_writes_a_bundle(tmp_path, capsys):
         assert f"MB in the {r['functions']} functions it calls" in printed
     else:
         assert meta["kernel_resources"] is None and "ptxas: not assembled" in printed
+
+
+@pytest.mark.parametrize("no_fuse, merge_grid", [
+    ([], ["batch", "(((batch + 62) // 64) * 2)"]),  # the default: no merge tiles at one row
+    (["attention-merge-per-batch"], None),  # folded into o_proj at every batch
+    (["attention-merge"], ["batch", "2"]),  # a merge stage at every batch
+    (["attention-merge", "attention-merge-per-batch"], ["batch", "2"])])
+def test_the_attention_merge_is_folded_per_batch_unless_asked(tmp_path, no_fuse, merge_grid):
+    out = tmp_path / "b"
+    args = [a for name in no_fuse for a in ("--no-fuse", name)]
+    assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", *args, "--out", str(out)]) == 0
+    tasks = json.loads((out / "bundle.json").read_text())["tasks"]
+    merges = [t["grid"] for t in tasks if t["kind"] == "attention_merge"]
+    assert merges == ([merge_grid] * 2 if merge_grid else [])
 
 
 def test_generate_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
@@ -44,7 +61,7 @@ def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
 def test_cli_fusion_names_match_the_pipeline(tmp_path, capsys):
     from etc import cli, pipeline
 
-    assert cli.FUSIONS == pipeline.FUSIONS
+    assert cli.FUSIONS == pipeline.FUSIONS + (pipeline.MERGE_PER_BATCH,)
     out = tmp_path / "b"
     assert cli.main(["compile", "--model", "tiny-llama", "--no-fuse", "rope-kv-append", "--out", str(out)]) == 0
     kinds = [t["kind"] for t in json.loads((out / "bundle.json").read_text())["tasks"]]
@@ -59,3 +76,20 @@ def test_a_tile_n_that_fits_no_linear_is_an_error_at_each_op(tmp_path, capsys):
     assert "error: no tile covers this linear: tile-n 12 neither holds whole heads of 32 nor splits them" in err
     assert "error: no tile covers this linear: tile-n 12 is not a multiple of 8 (16-byte bf16 loads)" in err
     assert "decoder.py:" in err and "pass 'etc-tile' failed" in err and "Traceback" not in err
+
+
+def test_the_merge_is_folded_at_every_batch_under_a_ready_queue(tmp_path, capsys):
+    """The dynamic schedule releases a tile when its waits are met, which a wait on the per-batch merge
+    (no tiles at one row) never is: there the merge folds at every batch, and asking for it is an error."""
+    out = tmp_path / "b"
+    assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", "--schedule", "dynamic", "--out", str(out)]) == 0
+    assert not [t for t in json.loads((out / "bundle.json").read_text())["tasks"] if t["kind"] == "attention_merge"]
+    import etc
+    from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
+
+    config = CONFIGS["tiny-qwen3"]
+    with pytest.raises(etc.PipelineError) as info:
+        etc.compile_to_tasks(build_model("tiny-qwen3", weights="meta"), example_inputs(config, batch=2, ctx=16, device="meta"),
+                             dynamic_shapes=dynamic_shapes_for(config), schedule="dynamic", num_sms=8,
+                             fuse={"attention-merge-per-batch": True})
+    assert str(info.value) == "attention-merge-per-batch needs the static schedule, not 'dynamic'"

@@ -101,6 +101,37 @@ func.func @attend_project(%q: !torch.vtensor<[?,2,1,8],bf16> {etc.name = "q", et
 
 // -----
 
+// Positive: a fixed batch. With merge-per-batch one row folds the merge into o_proj as the default does,
+// two rows keep the merge grid (its own stage) and o_proj reads plain x.
+// PERBATCH-LABEL: func.func @attend_project_one_row()
+// PERBATCH-NOT: kind = "attention_merge"
+// PERBATCH: kind = "linear", name = "o_proj", {{.*}}prologue = "attention_merge", read_roles = ["partial_out", "partial_stats", "weight"]
+// PERBATCH-LABEL: func.func @attend_project_two_rows()
+// PERBATCH: {grid = affine_map<() -> (2, 1)>, kind = "attention_merge"
+// PERBATCH: kind = "linear", name = "o_proj", {{.*}}read_roles = ["x", "weight"]
+// PERBATCH-NOT: attention_merge_one_row
+func.func @attend_project_one_row(%q: !torch.vtensor<[1,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %pos: !torch.vtensor<[1],si64> {etc.name = "positions", etc.role = "input"}, %cache: !torch.vtensor<[1,1,16,8],bf16> {etc.name = "cache", etc.role = "input"}, %wo: !torch.vtensor<[16,16],bf16> {etc.name = "o_proj.weight", etc.role = "weight"}) -> !torch.vtensor<[1,16],bf16> {
+  %o = "etc.tile"(%q, %cache, %cache, %pos) {kind = "attention", params = {operand_roles = ["q", "k_cache", "v_cache", "positions"], result_roles = ["y"], num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 8 : i64, scale = 0.35 : f64, kv_chunk = 4 : i64}} : (!torch.vtensor<[1,2,1,8],bf16>, !torch.vtensor<[1,1,16,8],bf16>, !torch.vtensor<[1,1,16,8],bf16>, !torch.vtensor<[1],si64>) -> !torch.vtensor<[1,2,1,8],bf16>
+  %m1 = "torch.constant.int"() <{value = -1 : i64}> : () -> !torch.int
+  %c16 = "torch.constant.int"() <{value = 16 : i64}> : () -> !torch.int
+  %shape = "torch.prim.ListConstruct"(%m1, %c16) : (!torch.int, !torch.int) -> !torch.list<int>
+  %x = "torch.aten.view"(%o, %shape) : (!torch.vtensor<[1,2,1,8],bf16>, !torch.list<int>) -> !torch.vtensor<[1,16],bf16>
+  %y = "etc.tile"(%x, %wo) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 16 : i64, out_features = 16 : i64, has_bias = false, tile_n = 8 : i64}} : (!torch.vtensor<[1,16],bf16>, !torch.vtensor<[16,16],bf16>) -> !torch.vtensor<[1,16],bf16>
+  return %y : !torch.vtensor<[1,16],bf16>
+}
+
+func.func @attend_project_two_rows(%q: !torch.vtensor<[2,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %pos: !torch.vtensor<[2],si64> {etc.name = "positions", etc.role = "input"}, %cache: !torch.vtensor<[2,1,16,8],bf16> {etc.name = "cache", etc.role = "input"}, %wo: !torch.vtensor<[16,16],bf16> {etc.name = "o_proj.weight", etc.role = "weight"}) -> !torch.vtensor<[2,16],bf16> {
+  %o = "etc.tile"(%q, %cache, %cache, %pos) {kind = "attention", params = {operand_roles = ["q", "k_cache", "v_cache", "positions"], result_roles = ["y"], num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 8 : i64, scale = 0.35 : f64, kv_chunk = 4 : i64}} : (!torch.vtensor<[2,2,1,8],bf16>, !torch.vtensor<[2,1,16,8],bf16>, !torch.vtensor<[2,1,16,8],bf16>, !torch.vtensor<[2],si64>) -> !torch.vtensor<[2,2,1,8],bf16>
+  %m1 = "torch.constant.int"() <{value = -1 : i64}> : () -> !torch.int
+  %c16 = "torch.constant.int"() <{value = 16 : i64}> : () -> !torch.int
+  %shape = "torch.prim.ListConstruct"(%m1, %c16) : (!torch.int, !torch.int) -> !torch.list<int>
+  %x = "torch.aten.view"(%o, %shape) : (!torch.vtensor<[2,2,1,8],bf16>, !torch.list<int>) -> !torch.vtensor<[2,16],bf16>
+  %y = "etc.tile"(%x, %wo) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 16 : i64, out_features = 16 : i64, has_bias = false, tile_n = 8 : i64}} : (!torch.vtensor<[2,16],bf16>, !torch.vtensor<[16,16],bf16>) -> !torch.vtensor<[2,16],bf16>
+  return %y : !torch.vtensor<[2,16],bf16>
+}
+
+// -----
+
 
 // No match: a function without tiles is left alone.
 // CHECK-LABEL: func.func @no_tiles
