@@ -22,7 +22,8 @@ head of its static queue and ready: someone runs it. With early-push, a popped t
 producers that were already dispatched, i.e. running on other workers or done; the lowest-id
 dispatched unfinished tile therefore has all its producers done and finishes.
 Errors: a kernel without a worker count (run etc-static-schedule first), one that already has a
-ready queue, capacity < 0, a task without a valid `schedule`, a wait that breaks the id order.
+ready queue, capacity < 0, a task without a valid `schedule`, a wait that breaks the id order, a
+dynamic task waiting on a counter that no tile signals at the smallest sizes (it would never be pushed).
 
 Before:
   "sm_task.task"(...) {id = 0 : i64, grid = affine_map<()[s0] -> (s0)>, schedule = "dynamic", ...}
@@ -36,6 +37,24 @@ from etc import mlir_adapter as mlir
 from etc.errors import EtcError
 from etc.passes.base import Option, Pass
 from etc.sm_task_ir import SmTaskProgram, schedule_problems
+
+
+def never_released(program: SmTaskProgram) -> list:
+    """Dynamic tasks waiting on a counter whose target is 0 at the smallest sizes (a producer grid with no
+    tiles then, e.g. the per-batch attention merge at one row): no signal would ever push their tiles."""
+    smallest = {d.name: d.min for d in program.dims}
+    counters = {c.name: c for c in program.counters}
+    problems = []
+    for task in program.tasks:
+        if task.schedule != "dynamic":
+            continue
+        for name in task.waits:
+            c = counters.get(name)
+            if c is not None and mlir.eval_map(c.target, [0] * c.target.n_dims, [smallest[s] for s in c.symbols])[0] <= 0:
+                problems.append((task.op, f"task '{task.name}' (id {task.id}) waits on counter '{name}', which no tile "
+                                          "signals at the smallest sizes: the ready queue would never push it "
+                                          "(schedule it statically)"))
+    return problems
 
 
 def derived_capacity(program: SmTaskProgram) -> int:
@@ -77,7 +96,7 @@ class DynamicSchedule(Pass):
         if capacity < 0:
             self.error(kernel, f"etc-dynamic-schedule: capacity must be >= 0, got {capacity}")
             return
-        if self.report(schedule_problems(program)):
+        if self.report(schedule_problems(program) + never_released(program)):
             return
         end = list(func.regions[0].blocks[0].operations)[-1]
         with kernel.context:

@@ -42,11 +42,10 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
                  kv_chunk, block_size=256, split_heads=True):
     """compile_to_tasks, with the seconds each stage took."""
     fuse = dict.fromkeys(FUSIONS, fuse) if isinstance(fuse, bool) else dict(fuse)
-    if schedule != "static":  # a ready queue releases a tile when its waits are met; one on a grid with no
-        # tiles (the per-batch merge at one row) would never be released
-        if fuse.get(MERGE_PER_BATCH):
-            raise PipelineError(f"{MERGE_PER_BATCH} needs the static schedule, not '{schedule}'")
-        fuse[MERGE_PER_BATCH] = False
+    if schedule == "static":  # the attention merge folded per batch unless named off (etc.pipeline.MERGE_PER_BATCH)
+        fuse.setdefault(MERGE_PER_BATCH, fuse.get("attention-merge", True))
+    elif fuse.get(MERGE_PER_BATCH):  # a ready queue never releases a wait on a grid with no tiles
+        raise PipelineError(f"{MERGE_PER_BATCH} needs the static schedule, not '{schedule}'")
     t0 = time.perf_counter()
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
                           kv_chunk=kv_chunk, split_heads=split_heads)

@@ -193,9 +193,10 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
 FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge")
 # fusions that are an option of etc-form-task-grids rather than a pass etc-fuse-<name>
 FORM_FUSIONS = ("attention-merge",)
-# on with attention-merge unless turned off by name in a fuse dict: the attention merge folded into o_proj at
-# one row only, its own stage at more rows (etc-form-task-grids merge-per-batch). Off, the merge is folded at
-# every batch: measured on the H200 as fast at batch 1 and 2-17% slower at batch 4 and 16 (BENCHMARKS.md).
+# The attention merge folded into o_proj at one row only, its own stage at more rows (etc-form-task-grids
+# merge-per-batch): off here unless named in a fuse dict; etc.compile and etc.compile_to_tasks turn it on for
+# the static schedule (measured on the H200: as fast as the fold at batch 1, 2-17% faster at batch 4 and 16,
+# BENCHMARKS.md), and a ready queue cannot run it (a wait on a grid with no tiles is never released).
 MERGE_PER_BATCH = "attention-merge-per-batch"
 
 
@@ -204,14 +205,14 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     """The pipeline text from imported torch IR to event_tensor IR: raise, fuse, tile, form event tensors.
 
     fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS, and
-    MERGE_PER_BATCH: the attention merge folded at one row only, on unless given, needs attention-merge).
+    MERGE_PER_BATCH: the attention merge folded at one row only, off unless given, needs attention-merge).
     """
     if isinstance(fuse, bool):
         fuse = dict.fromkeys(FUSIONS, fuse)
     unknown = set(fuse) - set(FUSIONS) - {MERGE_PER_BATCH}
     if unknown:
         raise PipelineError(f"unknown fusion {sorted(unknown)[0]!r}; fusions: {', '.join(FUSIONS)}")
-    per_batch = fuse.get(MERGE_PER_BATCH, fuse.get("attention-merge", True))
+    per_batch = fuse.get(MERGE_PER_BATCH, False)
     if per_batch and not fuse.get("attention-merge", True):
         raise PipelineError(f"{MERGE_PER_BATCH} folds the attention merge at one row: it needs the "
                             "attention-merge fusion, which is off")

@@ -61,3 +61,17 @@ func.func @twice() {
   "sm_task.ready_queue"() {capacity = 4 : i64, tasks = array<i64: 0>, early_push = false} : () -> ()
   return
 }
+
+// -----
+
+// Error: at one row `merge` has no tiles, so counter `m` gets no signal and `proj` would never be pushed.
+func.func @never_pushed() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 8 : i64} : () -> index
+  %c = "sm_task.counter"(%b) {name = "m", shape = affine_map<()[s0] -> (1)>, target = affine_map<(d0)[s0] -> (s0 * ((s0 + 6) floordiv 8))>} : (index) -> !sm_task.counters
+  "sm_task.kernel"(%b) {operandSegmentSizes = array<i32: 1, 0>, sym_name = "never_pushed", num_workers = 4 : i64, block_size = 128 : i64} : (index) -> ()
+  "sm_task.task"(%b, %c) {operandSegmentSizes = array<i32: 1, 0, 0, 0, 1>, id = 0 : i64, name = "merge", kind = "gelu", schedule = "static", grid = affine_map<()[s0] -> (s0, (s0 + 6) floordiv 8)>, wait_maps = [], signal_maps = [affine_map<(d0, d1)[s0] -> (0)>], params = {}} : (index, !sm_task.counters) -> ()
+  // expected-error @+1 {{task 'proj' (id 1) waits on counter 'm', which no tile signals at the smallest sizes: the ready queue would never push it (schedule it statically)}}
+  "sm_task.task"(%b, %c) {operandSegmentSizes = array<i32: 1, 0, 0, 1, 0>, id = 1 : i64, name = "proj", kind = "gelu", schedule = "dynamic", grid = affine_map<()[s0] -> (s0, 1)>, wait_maps = [affine_map<(d0, d1)[s0] -> (0)>], signal_maps = [], params = {}} : (index, !sm_task.counters) -> ()
+  "sm_task.static_queue"() {worker = 0 : i64, entries = array<i64: 0, 0, 1>} : () -> ()
+  return
+}
