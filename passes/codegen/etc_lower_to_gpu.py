@@ -16,7 +16,10 @@ With weight-stream=true (the default), linear tiles whose in_features is a multi
 weights through shared memory: bulk copies (cp.async.bulk) fill a ring of stages that complete on
 mbarriers (etc.codegen.weight_stream), and the worker issues the first stages before it waits on the
 tile's input events, so HBM streams them while the tile waits; such a tile's own scratch must fit below
-the ring (96 KiB). weight-stream=false: every lane loads its weights from global memory.
+the ring (96 KiB). ring-kib=N: the stages use N KiB of the ring's 128 (0, the default: 64 for models
+with at most 64 MiB of weights per worker, where fewer bytes in flight measured faster, else 128;
+etc.codegen.weight_stream.auto_ring_bytes). weight-stream=false: every lane loads its weights from
+global memory.
 spin-sleep=N: a waiting worker's thread 0 sleeps N ns between polls of its counter (0: spins).
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
 signals, with the phases the tile stamped in between (abi.PROFILE_PHASES: linear and attention tiles),
@@ -40,6 +43,7 @@ from mlir import ir
 
 from etc import mlir_adapter as mlir
 from etc.codegen import abi, kernel
+from etc.codegen.weight_stream import RING_BYTES, auto_ring_bytes
 from etc.errors import EtcError
 from etc.passes.base import Option, Pass
 from etc.sm_task_ir import SmTaskProgram
@@ -53,7 +57,10 @@ class LowerToGpu(Pass):
                Option("weight-stream", bool, True, "linear tiles stream their weights through shared memory "
                                                    "(bulk copies, the first ones issued before the tile's waits)"),
                Option("spin-sleep", int, 32, "nanoseconds a waiting worker sleeps between polls of a counter "
-                                             "(0: spin)"))
+                                             "(0: spin)"),
+               Option("ring-kib", int, 0, "KiB of the 128 KiB weight ring a stream's stages use, 32 to 128 in "
+                                          "steps of 16; 0: 64 for models of at most 64 MiB of weights per "
+                                          "worker, else 128 (weight_stream.auto_ring_bytes)"))
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
@@ -84,6 +91,11 @@ class LowerToGpu(Pass):
         if not dynamic and not program.static_queues:
             self.error(kernels[0], "the program has no static queues: run etc-static-schedule first")
             return
+        ring = self.option("ring-kib") * 1024 or auto_ring_bytes(program)
+        if not (32 * 1024 <= ring <= RING_BYTES and ring % (16 * 1024) == 0):
+            self.error(kernels[0], f"ring-kib must be 0 or a multiple of 16 from 32 to {RING_BYTES // 1024}, "
+                                   f"got {self.option('ring-kib')}")
+            return
         layout = kernel.Layout.of(program)
         symbol_index = {name: i for i, name in enumerate(layout.symbols)}
         tiles: dict[str, str] = {}  # tile function name -> text, one per distinct tile
@@ -92,7 +104,7 @@ class LowerToGpu(Pass):
         for task in program.tasks:
             try:
                 text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index,
-                                          self.option("weight-stream"), self.option("profile"))
+                                          self.option("weight-stream"), self.option("profile"), ring)
             except EtcError as e:
                 self.error(task.op, str(e))
                 continue

@@ -239,10 +239,10 @@ def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
 
 
 def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_stream: bool = True,
-                     spin_sleep_ns: int = 32) -> str:
+                     spin_sleep_ns: int = 32, ring_kib: int = 0) -> str:
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
-    GPU -> NVVM -> PTX."""
+    GPU -> NVVM -> PTX. ring_kib: etc-lower-to-gpu's ring-kib (0: chosen from the model's size)."""
     flag = {True: "true", False: "false"}
     return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]} "
-            f"spin-sleep={int(spin_sleep_ns)}}},"
+            f"spin-sleep={int(spin_sleep_ns)} ring-kib={int(ring_kib)}}},"
             + gpu_lowering_pipeline(target))

@@ -388,10 +388,10 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
     for model in models:
         for fuse in (True, False):
             cases += model_cases(model, fuse)
-    if "tiny-llama" in models:  # batch 1 and two row groups (10 rows > 8)
+    if "tiny-llama" in models:  # batch 1 and two row groups (10 rows > 8): q_proj, down_proj, the LM head
         program = model_program("tiny-llama", True)
         for t in program.tasks:
-            if t.kind == "linear" and t.id in (1, 7, 17):
+            if t.name in ("model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj", "lm_head"):
                 for batch in (1, 10):
                     cases.append(make_case(f"tiny-llama/{t.id}-linear-b{batch}", program, t,
                                            {"batch": batch, "kv_len": 20}, seed=100 + t.id))

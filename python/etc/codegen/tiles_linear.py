@@ -384,7 +384,7 @@ class Linear:
         """A fresh Tile of this task, for a companion function of the tile."""
         t = self.t
         return type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=weight_stream,
-                       profile=profile)
+                       profile=profile, ring_bytes=t.ring_bytes)
 
     def call_companion(self, suffix: str, c1: V) -> None:
         """Call `@<tile><suffix>` with this tile's arguments, c1 as its second coordinate."""

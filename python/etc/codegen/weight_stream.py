@@ -46,6 +46,14 @@ STAGE_BYTES = 32 * 1024  # the largest block of row slices
 # ms; 64 KiB blocks (Llama-3.2-1B's gate/up, Qwen3-8B's K = 4096) 1.005 -> 1.034 ms and 4.617 -> 4.651 ms.
 WHOLE_ROW_STAGE_BYTES = 48 * 1024
 MAX_STAGES = 8
+# The automatic ring (etc-lower-to-gpu ring-kib=0): models with at most SMALL_MODEL_BYTES_PER_WORKER of
+# weights per worker stream through 64 KiB of the ring, larger ones through all of it. Measured on the H200
+# (BENCHMARKS.md, fourteenth session), 64 against 128 KiB: Llama-3.2-1B (19 MB a worker) batch 1 0.958 ->
+# 0.927 ms and 0.962 -> 0.919, Qwen3-0.6B (9 MB) 0.986 -> 0.969, but Qwen3-8B (124 MB) 4.559 -> 4.671:
+# fewer bytes in flight shorten the latency-bound stages of small models, while a large model's stages
+# are bandwidth-bound and need the depth. The threshold sits between the measured models.
+SMALL_MODEL_BYTES_PER_WORKER = 64 << 20
+SMALL_MODEL_RING_BYTES = 64 * 1024
 BARRIER_OFFSET = RING_OFFSET + RING_BYTES
 STREAM_SHARED_BYTES = BARRIER_OFFSET + 8 * MAX_STAGES  # what a kernel with streaming tiles launches with
 assert STREAM_SHARED_BYTES <= abi.PROFILE_PHASE_SMEM, "the profiling build's phase slots follow the barriers"
@@ -119,7 +127,8 @@ class StreamGeometry:
             return None
         g = cls(roles, K, int(t.param("out_features")), int(t.param("tile_n")), columns, slice_k, eb, 1,
                 int(t.params.get("head_dim", 0) or 0), split_head_tiles(t.params), row_group, x_role)
-        return dataclasses.replace(g, stages=min(MAX_STAGES, RING_BYTES // g.stage_bytes))
+        ring = t.ring_bytes or RING_BYTES  # the stages use at most this much of the ring's space
+        return dataclasses.replace(g, stages=max(1, min(MAX_STAGES, ring // g.stage_bytes)))
 
 
 def linear_column(b, n0: V, j: V, c, tile_n: int, head_dim: int, parts: int) -> V:
@@ -262,3 +271,18 @@ class WeightStream:
         with b.when(self.leader):
             for s in range(self.g.stages):
                 b.mbarrier_inval(self.bar(s))
+
+
+def auto_ring_bytes(program) -> int:
+    """The bytes of the ring a weight stream's stages use when not given (see SMALL_MODEL_BYTES_PER_WORKER):
+    from the model's weight bytes per worker (every weight buffer once, at the sizes' maxima)."""
+    sizes = program.default_sizes()
+    total = 0
+    for buf in program.buffers:
+        if buf.role == "weight" and buf.element_type in ELEM_BYTES:
+            n = ELEM_BYTES[buf.element_type]
+            for extent in buf.shape(sizes):
+                n *= extent
+            total += n
+    workers = max(1, program.kernel.num_workers)
+    return SMALL_MODEL_RING_BYTES if total <= SMALL_MODEL_BYTES_PER_WORKER * workers else RING_BYTES
