@@ -32,6 +32,8 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
     """Import `model` and schedule it for `num_sms` workers: sm_task IR (an mlir.ir.Module).
 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
+    fuse: as import_torch's; with the static schedule the attention merge is folded into o_proj at one row
+    only (etc.pipeline.MERGE_PER_BATCH) unless the dict names it off; other schedules fold it at every batch.
     """
     return _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms, dynamic_shapes=dynamic_shapes,
                         early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
