@@ -77,11 +77,12 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     from etc.pipeline import codegen_pipeline
     from etc.sm_task_ir import SmTaskProgram
 
+    codegen = codegen_pipeline(target, profile, weight_stream, spin_sleep_ns, ring_kib)  # bad options fail first
     module, seconds = _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms,
                                    dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
                                    block_size=block_size, split_heads=split_heads)
     t0 = time.perf_counter()
-    run_pipeline(module, codegen_pipeline(target, profile, weight_stream, spin_sleep_ns, ring_kib))
+    run_pipeline(module, codegen)
     program = SmTaskProgram.of(module.operation)
     ptx = ptx_of(module)
     seconds["codegen"] = time.perf_counter() - t0

@@ -242,6 +242,9 @@ def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_strea
                      spin_sleep_ns: int = 32, ring_kib: int = 0) -> str:
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
     GPU -> NVVM -> PTX. ring_kib: etc-lower-to-gpu's ring-kib (0: chosen from the model's size)."""
+    if not isinstance(ring_kib, int) or isinstance(ring_kib, bool) or not (ring_kib == 0 or 32 <= ring_kib <= 128) \
+            or ring_kib % 16:
+        raise PipelineError(f"ring_kib must be 0 or a multiple of 16 from 32 to 128, got {ring_kib!r}")
     flag = {True: "true", False: "false"}
     return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]} "
             f"spin-sleep={int(spin_sleep_ns)} ring-kib={int(ring_kib)}}},"

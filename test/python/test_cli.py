@@ -51,6 +51,14 @@ def test_generate_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "etc: error: generate needs a CUDA GPU; none is visible to PyTorch"
 
 
+@pytest.mark.parametrize("kib", ["40", "256", "-16"])
+def test_a_ring_size_that_does_not_fit_is_a_one_line_error_before_compiling(tmp_path, capsys, kib):
+    assert cli.main(["compile", "--model", "tiny-llama", "--ring-kib", kib, "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"etc: error: ring_kib must be 0 or a multiple of 16 from 32 to 128, got {kib}"
+    assert not (tmp_path / "b").exists()
+
+
 def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["compile", "--model", "gpt-17", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
