@@ -21,7 +21,10 @@ own.
 
 So the first `stages` blocks of HBM traffic overlap the tile's waits (the anchors' "start the next
 instruction's weight loads before its inputs are ready"), and afterwards up to `stages` blocks (128 KB)
-are in flight per SM whatever the warps are doing. The copies carry an L2 evict-first policy: weights are
+are in flight per SM whatever the warps are doing. The stages use `ring_bytes` of the ring (etc-lower-to-gpu
+ring-kib; 64 KiB for small models). With `pre_stages` (its pre-issue-kib) the issue function fills only the
+first pre_stages blocks, and the tile the rest of the first round when its dot starts (top_up): fewer bytes
+are in flight while the tile waits and stages x, the full depth while it streams. The copies carry an L2 evict-first policy: weights are
 read once a step, so their lines leave L2 before the kernel's code, activations and counters, which
 later tiles fetch again (measured on the H200: Llama-3.2-1B batch 1 1.158 -> 1.033 ms).
 
@@ -79,6 +82,7 @@ class StreamGeometry:
     # segment_k elements of K (a multiple of slice_k), then per column group, then per slice; one row
     # keeps the order above. 0: not segmented.
     segment_k: int = 0
+    pre_stages: int = 0  # the first blocks the issue function fills before the waits (0: all `stages`)
 
     @property
     def slices(self) -> int:
@@ -128,7 +132,9 @@ class StreamGeometry:
         g = cls(roles, K, int(t.param("out_features")), int(t.param("tile_n")), columns, slice_k, eb, 1,
                 int(t.params.get("head_dim", 0) or 0), split_head_tiles(t.params), row_group, x_role)
         ring = t.ring_bytes or RING_BYTES  # the stages use at most this much of the ring's space
-        return dataclasses.replace(g, stages=max(1, min(MAX_STAGES, ring // g.stage_bytes)))
+        stages = max(1, min(MAX_STAGES, ring // g.stage_bytes))
+        pre = max(1, min(stages, t.pre_issue_bytes // g.stage_bytes)) if t.pre_issue_bytes else 0
+        return dataclasses.replace(g, stages=stages, pre_stages=0 if pre == stages else pre)
 
 
 def linear_column(b, n0: V, j: V, c, tile_n: int, head_dim: int, parts: int) -> V:
@@ -244,9 +250,22 @@ class WeightStream:
                 b.mbarrier_init(self.bar(s), 1)
             b.fence_proxy_async()  # the bulk copies see the initialized barriers
         b.barrier()  # ... and so do the other warps' expect_tx
-        first = b.min(self.total, g.stages) if isinstance(self.total, V) else min(self.total, g.stages)
+        ahead = g.pre_stages or g.stages
+        first = b.min(self.total, ahead) if isinstance(self.total, V) else min(self.total, ahead)
         with b.loop(t.warp, first, t.nwarps) as i:  # fewer warps than stages: some issue two
             self.issue(i)
+
+    def top_up(self, base: V) -> None:
+        """With pre_stages: when the dot reaches the stream's first block (base 0), warp w issues blocks
+        pre_stages + w, ... of the ring's first round, which the issue function left out so that fewer bytes
+        are in flight while the tile waits and stages x."""
+        b, g, t = self.b, self.g, self.t
+        if not g.pre_stages:
+            return
+        last = b.min(self.total, g.stages) if isinstance(self.total, V) else min(self.total, g.stages)
+        with b.when(b.cmp("eq", base, 0)):
+            with b.loop(b.add(t.warp, g.pre_stages), last, t.nwarps) as i:
+                self.issue(i)
 
     # ------------------------------------------------------------ consumers (every thread)
 
