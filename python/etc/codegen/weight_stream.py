@@ -21,12 +21,13 @@ own.
 
 So the first `stages` blocks of HBM traffic overlap the tile's waits (the anchors' "start the next
 instruction's weight loads before its inputs are ready"), and afterwards up to `stages` blocks (128 KB)
-are in flight per SM whatever the warps are doing. The stages use `ring_bytes` of the ring (etc-lower-to-gpu
-ring-kib; 64 KiB for small models). With `pre_stages` (its pre-issue-kib) the issue function fills only the
-first pre_stages blocks, and the tile the rest of the first round when its dot starts (top_up): fewer bytes
-are in flight while the tile waits and stages x, the full depth while it streams. The copies carry an L2 evict-first policy: weights are
-read once a step, so their lines leave L2 before the kernel's code, activations and counters, which
-later tiles fetch again (measured on the H200: Llama-3.2-1B batch 1 1.158 -> 1.033 ms).
+are in flight per SM whatever the warps are doing. The stages use `ring_bytes` of the ring
+(etc-lower-to-gpu ring-kib; 64 KiB for small models). With `pre_stages` (its pre-issue-kib) the issue
+function fills only the first pre_stages blocks, and the tile the rest of the first round when its dot
+starts (top_up): fewer bytes are in flight while the tile waits and stages x, the full depth while it
+streams. The copies carry an L2 evict-first policy: weights are read once a step, so their lines leave L2
+before the kernel's code, activations and counters, which later tiles fetch again (measured on the H200:
+Llama-3.2-1B batch 1 1.158 -> 1.033 ms).
 
 Shared memory: the ring sits at [RING_OFFSET, RING_OFFSET + RING_BYTES), the barriers right after it; a
 streaming tile's own scratch (staged x, per-head values) must end below RING_OFFSET.
