@@ -44,7 +44,7 @@ from mlir import ir
 
 from etc import mlir_adapter as mlir
 from etc.codegen import abi, kernel
-from etc.codegen.weight_stream import RING_BYTES, auto_ring_bytes
+from etc.codegen.weight_stream import auto_ring_bytes, ring_option_problem
 from etc.errors import EtcError
 from etc.passes.base import Option, Pass
 from etc.sm_task_ir import SmTaskProgram
@@ -94,16 +94,13 @@ class LowerToGpu(Pass):
         if not dynamic and not program.static_queues:
             self.error(kernels[0], "the program has no static queues: run etc-static-schedule first")
             return
+        problem = ring_option_problem("ring-kib", self.option("ring-kib"), 32) \
+            or ring_option_problem("pre-issue-kib", self.option("pre-issue-kib"), 16)
+        if problem:
+            self.error(kernels[0], problem)
+            return
         ring = self.option("ring-kib") * 1024 or auto_ring_bytes(program)
-        if not (32 * 1024 <= ring <= RING_BYTES and ring % (16 * 1024) == 0):
-            self.error(kernels[0], f"ring-kib must be 0 or a multiple of 16 from 32 to {RING_BYTES // 1024}, "
-                                   f"got {self.option('ring-kib')}")
-            return
         pre = self.option("pre-issue-kib") * 1024
-        if not (pre == 0 or 16 * 1024 <= pre <= RING_BYTES) or pre % (16 * 1024):
-            self.error(kernels[0], f"pre-issue-kib must be 0 or a multiple of 16 from 16 to {RING_BYTES // 1024}, "
-                                   f"got {self.option('pre-issue-kib')}")
-            return
         layout = kernel.Layout.of(program)
         symbol_index = {name: i for i, name in enumerate(layout.symbols)}
         tiles: dict[str, str] = {}  # tile function name -> text, one per distinct tile

@@ -254,7 +254,7 @@ class _Former:
                 linear.reads = merge.reads + linear.reads
                 linear.params = dict(linear.params, prologue="attention_merge_one_row", x_etype=out.element_type,
                                      num_heads=merge.params["num_heads"], head_dim=merge.params["head_dim"])
-                merge.grid = [merge.grid[0], merge.grid[1] * self.more_than_one_row(merge.grid[0], merge)]
+                merge.grid = [merge.grid[0], merge.grid[1] * self.more_than_one_row(rows, merge)]
                 continue
             linear.reads = merge.reads + [(r, buf) for r, buf in linear.reads if buf is not out]
             linear.params = dict(linear.params, prologue="attention_merge", x_etype=out.element_type,
@@ -265,7 +265,6 @@ class _Former:
 
     def more_than_one_row(self, rows: ir.AffineExpr, grid: _Grid) -> ir.AffineExpr:
         """ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at one row, 1 from 2 to Rmax rows (rows: one symbol)."""
-        rows = mlir.downcast(rows)
         if not isinstance(rows, ir.AffineSymbolExpr):
             raise _Error(self.func, f"grid '{grid.name}': merge-per-batch needs the rows to be one symbolic size")
         name = list(self.symbols)[rows.position]

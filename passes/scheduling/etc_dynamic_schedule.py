@@ -42,7 +42,6 @@ from etc.sm_task_ir import SmTaskProgram, schedule_problems
 def never_released(program: SmTaskProgram) -> list:
     """Dynamic tasks waiting on a counter whose target is 0 at the smallest sizes (a producer grid with no
     tiles then, e.g. the per-batch attention merge at one row): no signal would ever push their tiles."""
-    smallest = {d.name: d.min for d in program.dims}
     counters = {c.name: c for c in program.counters}
     problems = []
     for task in program.tasks:
@@ -50,7 +49,7 @@ def never_released(program: SmTaskProgram) -> list:
             continue
         for name in task.waits:
             c = counters.get(name)
-            if c is not None and mlir.eval_map(c.target, [0] * c.target.n_dims, [smallest[s] for s in c.symbols])[0] <= 0:
+            if c is not None and not program.always_signalled(c):
                 problems.append((task.op, f"task '{task.name}' (id {task.id}) waits on counter '{name}', which no tile "
                                           "signals at the smallest sizes: the ready queue would never push it "
                                           "(schedule it statically)"))

@@ -243,12 +243,11 @@ def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_strea
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
     GPU -> NVVM -> PTX. ring_kib: etc-lower-to-gpu's ring-kib (0: chosen from the model's size);
     pre_issue_kib: its pre-issue-kib (0: every stage before the waits)."""
-    if not isinstance(ring_kib, int) or isinstance(ring_kib, bool) or not (ring_kib == 0 or 32 <= ring_kib <= 128) \
-            or ring_kib % 16:
-        raise PipelineError(f"ring_kib must be 0 or a multiple of 16 from 32 to 128, got {ring_kib!r}")
-    if not isinstance(pre_issue_kib, int) or isinstance(pre_issue_kib, bool) \
-            or not (pre_issue_kib == 0 or 16 <= pre_issue_kib <= 128) or pre_issue_kib % 16:
-        raise PipelineError(f"pre_issue_kib must be 0 or a multiple of 16 from 16 to 128, got {pre_issue_kib!r}")
+    from etc.codegen.weight_stream import ring_option_problem
+
+    problem = ring_option_problem("ring_kib", ring_kib, 32) or ring_option_problem("pre_issue_kib", pre_issue_kib, 16)
+    if problem:  # checked here too so that etc.compile fails before importing the model
+        raise PipelineError(problem)
     flag = {True: "true", False: "false"}
     return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]} "
             f"spin-sleep={int(spin_sleep_ns)} ring-kib={int(ring_kib)} pre-issue-kib={int(pre_issue_kib)}}},"

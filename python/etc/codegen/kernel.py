@@ -269,9 +269,8 @@ def _target(e: Emitter, program, layout: Layout, name: str, elem: list[str], shi
     counter = program.counter(name)
     n = e.affine(counter.target.results[0], elem, layout.symbol_indices(counter.symbols))
     target = e.binary("addi", shifted_epoch, n)
-    smallest = {d.name: d.min for d in program.dims}
-    if mlir.eval_map(counter.target, [0] * counter.target.n_dims, [smallest[s] for s in counter.symbols])[0] > 0:
-        return target  # never 0 (counts grow with the sizes: checked at the smallest)
+    if program.always_signalled(counter):
+        return target
     none = e.emit(f"arith.cmpi eq, {n}, {e.const(0)} : i64")
     return e.emit(f"arith.select {none}, {e.const(0)}, {target} : i64")
 

@@ -293,6 +293,14 @@ class WeightStream:
                 b.mbarrier_inval(self.bar(s))
 
 
+def ring_option_problem(name: str, kib, lowest_kib: int) -> str | None:
+    """Why a ring size option (ring-kib: lowest 32, pre-issue-kib: lowest 16) is out of range, or None: 0
+    (automatic / all) or a multiple of 16 KiB from lowest_kib to the ring's RING_BYTES."""
+    ok = isinstance(kib, int) and not isinstance(kib, bool) and kib % 16 == 0 \
+        and (kib == 0 or lowest_kib <= kib <= RING_BYTES // 1024)
+    return None if ok else f"{name} must be 0 or a multiple of 16 from {lowest_kib} to {RING_BYTES // 1024}, got {kib!r}"
+
+
 def auto_ring_bytes(program) -> int:
     """The bytes of the ring a weight stream's stages use when not given (see SMALL_MODEL_BYTES_PER_WORKER):
     from the model's weight bytes per worker (every weight buffer once, at the sizes' maxima)."""
