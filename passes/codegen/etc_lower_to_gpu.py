@@ -18,9 +18,8 @@ mbarriers (etc.codegen.weight_stream), and the worker issues the first stages be
 tile's input events, so HBM streams them while the tile waits; such a tile's own scratch must fit below
 the ring (96 KiB). ring-kib=N: the stages use N KiB of the ring's 128 (0, the default: 64 for models
 with at most 64 MiB of weights per worker, where fewer bytes in flight measured faster, else 128;
-etc.codegen.weight_stream.auto_ring_bytes). pre-issue-kib=N: the worker issues only N KiB of those stages
-before the tile's waits and the tile the rest when its dot starts (0, the default: all before the waits).
-weight-stream=false: every lane loads its weights from global memory.
+etc.codegen.weight_stream.auto_ring_bytes). weight-stream=false: every lane loads its weights from
+global memory.
 spin-sleep=N: a waiting worker's thread 0 sleeps N ns between polls of its counter (0: spins).
 With profile=true, each tile's leader thread stamps %globaltimer when its waits are met and after it
 signals, with the phases the tile stamped in between (abi.PROFILE_PHASES: linear and attention tiles),
@@ -61,9 +60,7 @@ class LowerToGpu(Pass):
                                              "(0: spin)"),
                Option("ring-kib", int, 0, "KiB of the 128 KiB weight ring a stream's stages use, 32 to 128 in "
                                           "steps of 16; 0: 64 for models of at most 64 MiB of weights per "
-                                          "worker, else 128 (weight_stream.auto_ring_bytes)"),
-               Option("pre-issue-kib", int, 0, "KiB of a stream's stages filled before the tile's waits, 16 to 128 "
-                                               "in steps of 16, the rest when its dot starts; 0: all of them"))
+                                          "worker, else 128 (weight_stream.auto_ring_bytes)"))
 
     def run(self, module_op) -> None:
         from etc.codegen.tile_library import emit_tile_function
@@ -94,13 +91,11 @@ class LowerToGpu(Pass):
         if not dynamic and not program.static_queues:
             self.error(kernels[0], "the program has no static queues: run etc-static-schedule first")
             return
-        problem = ring_option_problem("ring-kib", self.option("ring-kib"), 32) \
-            or ring_option_problem("pre-issue-kib", self.option("pre-issue-kib"), 16)
+        problem = ring_option_problem("ring-kib", self.option("ring-kib"))
         if problem:
             self.error(kernels[0], problem)
             return
         ring = self.option("ring-kib") * 1024 or auto_ring_bytes(program)
-        pre = self.option("pre-issue-kib") * 1024
         layout = kernel.Layout.of(program)
         symbol_index = {name: i for i, name in enumerate(layout.symbols)}
         tiles: dict[str, str] = {}  # tile function name -> text, one per distinct tile
@@ -109,7 +104,7 @@ class LowerToGpu(Pass):
         for task in program.tasks:
             try:
                 text = emit_tile_function(task, program, kernel.operand_index(task), symbol_index,
-                                          self.option("weight-stream"), self.option("profile"), ring, pre or None)
+                                          self.option("weight-stream"), self.option("profile"), ring)
             except EtcError as e:
                 self.error(task.op, str(e))
                 continue

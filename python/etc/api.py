@@ -59,7 +59,7 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
             num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 128, model_info: dict | None = None,
             profile: bool = False, weight_stream: bool = True, block_size: int = 256, split_heads: bool = True,
-            spin_sleep_ns: int = 32, ring_kib: int = 0, pre_issue_kib: int = 0):
+            spin_sleep_ns: int = 32, ring_kib: int = 0):
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
@@ -68,8 +68,7 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     weights through shared memory, bulk copies issued before the tile's waits (etc.codegen.weight_stream);
     block_size: threads per worker block; split_heads: etc-tile's split-heads; spin_sleep_ns:
     etc-lower-to-gpu's spin-sleep; ring_kib: its ring-kib (KiB of the weight ring the streams use, 0: 64 for
-    small models, 128 for large ones); pre_issue_kib: its pre-issue-kib (KiB of them issued before a tile's
-    waits, 0: all). Where ptxas is installed the bundle also holds its cubin, and bundle.json
+    small models, 128 for large ones). Where ptxas is installed the bundle also holds its cubin, and bundle.json
     the kernel's registers, spill bytes, stack frame and code bytes (kernel_resources)."""
     from etc import bundle
     from etc.codegen import abi, ptxas
@@ -78,8 +77,7 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     from etc.pipeline import codegen_pipeline
     from etc.sm_task_ir import SmTaskProgram
 
-    codegen = codegen_pipeline(target, profile, weight_stream, spin_sleep_ns, ring_kib,  # bad options fail first
-                               pre_issue_kib)
+    codegen = codegen_pipeline(target, profile, weight_stream, spin_sleep_ns, ring_kib)  # bad options fail first
     module, seconds = _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms,
                                    dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
                                    block_size=block_size, split_heads=split_heads)

@@ -239,16 +239,15 @@ def gpu_lowering_pipeline(target: str = "sm_90a") -> str:
 
 
 def codegen_pipeline(target: str = "sm_90a", profile: bool = False, weight_stream: bool = True,
-                     spin_sleep_ns: int = 32, ring_kib: int = 0, pre_issue_kib: int = 0) -> str:
+                     spin_sleep_ns: int = 32, ring_kib: int = 0) -> str:
     """The pipeline text from scheduled sm_task IR to PTX: the megakernel as a gpu.module, then upstream
-    GPU -> NVVM -> PTX. ring_kib: etc-lower-to-gpu's ring-kib (0: chosen from the model's size);
-    pre_issue_kib: its pre-issue-kib (0: every stage before the waits)."""
+    GPU -> NVVM -> PTX. ring_kib: etc-lower-to-gpu's ring-kib (0: chosen from the model's size)."""
     from etc.codegen.weight_stream import ring_option_problem
 
-    problem = ring_option_problem("ring_kib", ring_kib, 32) or ring_option_problem("pre_issue_kib", pre_issue_kib, 16)
+    problem = ring_option_problem("ring_kib", ring_kib)
     if problem:  # checked here too so that etc.compile fails before importing the model
         raise PipelineError(problem)
     flag = {True: "true", False: "false"}
     return (f"etc-lower-to-gpu{{profile={flag[bool(profile)]} weight-stream={flag[bool(weight_stream)]} "
-            f"spin-sleep={int(spin_sleep_ns)} ring-kib={int(ring_kib)} pre-issue-kib={int(pre_issue_kib)}}},"
+            f"spin-sleep={int(spin_sleep_ns)} ring-kib={int(ring_kib)}}},"
             + gpu_lowering_pipeline(target))

@@ -175,17 +175,3 @@ def test_pass_errors_are_lines_with_locations(tmp_path, monkeypatch):
     lines = str(info.value).splitlines()
     assert lines[0].startswith("pass 'etc-derive-wait-counts' failed: <input>:5:3: error: 'notify_maps' map")
     assert all(re.match(r"(pass '.*' failed: )?<input>:\d+:\d+: error: ", line) for line in lines)
-
-
-@pytest.mark.parametrize("options, message", [
-    ({"ring_kib": 40}, "ring_kib must be 0 or a multiple of 16 from 32 to 128, got 40"),
-    ({"ring_kib": True}, "ring_kib must be 0 or a multiple of 16 from 32 to 128, got True"),
-    ({"pre_issue_kib": 8}, "pre_issue_kib must be 0 or a multiple of 16 from 16 to 128, got 8"),
-    ({"pre_issue_kib": 144}, "pre_issue_kib must be 0 or a multiple of 16 from 16 to 128, got 144")])
-def test_codegen_pipeline_rejects_ring_sizes_that_do_not_fit(options, message):
-    from etc.pipeline import codegen_pipeline
-
-    with pytest.raises(etc.PipelineError) as info:
-        codegen_pipeline(**options)
-    assert str(info.value) == message
-    assert "ring-kib=64 pre-issue-kib=32" in codegen_pipeline(ring_kib=64, pre_issue_kib=32)

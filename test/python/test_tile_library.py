@@ -123,36 +123,6 @@ def test_weight_streams_through_part_of_the_ring_match_the_reference(cases, ring
         assert not _mismatches(case, got), case.name
 
 
-@pytest.mark.parametrize("pre_kib", [32, 64])
-def test_weight_streams_that_fill_part_of_the_ring_before_the_waits_match_the_reference(cases, pre_kib):
-    """With pre_issue_bytes the issue function fills only the ring's first stages and the dot the rest
-    (top_up) when it starts: every block is still copied once and the outputs match the reference, for one
-    row, several row groups and a segmented tile (K-major blocks)."""
-    import re
-
-    from etc.codegen.tiles_harness import harness_module_text as harness
-
-    names = ("llama-1b/gate_up", "llama-1b/gate_up-b1", "llama-1b/down-b9", "llama-1b/q_proj_split-b1")
-    picked = [c for c in cases if c.name in names]
-    assert len(picked) == len(names)
-    for case in picked:
-        text = harness(case.program, [case.task], weight_stream=True, pre_issue_bytes=pre_kib * 1024)
-        issue = text[text.index("_issue("):]
-        assert len(re.findall(r"nvvm\.mbarrier\.init", issue)) == 4, case.name  # the whole ring's barriers
-        plain = harness(case.program, [case.task], weight_stream=True)
-
-        def armed_outside_issue(t):  # blocks armed by the tile functions (refills, and the top-up)
-            return len(re.findall(r"nvvm\.mbarrier\.arrive\.expect_tx", t[:t.index("_issue(")]))
-        assert armed_outside_issue(text) > armed_outside_issue(plain), case.name
-        stats = {}
-        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True,
-                       stats=stats, pre_issue_bytes=pre_kib * 1024)
-        p = case.task.params
-        roles = 2 if "silu_mul" in p.get("epilogue", ()) else 1
-        assert stats["bulk_bytes"] == roles * p["out_features"] * p["in_features"] * 2, case.name
-        assert not _mismatches(case, got), case.name
-
-
 def test_auto_ring_is_half_for_models_of_at_most_64_mib_of_weights_a_worker():
     from types import SimpleNamespace
 

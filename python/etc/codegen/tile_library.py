@@ -44,8 +44,7 @@ class Tile:
     """What one tile function needs: its task, operands by role, runtime sizes, thread ids, shared memory."""
 
     def __init__(self, task, program, buffer_index: Mapping[str, int], symbol_index: Mapping[str, int],
-                 weight_stream: bool = False, profile: bool = False, ring_bytes: int | None = None,
-                 pre_issue_bytes: int | None = None):
+                 weight_stream: bool = False, profile: bool = False, ring_bytes: int | None = None):
         self.task = task
         self.program = program
         self.kind = task.kind
@@ -69,7 +68,6 @@ class Tile:
         self._scratch: V | None = None
         self.weight_stream = weight_stream  # linear tiles stream their weights (etc.codegen.weight_stream)
         self.ring_bytes = ring_bytes  # of the weight ring's space, the bytes a weight stream's stages use (None: all)
-        self.pre_issue_bytes = pre_issue_bytes  # of those, the bytes issued before the tile's waits (None: all)
         self.companions: list[str] = []  # more functions of the tile (a linear tile's issue function)
         self.smem_offsets: dict[str, int] = {}  # smem() region name -> its byte offset
         self.profile = profile  # the profiling build: phase() stamps %globaltimer
@@ -813,8 +811,8 @@ def _emitters() -> dict[str, Callable[[Tile], None]]:
 
 
 def _build(task, program, buffer_index, symbol_index, weight_stream: bool = False, profile: bool = False,
-           ring_bytes: int | None = None, pre_issue_bytes: int | None = None) -> Tile:
-    tile = Tile(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes, pre_issue_bytes)
+           ring_bytes: int | None = None) -> Tile:
+    tile = Tile(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes)
     emitters = _emitters()
     assert set(emitters) == set(contract.KINDS), "every tile kind of etc.tiles needs an emitter"
     emitters[task.kind](tile)
@@ -822,15 +820,13 @@ def _build(task, program, buffer_index, symbol_index, weight_stream: bool = Fals
 
 
 def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index: dict[str, int],
-                       weight_stream: bool = False, profile: bool = False, ring_bytes: int | None = None,
-                       pre_issue_bytes: int | None = None) -> str:
+                       weight_stream: bool = False, profile: bool = False, ring_bytes: int | None = None) -> str:
     """MLIR text of `func.func @etc_tile_<task.id>` computing one tile of `task` (see the module docstring).
     weight_stream: linear tiles whose weights can stream get a companion `@etc_tile_<id>_issue` with the
     same arguments, which the worker calls (every thread) before the tile's waits; ring_bytes: how much of
-    the ring's space (weight_stream.RING_BYTES) their stages use, pre_issue_bytes: how many of those the issue
-    function fills (the rest when the dot starts). profile: the tile stamps its phases (abi.PROFILE_PHASE_SMEM)."""
-    return _build(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes,
-                  pre_issue_bytes).function_text()
+    the ring's space (weight_stream.RING_BYTES) their stages use. profile: the tile stamps its phases
+    (abi.PROFILE_PHASE_SMEM)."""
+    return _build(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes).function_text()
 
 
 def has_issue_function(tile_text: str, name: str) -> bool:

@@ -273,8 +273,7 @@ def emit_attention_partial(t: Tile) -> None:
         with b.when(b.cmp("eq", t.tid, 0)):
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
         t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
-        issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes,
-                        pre_issue_bytes=t.pre_issue_bytes)
+        issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes)
         _issue_kv_prefetch(issue, KVH, D, C)
         t.companions.append(issue.function_text(suffix="_issue"))
 

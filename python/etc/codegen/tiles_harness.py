@@ -49,11 +49,10 @@ def check_kernel_text(task, program, buffer_index, symbol_index, issue: bool = F
 
 
 def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, weight_stream: bool = False,
-                        profile: bool = False, ring_bytes: int | None = None,
-                        pre_issue_bytes: int | None = None) -> str:
+                        profile: bool = False, ring_bytes: int | None = None) -> str:
     """weight_stream: linear tiles stream their weights (as etc-lower-to-gpu's weight-stream), through
-    ring_bytes of the ring (its ring-kib; None: all of it), pre_issue_bytes of them before the waits (its
-    pre-issue-kib; None: all); profile: tiles stamp their phases (as its profile)."""
+    ring_bytes of the ring (its ring-kib; None: all of it); profile: tiles stamp their phases (as its
+    profile)."""
     from etc.codegen.abi import tile_function_name
     from etc.codegen.tile_library import has_issue_function
 
@@ -61,8 +60,7 @@ def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, we
         buffer_index, symbol_index = default_indices(program)
     parts = []
     for task in tasks:
-        text = emit_tile_function(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes,
-                                  pre_issue_bytes)
+        text = emit_tile_function(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes)
         parts.append(text)
         issue = has_issue_function(text, tile_function_name(task.id))
         parts.append(check_kernel_text(task, program, buffer_index, symbol_index, issue))

@@ -384,7 +384,7 @@ class Linear:
         """A fresh Tile of this task, for a companion function of the tile."""
         t = self.t
         return type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=weight_stream,
-                       profile=profile, ring_bytes=t.ring_bytes, pre_issue_bytes=t.pre_issue_bytes)
+                       profile=profile, ring_bytes=t.ring_bytes)
 
     def call_companion(self, suffix: str, c1: V) -> None:
         """Call `@<tile><suffix>` with this tile's arguments, c1 as its second coordinate."""
@@ -625,7 +625,6 @@ class Linear:
         hoist = v * self.K // WARP <= HOIST_X_VALUES  # x of every slice stays live across the groups
         total = s.total
         base = b.mul(b.div(rg, self.RB), s.per_row_group)
-        s.top_up(base)
         n = g.slice_k // 256
         unroll = max(u for u in range(1, SLICE_UNROLL + 1) if n % u == 0)
         with b.loop(0, s.groups) as group:
@@ -697,7 +696,6 @@ class Linear:
             base = b.mul(b.div(rg, self.RB), s.per_row_group)
         else:  # K-major blocks: this segment's come after the earlier segments' of every column group
             base = b.add(b.mul(b.div(rg, SEGMENT_ROWS), s.per_row_group), b.mul(b.mul(seg, s.groups), slices))
-        s.top_up(base)
         with b.loop(0, s.groups) as group:
             parity = b.and_(group, 1)
             red = b.gep(self.red, b.mul(parity, MMA_WARPS * roles * 16 * 8), "f32")

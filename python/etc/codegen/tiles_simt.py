@@ -766,7 +766,7 @@ def from_storage(raw: np.ndarray, etype: str, shape) -> np.ndarray:
 
 def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_text: str | None = None,
              weight_stream: bool = False, phases: list | None = None, stats: dict | None = None,
-             order=None, ring_bytes: int | None = None, pre_issue_bytes: int | None = None) -> dict:
+             order=None, ring_bytes: int | None = None) -> dict:
     """Run the task's check kernel (every tile) on the simulator; the written buffers afterwards.
     weight_stream: linear tiles stream their weights through shared memory (bulk copies, mbarriers).
     phases: a list to receive, per tile, the phase stamps of the profiling build (simulated %globaltimer:
@@ -774,15 +774,14 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     copies run ("bulk_copies") and their bytes ("bulk_bytes"), the buffers' addresses ("addresses", name ->
     address) and per memory region (address >> REGION_SHIFT) the lanes that read it with plain loads, not
     copies ("loads"). order: the tiles in the order to run them (one block per tile), as some
-    interleaving on the GPU could finish them. ring_bytes: the weight streams' part of the ring (None: all);
-    pre_issue_bytes: of that, what the issue function fills (None: all)."""
+    interleaving on the GPU could finish them. ring_bytes: the weight streams' part of the ring (None: all)."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
 
     buffer_index, symbol_index = default_indices(program)
     profile = phases is not None
     sim = Simulator(module_text or harness_module_text(program, [task], buffer_index, symbol_index, weight_stream,
-                                                       profile, ring_bytes, pre_issue_bytes))
+                                                       profile, ring_bytes))
     addrs = [0] * len(buffer_index)
     for name, arr in arrays.items():
         addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))

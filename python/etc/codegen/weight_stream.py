@@ -22,12 +22,9 @@ own.
 So the first `stages` blocks of HBM traffic overlap the tile's waits (the anchors' "start the next
 instruction's weight loads before its inputs are ready"), and afterwards up to `stages` blocks (128 KB)
 are in flight per SM whatever the warps are doing. The stages use `ring_bytes` of the ring
-(etc-lower-to-gpu ring-kib; 64 KiB for small models). With `pre_stages` (its pre-issue-kib) the issue
-function fills only the first pre_stages blocks, and the tile the rest of the first round when its dot
-starts (top_up): fewer bytes are in flight while the tile waits and stages x, the full depth while it
-streams. The copies carry an L2 evict-first policy: weights are read once a step, so their lines leave L2
-before the kernel's code, activations and counters, which later tiles fetch again (measured on the H200:
-Llama-3.2-1B batch 1 1.158 -> 1.033 ms).
+(etc-lower-to-gpu ring-kib; 64 KiB for small models). The copies carry an L2 evict-first policy: weights
+are read once a step, so their lines leave L2 before the kernel's code, activations and counters, which
+later tiles fetch again (measured on the H200: Llama-3.2-1B batch 1 1.158 -> 1.033 ms).
 
 Shared memory: the ring sits at [RING_OFFSET, RING_OFFSET + RING_BYTES), the barriers right after it; a
 streaming tile's own scratch (staged x, per-head values) must end below RING_OFFSET.
@@ -83,7 +80,6 @@ class StreamGeometry:
     # segment_k elements of K (a multiple of slice_k), then per column group, then per slice; one row
     # keeps the order above. 0: not segmented.
     segment_k: int = 0
-    pre_stages: int = 0  # the first blocks the issue function fills before the waits (0: all `stages`)
 
     @property
     def slices(self) -> int:
@@ -133,9 +129,7 @@ class StreamGeometry:
         g = cls(roles, K, int(t.param("out_features")), int(t.param("tile_n")), columns, slice_k, eb, 1,
                 int(t.params.get("head_dim", 0) or 0), split_head_tiles(t.params), row_group, x_role)
         ring = t.ring_bytes or RING_BYTES  # the stages use at most this much of the ring's space
-        stages = max(1, min(MAX_STAGES, ring // g.stage_bytes))
-        pre = max(1, min(stages, t.pre_issue_bytes // g.stage_bytes)) if t.pre_issue_bytes else 0
-        return dataclasses.replace(g, stages=stages, pre_stages=0 if pre == stages else pre)
+        return dataclasses.replace(g, stages=max(1, min(MAX_STAGES, ring // g.stage_bytes)))
 
 
 def linear_column(b, n0: V, j: V, c, tile_n: int, head_dim: int, parts: int) -> V:
@@ -251,22 +245,9 @@ class WeightStream:
                 b.mbarrier_init(self.bar(s), 1)
             b.fence_proxy_async()  # the bulk copies see the initialized barriers
         b.barrier()  # ... and so do the other warps' expect_tx
-        ahead = g.pre_stages or g.stages
-        first = b.min(self.total, ahead) if isinstance(self.total, V) else min(self.total, ahead)
+        first = b.min(self.total, g.stages) if isinstance(self.total, V) else min(self.total, g.stages)
         with b.loop(t.warp, first, t.nwarps) as i:  # fewer warps than stages: some issue two
             self.issue(i)
-
-    def top_up(self, base: V) -> None:
-        """With pre_stages: when the dot reaches the stream's first block (base 0), warp w issues blocks
-        pre_stages + w, ... of the ring's first round, which the issue function left out so that fewer bytes
-        are in flight while the tile waits and stages x."""
-        b, g, t = self.b, self.g, self.t
-        if not g.pre_stages:
-            return
-        last = b.min(self.total, g.stages) if isinstance(self.total, V) else min(self.total, g.stages)
-        with b.when(b.cmp("eq", base, 0)):
-            with b.loop(b.add(t.warp, g.pre_stages), last, t.nwarps) as i:
-                self.issue(i)
 
     # ------------------------------------------------------------ consumers (every thread)
 
@@ -293,12 +274,12 @@ class WeightStream:
                 b.mbarrier_inval(self.bar(s))
 
 
-def ring_option_problem(name: str, kib, lowest_kib: int) -> str | None:
-    """Why a ring size option (ring-kib: lowest 32, pre-issue-kib: lowest 16) is out of range, or None: 0
-    (automatic / all) or a multiple of 16 KiB from lowest_kib to the ring's RING_BYTES."""
+def ring_option_problem(name: str, kib) -> str | None:
+    """Why the ring size option `name` (ring-kib) is out of range, or None: 0 (automatic) or a multiple of
+    16 KiB from 32 to the ring's RING_BYTES."""
     ok = isinstance(kib, int) and not isinstance(kib, bool) and kib % 16 == 0 \
-        and (kib == 0 or lowest_kib <= kib <= RING_BYTES // 1024)
-    return None if ok else f"{name} must be 0 or a multiple of 16 from {lowest_kib} to {RING_BYTES // 1024}, got {kib!r}"
+        and (kib == 0 or 32 <= kib <= RING_BYTES // 1024)
+    return None if ok else f"{name} must be 0 or a multiple of 16 from 32 to {RING_BYTES // 1024}, got {kib!r}"
 
 
 def auto_ring_bytes(program) -> int:

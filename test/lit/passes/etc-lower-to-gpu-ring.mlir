@@ -2,8 +2,6 @@
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{ring-kib=64}" | FileCheck %s --check-prefix=HALF
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu" | FileCheck %s --check-prefix=HALF
 // RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{ring-kib=40}" --verify-diagnostics
-// RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{ring-kib=128 pre-issue-kib=64}" | FileCheck %s --check-prefix=PRE
-// RUN: etc-opt %s -p "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu{ring-kib=128 pre-issue-kib=64}" | FileCheck %s --check-prefix=PREISSUE
 
 // Positive: a tile of 32 columns of 2048 bf16 streams 4 blocks of 32 KiB (8 whole rows each). With
 // ring-kib=128 its stream has 4 stages (the issue function inits 4 mbarriers and issues all 4 blocks
@@ -18,18 +16,6 @@
 // HALF-LABEL: func.func @etc_tile_0_issue(
 // HALF-COUNT-2: nvvm.mbarrier.init
 // HALF-NOT: nvvm.mbarrier.init
-// pre-issue-kib=64 with the whole ring: the issue function inits the 4 stages' barriers but issues only
-// blocks below min(total, 2); the tile arms the other 2 when its dot starts (its first round, base 0).
-// The one-row variant arms blocks before it first waits on one (without pre-issue it arms only refills,
-// after waits):
-// PRE-LABEL: func.func @etc_tile_0_one_row(
-// PRE-NOT: nvvm.mbarrier.try_wait
-// PRE: nvvm.mbarrier.arrive.expect_tx
-// PRE: nvvm.mbarrier.try_wait
-// PREISSUE-LABEL: func.func @etc_tile_0_issue(
-// PREISSUE-COUNT-4: nvvm.mbarrier.init
-// PREISSUE: arith.minsi %{{.*}}, %c2_i64 : i64
-// PREISSUE-NEXT: scf.for
 // Error (fourth RUN): a ring size that is not a multiple of 16 KiB.
 // expected-error @+1 {{ring-kib must be 0 or a multiple of 16 from 32 to 128, got 40}}
 func.func @step() {
