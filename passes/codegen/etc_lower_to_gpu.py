@@ -117,21 +117,22 @@ class LowerToGpu(Pass):
             tile_of_task[task.id] = by_text[key]
         if len(tile_of_task) != len(program.tasks):
             return
-        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"))
+        # the launch needs this much dynamic shared memory: the largest tile's (a streaming tile's counts its
+        # ring), then the worker's run-time constants (kernel.SharedConstants)
+        own = max(kernel.shared_bytes(text) for text in tiles.values())
+        if self.option("profile"):  # the tiles' phase stamp slots, past every tile's own memory
+            if own > abi.PROFILE_PHASE_SMEM:
+                self.error(kernels[0], f"a tile uses {own} bytes of shared memory; the profiling build's "
+                                       f"phase stamps need it below {abi.PROFILE_PHASE_SMEM}")
+                return
+            own = abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
+        constants = kernel.SharedConstants.of(layout, own)
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"), own)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)
             module_op.attributes["gpu.container_module"] = ir.UnitAttr.get()
-            # the launch needs this much dynamic shared memory: the largest tile's (a streaming tile's
-            # counts its ring)
-            own = max(kernel.shared_bytes(text) for text in tiles.values())
-            if self.option("profile"):  # the tiles' phase stamp slots, past every tile's own memory
-                if own > abi.PROFILE_PHASE_SMEM:
-                    self.error(kernels[0], f"a tile uses {own} bytes of shared memory; the profiling build's "
-                                           f"phase stamps need it below {abi.PROFILE_PHASE_SMEM}")
-                    return
-                own = abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
-            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(own)
+            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(constants.end if constants else own)
 
 
 def _add_profile_buffer(module_op, kernel_op) -> None:

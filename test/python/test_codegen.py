@@ -220,3 +220,39 @@ def test_profiling_build_stamps_every_tile(tmp_path):
     run = next(f for f in re.split(r"^\.visible \.func ", ptx, flags=re.M) if f.startswith("etc_run_"))
     assert run.count("%globaltimer") >= 3
     assert "step: 5.0 us" in format_breakdown(rows)
+
+
+def _layout(symbols: int, buffers: int):
+    from etc.codegen.kernel import Layout
+
+    return Layout([f"s{i}" for i in range(symbols)], [f"b{i}" for i in range(buffers)], {}, {}, 0, [0], [])
+
+
+def test_shared_constants_take_what_fits_past_the_tiles():
+    """The worker's copy of the sizes and buffer addresses goes past the tiles' shared memory (8-aligned):
+    both where they fit below the opt-in limit (Llama-3.2-1B: 2 symbols, 295 buffers past a 229440-byte
+    ring), the sizes alone where the buffers do not (Qwen3-0.6B: 567), nothing where not even they do."""
+    from etc.codegen.kernel import SharedConstants
+
+    both = SharedConstants.of(_layout(2, 295), 229440)
+    assert (both.offset, both.symbols, both.buffers) == (229440, 2, 295)
+    assert both.buffers_offset == 229456 and both.end == 229456 + 8 * 295 <= abi.MAX_SHARED_BYTES
+    sizes_only = SharedConstants.of(_layout(2, 567), 229440)
+    assert (sizes_only.buffers, sizes_only.end) == (0, 229456)
+    assert SharedConstants.of(_layout(1, 4), 9).offset == 16  # aligned for the i64 slots
+    assert SharedConstants.of(_layout(2, 0), abi.MAX_SHARED_BYTES - 8) is None
+
+
+def test_kernel_copies_sizes_into_shared_memory_before_its_queue(tiny_bundle):
+    """The launch's shared memory covers the constants, and the megakernel stores them into shared memory
+    and synchronizes the block before the first queue entry runs (tiles read sizes there, not from global
+    memory, whose L1 copy every wait invalidates)."""
+    meta = json.loads((tiny_bundle / "bundle.json").read_text())
+    words = len(meta["symbols"]) + len(meta["buffers"])
+    ptx = (tiny_bundle / "kernel.ptx").read_text()
+    entry = functions(ptx)[abi.KERNEL_NAME]
+    first_call = entry.index("call.uni")
+    prologue = entry[:first_call]
+    stores = re.findall(r"st\.shared\.b64\s+\[([^\]]+)\]", prologue)
+    assert len(stores) >= 2 and "bar.sync" in prologue[prologue.rindex("st.shared.b64"):]
+    assert meta["shared_bytes"] >= 8 * words and meta["shared_bytes"] % 8 == 0

@@ -17,6 +17,10 @@ after a release fence; a wait spins on an acquire load until word >= (epoch << 3
 counters come tile-private arrival counters (etc.codegen.tiles_linear.arrival_words: a split head's
 head_rms_norm counts its tiles' arrivals); no tile waits on them.
 
+Shared memory. The launch's dynamic shared memory is the largest tile's, then (8-aligned) the worker's copy of
+`sizes` and, where it fits below MAX_SHARED_BYTES, of `buffers` (etc.codegen.kernel.SharedConstants): run
+and tile functions read them there, since every wait invalidates the SM's L1.
+
 Tile functions. Each task gets `func.func @etc_tile_<id>(%buffers: !llvm.ptr, %sizes: !llvm.ptr,
 %c0: i64, %c1: i64, %c2: i64)`, run by every thread of the block for tile (c0, c1, c2) of the task's grid
 (unused coordinates are 0). It reads and writes global memory only through addresses loaded from
@@ -46,6 +50,7 @@ READY_HEADER_WORDS = 3
 PROFILE_BUFFER = "etc.profile"
 PROFILE_PHASES = 3
 PROFILE_RECORD_WORDS = 3 + PROFILE_PHASES + 2
+MAX_SHARED_BYTES = 232448  # the H100/H200 opt-in dynamic shared memory per block
 PROFILE_PHASE_SMEM = 229440  # past the weight stream's ring and barriers (weight_stream.STREAM_SHARED_BYTES)
 BUNDLE_FORMAT = "etc-bundle"
 BUNDLE_VERSION = 1

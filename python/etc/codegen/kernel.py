@@ -2,7 +2,9 @@
 loop (`gpu.func @etc_megakernel`), one run function per task and the tile library's tile functions.
 
 Worker loop (block w = worker w, etc.codegen.abi has the parameters):
+    copy `sizes` (and the buffer addresses, where they fit) into shared memory (SharedConstants); barrier
     for each (task, first, stride) in w's static queue:      # parametric: tile counts from `sizes`
+                                                             # (the next entry is loaded before this one runs)
       for tile = first; tile < tile_count(task); tile += stride:
         thread 0: record progress; spin with acquire loads until every counter element the tile waits on
                   reaches (epoch << 32) + target
@@ -106,11 +108,12 @@ def operand_index(task: Task) -> dict[str, int]:
 
 
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
-                    layout: Layout, spin_sleep_ns: int = 32) -> str:
+                    layout: Layout, spin_sleep_ns: int = 32, shared_bytes: int | None = None) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
     A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
-    called by every thread before the tile's waits."""
+    called by every thread before the tile's waits. shared_bytes: the tiles' dynamic shared memory; the
+    worker keeps its run-time constants past it (SharedConstants; None: they stay in global memory)."""
     from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, has_issue_function
 
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
@@ -118,9 +121,41 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
         name = tile_of_task[t.id]
         parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name),
                                    spin_sleep_ns))
-    parts.append(_kernel(program, layout, spin_sleep_ns))
+    constants = SharedConstants.of(layout, shared_bytes) if shared_bytes is not None else None
+    parts.append(_kernel(program, layout, spin_sleep_ns, constants))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedConstants:
+    """Where the worker keeps its run-time constants: from `offset` in dynamic shared memory (past its tiles'
+    own), `sizes` and, where they fit, the buffer addresses, copied there when the kernel starts. Every wait
+    and every signal's fence invalidates the SM's L1 (an acquire compiles to CCTL.IVALL), so constants read
+    from global memory cost an L2 round trip per tile (about 1 us while the other SMs stream weights)."""
+    offset: int
+    symbols: int
+    buffers: int  # 0: the buffer addresses stay in global memory
+
+    @property
+    def buffers_offset(self) -> int:
+        return self.offset + 8 * self.symbols
+
+    @property
+    def end(self) -> int:
+        """The dynamic shared memory the kernel launches with."""
+        return self.buffers_offset + 8 * self.buffers
+
+    @classmethod
+    def of(cls, layout: Layout, shared_bytes: int) -> "SharedConstants | None":
+        """The constants past `shared_bytes`, without the buffer addresses if they do not fit below
+        abi.MAX_SHARED_BYTES; None if not even the sizes do."""
+        offset = -(-shared_bytes // 8) * 8
+        for buffers in (len(layout.buffers), 0):
+            constants = cls(offset, len(layout.symbols), buffers)
+            if constants.end <= abi.MAX_SHARED_BYTES:
+                return constants
+        return None
 
 
 def shared_bytes(tile_function_text: str) -> int:
@@ -349,11 +384,16 @@ def _progress_word(e: Emitter, worker: str, word: str, target: str) -> None:
         e.line(f"llvm.store volatile {e.emit(f'arith.trunci {value} : i64 to i32')}, {ptr} : i32, !llvm.ptr")
 
 
-def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32) -> str:
+def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32,
+            constants: SharedConstants | None = None) -> str:
     """The worker loop: this block's static queue (a switch on the task id picks the run function), then,
-    when the program has dynamic tasks, popping the ready queue until every dynamic tile has run."""
-    call = ("func.call @etc_run_{id}(%buffers, %sizes, %counters, %progress, %ready, %epoch, {first}, {stride})"
-            f" : {_RUN_TYPES} -> ()")
+    when the program has dynamic tasks, popping the ready queue until every dynamic tile has run. The next
+    queue entry is loaded before the current one runs (its latency hides behind the tiles); with
+    `constants`, the run functions read sizes and buffer addresses from shared memory."""
+    sizes, buffers = ("%sizes_s", "%buffers_s" if constants.buffers else "%buffers") if constants \
+        else ("%sizes", "%buffers")
+    call = (f"func.call @etc_run_{{id}}({buffers}, {sizes}, %counters, %progress, %ready, %epoch, {{first}}, "
+            f"{{stride}}) : {_RUN_TYPES} -> ()")
     static_cases = "\n".join(f"""      case {t.id} {{
         {call.format(id=t.id, first="%first", stride="%stride")}
         scf.yield
@@ -372,13 +412,14 @@ def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32) -> 
     %e32 = llvm.load %p1 : !llvm.ptr -> i32
     %start = arith.extsi %s32 : i32 to i64
     %end = arith.extsi %e32 : i32 to i64
-    scf.for %entry = %start to %end step %three : i64 {{
-      %pt = llvm.getelementptr %queue_entries[%entry] : (!llvm.ptr, i64) -> !llvm.ptr, i32
-      %pf = llvm.getelementptr %pt[1] : (!llvm.ptr) -> !llvm.ptr, i32
-      %ps = llvm.getelementptr %pt[2] : (!llvm.ptr) -> !llvm.ptr, i32
-      %task32 = llvm.load %pt : !llvm.ptr -> i32
-      %f32 = llvm.load %pf : !llvm.ptr -> i32
-      %st32 = llvm.load %ps : !llvm.ptr -> i32
+{_stage_constants(constants)}
+    %any = arith.cmpi slt, %start, %end : i64
+    %e0:3 = {_load_entry("%any", "%start", "a")}
+    %last:3 = scf.for %entry = %start to %end step %three iter_args(%task32 = %e0#0, %f32 = %e0#1, %st32 = %e0#2)
+        -> (i32, i32, i32) : i64 {{
+      %next = arith.addi %entry, %three : i64
+      %more = arith.cmpi slt, %next, %end : i64
+      %n:3 = {_load_entry("%more", "%next", "b")}
       %first = arith.extsi %f32 : i32 to i64
       %stride = arith.extsi %st32 : i32 to i64
       %task = arith.index_cast %task32 : i32 to index
@@ -387,10 +428,54 @@ def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32) -> 
       default {{
         scf.yield
       }}
+      scf.yield %n#0, %n#1, %n#2 : i32, i32, i32
     }}
 {_dynamic_loop(program, layout, dynamic, call, spin_sleep_ns) if dynamic else ""}
     gpu.return
   }}"""
+
+
+def _load_entry(valid: str, entry: str, tag: str) -> str:
+    """An scf.if yielding the (task, first, stride) queue entry at `entry` where `valid`, else zeros
+    (the entry past a queue's end is not read)."""
+    loads = "\n".join(f"""        %{tag}p{k} = llvm.getelementptr %queue_entries[%{tag}i{k}] : (!llvm.ptr, i64) -> !llvm.ptr, i32
+        %{tag}v{k} = llvm.load %{tag}p{k} : !llvm.ptr -> i32""" for k in range(3))
+    offsets = "\n".join(f"        %{tag}k{k} = arith.constant {k} : i64\n"
+                         f"        %{tag}i{k} = arith.addi {entry}, %{tag}k{k} : i64" for k in range(3))
+    return f"""scf.if {valid} -> (i32, i32, i32) {{
+{offsets}
+{loads}
+        scf.yield %{tag}v0, %{tag}v1, %{tag}v2 : i32, i32, i32
+      }} else {{
+        %{tag}z = arith.constant 0 : i32
+        scf.yield %{tag}z, %{tag}z, %{tag}z : i32, i32, i32
+      }}"""
+
+
+def _stage_constants(constants: SharedConstants | None) -> str:
+    """Every thread copies its share of `sizes` (and the buffer addresses) into shared memory; a barrier;
+    %sizes_s / %buffers_s are their generic addresses there."""
+    if constants is None:
+        return ""
+    e = Emitter(prefix="k")
+    base = e.emit("llvm.mlir.addressof @etc_dynamic_smem : !llvm.ptr<3>")
+    tid = e.emit(f"arith.index_cast {e.emit('gpu.thread_id x')} : index to i64")
+    threads = e.emit(f"arith.index_cast {e.emit('gpu.block_dim x')} : index to i64")
+    out = []
+    for source, count, first, name in (("%sizes", constants.symbols, constants.offset, "%sizes_s"),
+                                       ("%buffers", constants.buffers, constants.buffers_offset, "%buffers_s")):
+        if not count and name == "%buffers_s":
+            continue
+        slots = e.emit(f"llvm.getelementptr {base}[{first}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8")
+        i = e.fresh()
+        e.line(f"scf.for {i} = {tid} to {e.const(count)} step {threads} : i64 {{")
+        src = e.emit(f"llvm.getelementptr {source}[{i}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
+        dst = e.emit(f"llvm.getelementptr {slots}[{i}] : (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i64")
+        e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr<3>")
+        e.line("}")
+        out.append(f"{name} = llvm.addrspacecast {slots} : !llvm.ptr<3> to !llvm.ptr")
+    e.line("gpu.barrier")
+    return e.body("    ") + "\n" + "\n".join("    " + line for line in out)
 
 
 def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], call: str,

@@ -21,8 +21,26 @@
 // CHECK: scf.while
 // CHECK-NEXT: llvm.load {{.*}} atomic syncscope("device") acquire
 // CHECK: call @etc_tile_1
-// CHECK: gpu.func @etc_megakernel(%{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: i64) kernel
+// The kernel first copies the run-time constants (1 symbol, then 4 buffer addresses) into shared memory
+// past the tiles' own and hands the run functions their addresses there; it loads each queue entry one
+// iteration ahead (the entry past the queue's end is not read).
+// CHECK: gpu.func @etc_megakernel(%[[BUFFERS:[^:]*]]: !llvm.ptr, %[[SIZES:[^:]*]]: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: i64) kernel
+// CHECK: %[[SMEM:.*]] = llvm.mlir.addressof @etc_dynamic_smem
+// CHECK: %[[SIZES_AT:.*]] = llvm.getelementptr %[[SMEM]][[[OFFSET:[0-9]+]]]
+// CHECK: llvm.getelementptr %[[SIZES]][
+// CHECK: llvm.store {{.*}} : i64, !llvm.ptr<3>
+// CHECK: %[[BUFFERS_AT:.*]] = llvm.getelementptr %[[SMEM]][
+// CHECK: llvm.getelementptr %[[BUFFERS]][
+// CHECK: llvm.store {{.*}} : i64, !llvm.ptr<3>
+// CHECK: gpu.barrier
+// CHECK: %[[SIZES_S:.*]] = llvm.addrspacecast %[[SIZES_AT]]
+// CHECK: %[[BUFFERS_S:.*]] = llvm.addrspacecast %[[BUFFERS_AT]]
+// CHECK: %[[FIRST:.*]]:3 = scf.if
+// CHECK: scf.for {{.*}} iter_args({{.*}} = %[[FIRST]]#0, {{.*}} = %[[FIRST]]#1, {{.*}} = %[[FIRST]]#2)
+// CHECK: %[[NEXT:.*]]:3 = scf.if
 // CHECK: scf.index_switch
+// CHECK: func.call @etc_run_0(%[[BUFFERS_S]], %[[SIZES_S]],
+// CHECK: scf.yield %[[NEXT]]#0, %[[NEXT]]#1, %[[NEXT]]#2
 func.func @step() {
   %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 8 : i64} : () -> index
   %x = "event_tensor.buffer"(%b) {name = "x", role = "input", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 64)>} : (index) -> !event_tensor.buf
