@@ -127,7 +127,7 @@ class LowerToGpu(Pass):
                 return
             own = abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
         constants = kernel.SharedConstants.of(layout, own)
-        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"), own)
+        text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"), constants)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)

@@ -108,12 +108,12 @@ def operand_index(task: Task) -> dict[str, int]:
 
 
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
-                    layout: Layout, spin_sleep_ns: int = 32, shared_bytes: int | None = None) -> str:
+                    layout: Layout, spin_sleep_ns: int = 32, constants: SharedConstants | None = None) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
     A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
-    called by every thread before the tile's waits. shared_bytes: the tiles' dynamic shared memory; the
-    worker keeps its run-time constants past it (SharedConstants; None: they stay in global memory)."""
+    called by every thread before the tile's waits. constants: where the worker keeps its run-time
+    constants in shared memory (None: they stay in global memory)."""
     from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, has_issue_function
 
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
@@ -121,7 +121,6 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
         name = tile_of_task[t.id]
         parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name),
                                    spin_sleep_ns))
-    constants = SharedConstants.of(layout, shared_bytes) if shared_bytes is not None else None
     parts.append(_kernel(program, layout, spin_sleep_ns, constants))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
