@@ -146,7 +146,7 @@ class SharedConstants:
         return self.buffers_offset + 8 * self.buffers
 
     @classmethod
-    def of(cls, layout: Layout, shared_bytes: int) -> "SharedConstants | None":
+    def of(cls, layout: Layout, shared_bytes: int) -> SharedConstants | None:
         """The constants past `shared_bytes`, without the buffer addresses if they do not fit below
         abi.MAX_SHARED_BYTES; None if not even the sizes do."""
         offset = -(-shared_bytes // 8) * 8
@@ -389,8 +389,7 @@ def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32,
     when the program has dynamic tasks, popping the ready queue until every dynamic tile has run. The next
     queue entry is loaded before the current one runs (its latency hides behind the tiles); with
     `constants`, the run functions read sizes and buffer addresses from shared memory."""
-    sizes, buffers = ("%sizes_s", "%buffers_s" if constants.buffers else "%buffers") if constants \
-        else ("%sizes", "%buffers")
+    staging, buffers, sizes = _stage_constants(constants)
     call = (f"func.call @etc_run_{{id}}({buffers}, {sizes}, %counters, %progress, %ready, %epoch, {{first}}, "
             f"{{stride}}) : {_RUN_TYPES} -> ()")
     static_cases = "\n".join(f"""      case {t.id} {{
@@ -411,7 +410,7 @@ def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32,
     %e32 = llvm.load %p1 : !llvm.ptr -> i32
     %start = arith.extsi %s32 : i32 to i64
     %end = arith.extsi %e32 : i32 to i64
-{_stage_constants(constants)}
+{staging}
     %any = arith.cmpi slt, %start, %end : i64
     %e0:3 = {_load_entry("%any", "%start", "a")}
     %last:3 = scf.for %entry = %start to %end step %three iter_args(%task32 = %e0#0, %f32 = %e0#1, %st32 = %e0#2)
@@ -451,20 +450,21 @@ def _load_entry(valid: str, entry: str, tag: str) -> str:
       }}"""
 
 
-def _stage_constants(constants: SharedConstants | None) -> str:
-    """Every thread copies its share of `sizes` (and the buffer addresses) into shared memory; a barrier;
-    %sizes_s / %buffers_s are their generic addresses there."""
+def _stage_constants(constants: SharedConstants | None) -> tuple[str, str, str]:
+    """(the kernel lines, the buffer table, the sizes) the run functions get: every thread copies its share
+    of `sizes` (and of the buffer addresses) into shared memory, then a barrier; without `constants` the
+    kernel's own parameters."""
     if constants is None:
-        return ""
+        return "", "%buffers", "%sizes"
     e = Emitter(prefix="k")
     base = e.emit("llvm.mlir.addressof @etc_dynamic_smem : !llvm.ptr<3>")
     tid = e.emit(f"arith.index_cast {e.emit('gpu.thread_id x')} : index to i64")
     threads = e.emit(f"arith.index_cast {e.emit('gpu.block_dim x')} : index to i64")
-    out = []
-    for source, count, first, name in (("%sizes", constants.symbols, constants.offset, "%sizes_s"),
-                                       ("%buffers", constants.buffers, constants.buffers_offset, "%buffers_s")):
-        if not count and name == "%buffers_s":
-            continue
+    names, casts = {"%buffers": "%buffers", "%sizes": "%sizes"}, []
+    copies = [("%sizes", constants.symbols, constants.offset)]
+    if constants.buffers:
+        copies.append(("%buffers", constants.buffers, constants.buffers_offset))
+    for source, count, first in copies:
         slots = e.emit(f"llvm.getelementptr {base}[{first}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8")
         i = e.fresh()
         e.line(f"scf.for {i} = {tid} to {e.const(count)} step {threads} : i64 {{")
@@ -472,9 +472,10 @@ def _stage_constants(constants: SharedConstants | None) -> str:
         dst = e.emit(f"llvm.getelementptr {slots}[{i}] : (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i64")
         e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr<3>")
         e.line("}")
-        out.append(f"{name} = llvm.addrspacecast {slots} : !llvm.ptr<3> to !llvm.ptr")
+        names[source] = f"{source}_s"
+        casts.append(f"{names[source]} = llvm.addrspacecast {slots} : !llvm.ptr<3> to !llvm.ptr")
     e.line("gpu.barrier")
-    return e.body("    ") + "\n" + "\n".join("    " + line for line in out)
+    return e.body("    ") + "\n" + "\n".join("    " + line for line in casts), names["%buffers"], names["%sizes"]
 
 
 def _dynamic_loop(program: SmTaskProgram, layout: Layout, dynamic: list[Task], call: str,
