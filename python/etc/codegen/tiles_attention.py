@@ -117,17 +117,8 @@ def emit_attention_partial(t: Tile) -> None:
         t.thread_loop(G, stat)
 
     def visible():
-        # q heads of the group -> shared memory (f32), running state m = -inf, l = 0
-        qrow = b.add(b.mul(r, qcols), b.mul(head0, D))
-        t.thread_loop(G * D, lambda i: b.store(t.load("q", b.add(qrow, i)), b.gep(qs, q_at(i), "f32")))
-
-        def init(h):
-            b.store(b.f32(float("-inf")), st(0, h))
-            b.store(b.f32(0.0), st(1, h))
-        t.thread_loop(G, init)
         kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
-        if prefetch:  # the earlier slots have landed; slot p (appended this step) comes from global memory
-            b.mbarrier_wait(bar, b.i32(0))
+        if prefetch:  # slot p (appended this step) from global memory, its copies in flight with q's loads
             pieces = D * ELEM_BYTES[kt] // 16
 
             def slot_p(i):
@@ -139,6 +130,16 @@ def emit_attention_partial(t: Tile) -> None:
                 b.copy_async_16(dst, src)
             with b.when(b.cmp("lt", p, t1)):  # t1 <= p + 1: p is in the chunk
                 t.thread_loop(2 * pieces, slot_p)
+        # q heads of the group -> shared memory (f32), running state m = -inf, l = 0
+        qrow = b.add(b.mul(r, qcols), b.mul(head0, D))
+        t.thread_loop(G * D, lambda i: b.store(t.load("q", b.add(qrow, i)), b.gep(qs, q_at(i), "f32")))
+
+        def init(h):
+            b.store(b.f32(float("-inf")), st(0, h))
+            b.store(b.f32(0.0), st(1, h))
+        t.thread_loop(G, init)
+        if prefetch:  # the earlier slots (the issue function's bulk copies, slots t0 .. p - 1) and slot p
+            b.mbarrier_wait(bar, b.i32(0))
             b.wait_async()
         b.barrier()
         t.phase(0)  # q staged

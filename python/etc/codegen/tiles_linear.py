@@ -478,25 +478,27 @@ class Linear:
         return row.function_text(suffix="_row")
 
     def stage_rms_spread(self, src: V, nr: V, eps: float) -> None:
-        """rms_norm staging with every warp at work: the rows are cut into warp chunks (8 x 32 elements)
-        that warps take in turn. Pass 1 stores each chunk's sum of squares in shared memory; pass 2
-        reloads the chunk with its norm weights, sums its row's partials in chunk order (the same order in
-        every thread), normalizes and stores xs. (Loading several chunks per warp at once measured slower:
-        more code on the hot path.)"""
+        """rms_norm staging with every warp at work, in one memory round trip: the rows are cut into warp
+        chunks (8 x 32 elements), at most one a warp (the caller's `spread` condition). Each warp loads its
+        chunk of x and of the norm weight at once and stores the chunk's sum of squares in shared memory;
+        after a barrier it sums its row's partials in chunk order (the same order in every thread),
+        normalizes the chunk it holds and stores xs. (Reloading x and the norm weight after the barrier,
+        as before, cost a second round trip under the weight streams' load.)"""
         t, b = self.t, self.b
         K, xt = self.K, self.xt
         per_row = K // (8 * WARP)
         total = b.mul(nr, per_row)
         partial = self.norm_partial
-        with b.loop(t.warp, total, t.nwarps) as c:
-            ss = b.warp_sum(_sumsq(b, b.unpack_f32(t.load_vec("x", b.add(src, self.chunk(c)))), b.f32(0.0)))
-            with b.when(b.cmp("eq", t.lane, 0)):
-                b.store(ss, b.gep(partial, c, "f32"))
+        c = b.min(t.warp, b.sub(total, 1))  # a warp past the chunks loads the last one again, in bounds
+        ok = b.cmp("lt", t.warp, total)
+        o = self.chunk(c)
+        x = t.load_vec("x", b.add(src, o))  # packed until used
+        w = t.load_vec("norm_weight", b.rem(o, K))
+        ss = b.warp_sum(_sumsq(b, b.unpack_f32(x), b.f32(0.0)))
+        with b.when(b.land(ok, b.cmp("eq", t.lane, 0))):
+            b.store(ss, b.gep(partial, c, "f32"))
         b.barrier()
-        with b.loop(t.warp, total, t.nwarps) as c:
-            o = self.chunk(c)
-            x = t.load_vec("x", b.add(src, o))
-            w = t.load_vec("norm_weight", b.rem(o, K))
+        with b.when(ok):
             first = b.mul(b.div(c, per_row), per_row)
             (ss,) = b.for_(0, per_row, 1, [b.f32(0.0)],
                            lambda j, acc: [b.add(acc[0], b.load(b.gep(partial, b.add(first, j), "f32"), "f32"))])
@@ -1087,12 +1089,19 @@ class Linear:
                 b.fence("acquire")
             b.store(b.select(last, b.i32(1), b.i32(0)), self.last)
         b.barrier()
+        # With one row group the head constants the row group copied are still in shared memory: copying
+        # them again would put a global round trip on the head's critical path.
+        again = None if self.seg_k else (self.rows > RB if isinstance(self.rows, int) else b.cmp("gt", self.rows, RB))
         with b.when(b.cmp("eq", b.load(self.last, "i32", volatile=True), b.i32(1))):  # block-uniform
             with b.loop(0, self.rows, RB) as rg:
                 nr = b.min(b.sub(self.rows, rg), RB)
                 b.barrier()  # the previous group is done with head_st and the head constants
-                self.copy_head_constants(rg, nr)
-                if self.head_consts:
+                if self.head_consts and again is not False:
+                    if again is None or again is True:
+                        self.copy_head_constants(rg, nr)
+                    else:
+                        with b.when(again):
+                            self.copy_head_constants(rg, nr)
                     b.wait_async()
                 b.barrier()
 
