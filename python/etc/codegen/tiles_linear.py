@@ -482,8 +482,9 @@ class Linear:
         chunks (8 x 32 elements), at most one a warp (the caller's `spread` condition). Each warp loads its
         chunk of x and of the norm weight at once and stores the chunk's sum of squares in shared memory;
         after a barrier it sums its row's partials in chunk order (the same order in every thread),
-        normalizes the chunk it holds and stores xs. (Reloading x and the norm weight after the barrier,
-        as before, cost a second round trip under the weight streams' load.)"""
+        normalizes the chunk it holds and stores xs. (Reloading x and the norm weight after the barrier
+        would be a second round trip, ~2 us under the weight streams' load: BENCHMARKS.md, sixteenth
+        session.)"""
         t, b = self.t, self.b
         K, xt = self.K, self.xt
         per_row = K // (8 * WARP)
@@ -1089,19 +1090,20 @@ class Linear:
                 b.fence("acquire")
             b.store(b.select(last, b.i32(1), b.i32(0)), self.last)
         b.barrier()
-        # With one row group the head constants the row group copied are still in shared memory: copying
-        # them again would put a global round trip on the head's critical path.
-        again = None if self.seg_k else (self.rows > RB if isinstance(self.rows, int) else b.cmp("gt", self.rows, RB))
+        # With one row group (and no segments) the head constants that group copied are still in shared
+        # memory: copying them again would put a global round trip on the head's critical path.
+        rows = self.rows
+        again = True if self.seg_k else rows > RB if isinstance(rows, int) else b.cmp("gt", rows, RB)
         with b.when(b.cmp("eq", b.load(self.last, "i32", volatile=True), b.i32(1))):  # block-uniform
-            with b.loop(0, self.rows, RB) as rg:
-                nr = b.min(b.sub(self.rows, rg), RB)
+            with b.loop(0, rows, RB) as rg:
+                nr = b.min(b.sub(rows, rg), RB)
                 b.barrier()  # the previous group is done with head_st and the head constants
-                if self.head_consts and again is not False:
-                    if again is None or again is True:
+                if self.head_consts and again is True:
+                    self.copy_head_constants(rg, nr)
+                    b.wait_async()
+                elif self.head_consts and again is not False:  # known at run time
+                    with b.when(again):
                         self.copy_head_constants(rg, nr)
-                    else:
-                        with b.when(again):
-                            self.copy_head_constants(rg, nr)
                     b.wait_async()
                 b.barrier()
 
