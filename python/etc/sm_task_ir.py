@@ -187,8 +187,8 @@ class SmTaskProgram:
         """Whether the counter's target (at element 0) is positive at the smallest sizes, so some tile signals
         it in every step (counts grow with the sizes); False for a producer grid that can have no tiles, e.g.
         the per-batch attention merge at one row."""
-        smallest = [{d.name: d.min for d in self.dims}[s] for s in counter.symbols]
-        return mlir.eval_map(counter.target, [0] * counter.target.n_dims, smallest)[0] > 0
+        smallest = {d.name: d.min for d in self.dims}
+        return mlir.eval_map(counter.target, [0] * counter.target.n_dims, [smallest[s] for s in counter.symbols])[0] > 0
 
     def _tasks_by_id(self) -> dict[int, Task]:
         return {t.id: t for t in self.tasks}

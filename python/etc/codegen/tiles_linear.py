@@ -41,6 +41,7 @@ memory itself.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -1098,11 +1099,8 @@ class Linear:
             with b.loop(0, rows, RB) as rg:
                 nr = b.min(b.sub(rows, rg), RB)
                 b.barrier()  # the previous group is done with head_st and the head constants
-                if self.head_consts and again is True:
-                    self.copy_head_constants(rg, nr)
-                    b.wait_async()
-                elif self.head_consts and again is not False:  # known at run time
-                    with b.when(again):
+                if self.head_consts and again is not False:
+                    with b.when(again) if isinstance(again, V) else contextlib.nullcontext():
                         self.copy_head_constants(rg, nr)
                     b.wait_async()
                 b.barrier()

@@ -32,6 +32,7 @@ streaming tile's own scratch (staged x, per-head values) must end below RING_OFF
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from etc.codegen import abi
 from etc.codegen.tile_library import col_span
@@ -286,12 +287,7 @@ def auto_ring_bytes(program) -> int:
     """The bytes of the ring a weight stream's stages use when not given (see SMALL_MODEL_BYTES_PER_WORKER):
     from the model's weight bytes per worker (every weight buffer once, at the sizes' maxima)."""
     sizes = program.default_sizes()
-    total = 0
-    for buf in program.buffers:
-        if buf.role == "weight" and buf.element_type in ELEM_BYTES:
-            n = ELEM_BYTES[buf.element_type]
-            for extent in buf.shape(sizes):
-                n *= extent
-            total += n
+    total = sum(ELEM_BYTES[buf.element_type] * math.prod(buf.shape(sizes)) for buf in program.buffers
+                if buf.role == "weight" and buf.element_type in ELEM_BYTES)
     workers = max(1, program.kernel.num_workers)
     return SMALL_MODEL_RING_BYTES if total <= SMALL_MODEL_BYTES_PER_WORKER * workers else RING_BYTES
