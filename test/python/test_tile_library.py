@@ -200,7 +200,8 @@ def test_merge_one_row_prologue_merges_at_one_row_and_reads_x_above(cases, batch
     got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=weight_stream,
                    stats=stats)
     assert not _mismatches(case, got)
-    read = {name: stats["loads"].get(addr >> 40, 0) for name, addr in stats["addresses"].items()}
+    read = {name: stats["loads"].get(addr >> 40, 0) + stats["async_reads"].get(addr >> 40, 0)
+            for name, addr in stats["addresses"].items()}
     assert (read["x"] == 0, read["po"] == 0) == ((True, False) if batch == 1 else (False, True)), read
 
 
@@ -253,6 +254,27 @@ def test_a_residual_add_reads_the_residual_once_by_cp_async(cases, name):
         region = stats["addresses"][residual] >> REGION_SHIFT
         assert stats["loads"].get(region, 0) == 0, f"{name}: {stats['loads'].get(region)} lanes loaded the residual"
         assert stats["loads"], "no plain loads counted at all"
+        assert not _mismatches(case, got), name
+
+
+@pytest.mark.parametrize("name", ["llama-1b/gate_up-b9", "llama-1b/down-b9", "extra/linear_stream_rows-b12",
+                                  "llama-1b/o_proj_merge_one_row-b3"])
+def test_x_of_several_rows_is_staged_by_cp_async(cases, name):
+    """Several rows of 16-bit x (an rms_norm of 9 rows, two of them on one warp; a segmented plain copy; a
+    plain copy; the merged x of o_proj above one row) reach shared memory by cp.async only, every chunk in
+    flight at once, and the outputs still match the reference."""
+    from etc.codegen.tiles_simt import REGION_SHIFT
+    from etc.reference.tiles import roles as tile_roles
+    case = next(c for c in cases if c.name == name)
+    reads, _ = tile_roles(case.task.kind, case.task.params, len(case.task.reads), len(case.task.writes))
+    x = dict(zip(reads, case.task.reads))["x"]
+    for stream in (False, True):
+        stats = {}
+        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=stream,
+                       stats=stats)
+        region = stats["addresses"][x] >> REGION_SHIFT
+        assert stats["loads"].get(region, 0) == 0, f"{name}: {stats['loads'].get(region)} lanes loaded x"
+        assert stats["async_reads"].get(region, 0) > 0, f"{name}: x never copied"
         assert not _mismatches(case, got), name
 
 

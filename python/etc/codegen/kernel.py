@@ -219,12 +219,16 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     # thread 0: progress and waits
     lead = loop.child("w")
     _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
-    for name, m in waits:
+    met = [e.emit("llvm.alloca %s x i64 : (i64) -> !llvm.ptr" % e.const(1)) for _ in waits]
+    for slot in met:  # the counter word of this wait that this call has seen met (none yet)
+        e.line(f"llvm.store {e.const(-1)}, {slot} : i64, !llvm.ptr")
+    pending = []
+    for (name, m), slot in zip(waits, met):
         elem = lead.affine_map(m, coords[:m.n_dims], symbols)  # the counter element this tile waits on
         word = _counter_word(lead, layout, name, elem)
         target = _target(lead, program, layout, name, elem, shifted_epoch)
-        _progress_word(lead, worker64, word, target)
-        _spin(lead, word, target, spin_sleep_ns)
+        pending.append((word, target, slot))
+    _wait_all(lead, worker64, pending, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
         _stamp(lead, layout, profile, task.id, "%tile", 0, worker64, reached=(reached, polled))
@@ -307,6 +311,74 @@ def _target(e: Emitter, program, layout: Layout, name: str, elem: list[str], shi
         return target
     none = e.emit(f"arith.cmpi eq, {n}, {e.const(0)} : i64")
     return e.emit(f"arith.select {none}, {e.const(0)}, {target} : i64")
+
+
+def _wait_all(e: Emitter, worker: str, waits: list[tuple[str, str, str]], sleep_ns: int = 32) -> None:
+    """Thread 0 waits until every (counter word, target) of `waits` is met. A word this run call saw met
+    for an earlier tile (the wait's slot holds it; counters only grow within a step) is not polled again,
+    and when every word is such, nothing is loaded. One wait spins with acquire loads; several are polled
+    together, relaxed loads of all the words at once, then one acquire fence: their round trips overlap
+    instead of following one another (under the weight streams' load each is ~1 us, BENCHMARKS.md)."""
+    if not waits:
+        return
+    seen = [e.emit(f"llvm.load {slot} : !llvm.ptr -> i64") for _, _, slot in waits]
+    known = [e.emit(f"arith.cmpi eq, {word}, {s} : i64") for (word, _, _), s in zip(waits, seen)]
+    every = known[0]
+    for k in known[1:]:
+        every = e.emit(f"arith.andi {every}, {k} : i1")
+    poll = e.child(e.fresh()[1:] + "p")
+    if len(waits) == 1:
+        word, target, _ = waits[0]
+        _progress_word(poll, worker, word, target)
+        _spin(poll, word, target, sleep_ns)
+    else:
+        _poll_together(poll, worker, [(w, t) for w, t, _ in waits], known, sleep_ns)
+    for word, _, slot in waits:
+        poll.line(f"llvm.store {word}, {slot} : i64, !llvm.ptr")
+    todo = e.emit(f"arith.xori {every}, {e.const(1, 'i1')} : i1")
+    e.line(f"scf.if {todo} {{")
+    e.lines += ["  " + line for line in poll.lines]
+    e.line("}")
+
+
+def _poll_together(e: Emitter, worker: str, waits: list[tuple[str, str]], known: list[str], sleep_ns: int) -> None:
+    """Poll every counter word of `waits` in one round trip (relaxed loads, all issued before any is
+    used) until each reaches its target or is `known` met; then an acquire fence. The watchdog's progress
+    word is the first unmet one."""
+    ptrs = [e.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64") for word, _ in waits]
+    first_word, first_target = waits[0]
+    _progress_word(e, worker, first_word, first_target)
+    unknown = [e.emit(f"arith.xori {k}, {e.const(1, 'i1')} : i1") for k in known]
+    e.line("%s:2 = scf.while : () -> (i64, i64) {" % e.fresh())
+    values = [e.fresh() for _ in waits]
+    for v, ptr in zip(values, ptrs):
+        e.line(f'  {v} = llvm.load {ptr} atomic syncscope("device") monotonic {{alignment = 8 : i64}} : !llvm.ptr -> i64')
+    unmet = []
+    for v, (_, target), nk in zip(values, waits, unknown):
+        u, both = e.fresh(), e.fresh()
+        e.line(f"  {u} = arith.cmpi ult, {v}, {target} : i64")
+        e.line(f"  {both} = arith.andi {u}, {nk} : i1")
+        unmet.append(both)
+    word, target = waits[-1]
+    any_unmet = unmet[-1]
+    for u, (w, t) in reversed(list(zip(unmet[:-1], waits[:-1]))):  # the first unmet wait's word and target
+        nw, nt, na = e.fresh(), e.fresh(), e.fresh()
+        e.line(f"  {nw} = arith.select {u}, {w}, {word} : i64")
+        e.line(f"  {nt} = arith.select {u}, {t}, {target} : i64")
+        e.line(f"  {na} = arith.ori {u}, {any_unmet} : i1")
+        word, target, any_unmet = nw, nt, na
+    e.line(f"  scf.condition({any_unmet}) {word}, {target} : i64, i64")
+    e.line("} do {")
+    w, t = e.fresh(), e.fresh()
+    e.line(f"^bb0({w}: i64, {t}: i64):")
+    slow = e.child(e.fresh()[1:] + "s")
+    _progress_word(slow, worker, w, t)
+    if sleep_ns:
+        slow.line(f"nvvm.nanosleep {slow.const(int(sleep_ns), 'i32')}")
+    e.lines += ["  " + line for line in slow.lines]
+    e.line("  scf.yield")
+    e.line("}")
+    e.line('llvm.fence syncscope("device") acquire')
 
 
 def _spin(e: Emitter, word: str, target: str, sleep_ns: int = 32) -> None:

@@ -365,6 +365,12 @@ class Linear:
             self.stage_merge(rg, nr, k0, SK)
             return
         n = b.mul(nr, SK // 8)
+        if self.rstd is None and ELEM_BYTES[xt] == 2:  # x[rg + r, k0 + k] -> xs[r * SK + k]: one round trip
+            per_row = SK // 8
+            self.copy_x_async(b.add(b.mul(rg, K), k0), n,
+                              lambda i: b.add(b.mul(b.div(i, per_row), K), b.mul(b.rem(i, per_row), 8)),
+                              lambda i: b.mul(i, 8))
+            return
         with b.loop(t.tid, n, b.mul(t.bd, COPY_UNROLL)) as i0:
             at = [b.add(i0, b.mul(t.bd, u)) for u in range(COPY_UNROLL)]
             idx = [b.min(i, b.sub(n, 1)) for i in at]  # past n: a repeated in-bounds load
@@ -425,6 +431,9 @@ class Linear:
         src = b.mul(rg, K)
         if self.prologue == "attention_merge":
             self.stage_merge(rg, nr)
+            return
+        if self.prologue == "none" and ELEM_BYTES[xt] == 2:  # every chunk in flight at once, no registers
+            self.copy_x_async(src, b.mul(nr, K // 8), lambda i: b.mul(i, 8))
             return
         if self.prologue == "none":  # COPY_UNROLL chunks per thread in flight at once
             n = b.mul(nr, K // 8)
@@ -517,6 +526,11 @@ class Linear:
         """Norm staging with one warp per row."""
         t, b = self.t, self.b
         K, xt = self.K, self.xt
+        per_lane = K // 8 // WARP
+        if self.prologue == "rms_norm" and K % (8 * WARP) == 0 and per_lane <= STAGE_IN_REGISTERS \
+                and ELEM_BYTES[xt] == 2:
+            self.stage_rms_rows_async(src, nr, eps)
+            return
         with b.loop(t.warp, nr, t.nwarps) as rr:  # one warp per row
             row = b.add(src, b.mul(rr, K))
             dst = b.gep(self.xs, b.mul(rr, K), xt)
@@ -565,6 +579,49 @@ class Linear:
                     y = b.mul(b.div(b.sub(x, mean), std), w)
                     return b.round_to(y if bias is None else b.add(y, bias), xt)
                 write(ln)
+
+    def copy_x_async(self, src: V, n: V, offset, xs_offset=None) -> None:
+        """cp.async of n 16-byte chunks of x into xs: chunk i from x[src + offset(i)] to xs[xs_offset(i)]
+        (default offset(i); 16-bit x); then this thread waits for its copies. Every chunk is in flight at once and none passes
+        through registers: one memory round trip, where loading through registers took one per
+        COPY_UNROLL chunks (batch 16: 16 chunks a thread)."""
+        t, b, xt = self.t, self.b, self.xt
+
+        def one(i):
+            at = offset(i)
+            b.copy_async_16(b.gep(self.xs, xs_offset(i) if xs_offset else at, xt), t.elem_ptr("x", b.add(src, at)))
+        t.thread_loop(n, one)
+        b.wait_async()
+
+    def stage_rms_rows_async(self, src: V, nr: V, eps: float) -> None:
+        """rms_norm staging of nr rows, one warp per row, in one memory round trip however many rows a
+        warp has: each lane cp.asyncs its chunks of every row of its warp into xs and loads its chunks of
+        the norm weight, waits, then per row sums its chunks' squares (warp sum), and normalizes and rounds
+        the chunks it copied in place. (Loading the rows through registers took a round trip per row of
+        the warp: two at batch 16.) A lane reads only the chunks it copied, so no barrier is needed
+        before the normalization."""
+        t, b = self.t, self.b
+        K, xt = self.K, self.xt
+        offs = [b.add(self.lane8, 256 * j) for j in range(K // 8 // WARP)]
+        with b.loop(t.warp, nr, t.nwarps) as rr:
+            row = b.add(src, b.mul(rr, K))
+            for o in offs:
+                b.copy_async_16(b.gep(self.xs, b.add(b.mul(rr, K), o), xt), t.elem_ptr("x", b.add(row, o)))
+        wv = [t.load_vec("norm_weight", o) for o in offs]  # packed until used
+        b.wait_async()
+        with b.loop(t.warp, nr, t.nwarps) as rr:
+            dst = b.gep(self.xs, b.mul(rr, K), xt)
+            xv = [b.load(b.gep(dst, o, xt), f"vector<8x{xt}>", 16) for o in offs]
+            ss = b.f32(0.0)
+            for xs in xv:
+                ss = _sumsq(b, b.unpack_f32(xs), ss)
+            rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(K)), eps)))
+            for o, xs, ws in zip(offs, xv, wv):
+                # round(w * round(x * rstd)) in packed 16-bit ops: the 16-bit product is exact in f32, so
+                # one packed multiply rounds as the f32 product then rounded; scalar conversions (a
+                # quarter-rate instruction) made the batch-16 staging ~5 us longer
+                xr = b.vec_cast(b.vec_from([b.mul(x, rstd) for x in b.unpack_f32(xs)]), xt)
+                b.store(b.mulf_vec(xr, ws), b.gep(dst, o, xt), 16)
 
     def stage_merge(self, rg: V, nr: V, k_lo=0, width: int | None = None) -> None:
         """x rows merged from the attention splits, as attention_merge computes them: a thread per 8 values

@@ -141,6 +141,7 @@ class Simulator:
         self.bulk_copies = 0  # cp.async.bulk copies run, and their bytes
         self.bulk_bytes = 0
         self.loads: dict[int, int] = {}  # memory region -> lanes that loaded from it with plain loads
+        self.async_reads: dict[int, int] = {}  # memory region -> lanes that read it with cp.async
         gpu_modules = [op for op in self.module.body.operations if op.operation.name == "gpu.module"]
         for gm in gpu_modules:
             for op in gm.operation.regions[0].blocks[0].operations:
@@ -483,6 +484,8 @@ def h_copy_async(sim, op, x, mask):
     t = {4: "i32", 8: "i64", 16: "vector<4xi32>"}[size]
     if mask.any():
         sim.pending_async.append((np.nonzero(mask)[0], x[0][mask], sim.memory.load(x[1][mask], t), t))
+        for region, count in zip(*np.unique(x[1][mask] >> REGION_SHIFT, return_counts=True)):
+            sim.async_reads[int(region)] = sim.async_reads.get(int(region), 0) + int(count)
 
 
 def h_wait_async(sim, op, x, mask):
@@ -773,7 +776,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     ops run so far); the tile is then built with profile=True. stats: a dict to receive the number of bulk
     copies run ("bulk_copies") and their bytes ("bulk_bytes"), the buffers' addresses ("addresses", name ->
     address) and per memory region (address >> REGION_SHIFT) the lanes that read it with plain loads, not
-    copies ("loads"). order: the tiles in the order to run them (one block per tile), as some
+    copies ("loads"), and with cp.async ("async_reads"). order: the tiles in the order to run them (one block per tile), as some
     interleaving on the GPU could finish them. ring_bytes: the weight streams' part of the ring (None: all)."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
@@ -798,6 +801,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
             keep_shared=profile, order=order)
     if stats is not None:
         stats.update(bulk_copies=sim.bulk_copies, bulk_bytes=sim.bulk_bytes, loads=sim.loads,
+                     async_reads=sim.async_reads,
                      addresses={name: addrs[buffer_index[name]] for name in arrays})
     if profile:
         phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))

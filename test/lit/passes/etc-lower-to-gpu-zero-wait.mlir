@@ -3,17 +3,23 @@
 // Positive: `merge` has no tiles at one row (grid (s0, (s0 + 6) floordiv 8), batch max 8), so the event
 // `m.done` that `proj` waits on can have a target of 0 in a step: that wait's target is then 0, which
 // the poll passes at once (a word nobody signalled this step still holds an earlier epoch). The wait on
-// `a.done` (2 tiles of `act`, never 0) keeps its plain (epoch << 32) + count target.
+// `a.done` (2 tiles of `act`, never 0) keeps its plain (epoch << 32) + count target. `proj`'s two waits
+// are polled together: both words loaded (relaxed) before either is compared, then one acquire fence.
 // CHECK-LABEL: func.func @etc_run_2(
 // CHECK: arith.floordivsi
 // CHECK-NEXT: %[[N:.*]] = arith.muli
 // CHECK: %[[T:.*]] = arith.addi %{{.*}}, %[[N]] : i64
 // CHECK: %[[NONE:.*]] = arith.cmpi eq, %[[N]], %c0_i64
 // CHECK: %[[TARGET:.*]] = arith.select %[[NONE]], %c0_i64{{.*}}, %[[T]] : i64
-// CHECK: scf.while
-// CHECK: arith.cmpi ult, %{{.*}}, %[[TARGET]] : i64
 // CHECK-NOT: arith.select
 // CHECK: scf.while
+// CHECK-NEXT: %[[M:.*]] = llvm.load {{.*}} atomic syncscope("device") monotonic
+// CHECK-NEXT: %[[A:.*]] = llvm.load {{.*}} atomic syncscope("device") monotonic
+// CHECK-NEXT: arith.cmpi ult, %[[M]], %[[TARGET]] : i64
+// CHECK: arith.cmpi ult, %[[A]], %{{.*}} : i64
+// CHECK: scf.condition
+// CHECK: llvm.fence syncscope("device") acquire
+// CHECK-NOT: scf.while
 // CHECK: call @etc_tile_0(
 func.func @step() {
   %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 8 : i64} : () -> index

@@ -1,9 +1,9 @@
 // RUN: etc-opt %s --split-input-file -p "etc-lower-to-sm-task{policy=hybrid},etc-static-schedule{num-sms=2},etc-dynamic-schedule,etc-lower-to-gpu" --verify-diagnostics | FileCheck %s
 
 // Positive: a linear (2 tiles) feeding a per-row GELU through counter "h.done". The gpu.module holds the
-// tile functions, a run function per task (thread 0's acquire-load spin before the tile; after the tile
-// and a barrier, thread 0's release fence before the signal: LLVM 22 would drop the release ordering of
-// the atomicrmw), and the worker-loop kernel.
+// tile functions, a run function per task (thread 0's acquire-load spin before the tile, skipped for a
+// counter word it saw met; after the tile and a barrier, thread 0's release fence before the signal:
+// LLVM 22 would drop the release ordering of the atomicrmw), and the worker-loop kernel.
 // CHECK-LABEL: func.func @step
 // CHECK: "sm_task.kernel"({{.*}}) {block_size = 256 : i64, num_workers = 2 : i64, {{.*}}shared_bytes = {{[0-9]+}} : i64
 // CHECK: gpu.module @etc
@@ -17,9 +17,19 @@
 // CHECK: llvm.fence syncscope("device") release
 // CHECK: llvm.atomicrmw umax
 // CHECK-NEXT: llvm.atomicrmw add
+// `act` (a tile per row, so a worker may run several) remembers the counter word it last saw met and
+// does not poll it again for the next tile.
 // CHECK-LABEL: func.func @etc_run_1(
+// CHECK: %[[MET:.*]] = llvm.alloca %c1_i64 x i64
+// CHECK-NEXT: %[[NONE:.*]] = arith.constant -1 : i64
+// CHECK-NEXT: llvm.store %[[NONE]], %[[MET]]
+// CHECK: scf.for
+// CHECK: %[[SEEN:.*]] = llvm.load %[[MET]]
+// CHECK-NEXT: arith.cmpi eq, %[[WORD:.*]], %[[SEEN]] : i64
+// CHECK: scf.if
 // CHECK: scf.while
 // CHECK-NEXT: llvm.load {{.*}} atomic syncscope("device") acquire
+// CHECK: llvm.store %[[WORD]], %[[MET]]
 // CHECK: call @etc_tile_1
 // The kernel first copies the run-time constants (1 symbol, then 4 buffer addresses) into shared memory
 // past the tiles' own and hands the run functions their addresses there; it loads each queue entry one
