@@ -6,8 +6,10 @@ SM for all the linears that read the same x together -- q, k and v run side by s
 head_dim when the epilogue works per head, else of 8; with split-heads, a linear whose per-head steps
 are only head_rms_norm (first), rope and kv_append and whose heads outnumber the SMs' share gets tile_n
 dividing head_dim, so a head's rotate-half pairs spread over several tiles, etc.tiles), `kv_chunk` for
-attention (the KV length one split covers), `tile_c` for row-wise elementwise kinds. Sizes need not
-divide evenly: the last tile is short.
+attention (the KV length one split covers) and `wide_rows` (with wide-kv: the rows from which a split
+covers twice kv_chunk, ceildiv(num-sms, 2 * num_kv_heads), so that batches whose (row, kv head) pairs
+fill half the SMs run half the attention tiles, each twice as long), `tile_c` for row-wise elementwise
+kinds. Sizes need not divide evenly: the last tile is short.
 Guarantees: every tile kind's coverage rules hold (a per-head epilogue sees whole heads, a norm's dim
 divides its row, a linear's in_features allows 16-byte loads); a shape no tile can cover is an error
 at the op, never a silently wrong tiling.
@@ -50,6 +52,7 @@ class Tile(Pass):
         Option("kv-chunk", int, 128, "KV slots per attention split"),
         Option("row-tile", int, 1024, "columns per tile of row-wise elementwise kinds"),
         Option("split-heads", bool, True, "let a rope / kv_append linear split heads over several tiles"),
+        Option("wide-kv", bool, True, "attention splits of twice kv-chunk at batches of many rows (wide_rows)"),
     )
 
     def run(self, module_op) -> None:
@@ -110,7 +113,10 @@ class Tile(Pass):
             d = params["head_dim"]
             if d > MAX_HEAD_DIM or d % 8:
                 raise ValueError(f"head_dim {d} (must be a multiple of 8, at most {MAX_HEAD_DIM})")
-            return {"kv_chunk": self.option("kv-chunk")}
+            wide = 0
+            if self.option("wide-kv"):
+                wide = max(2, _ceildiv(self.option("num-sms"), 2 * params["num_kv_heads"]))
+            return {"kv_chunk": self.option("kv-chunk"), "wide_rows": wide}
         cols = _cols(op.results[0])
         if kind in ("rms_norm", "layer_norm"):
             if cols is None or cols % params["dim"]:

@@ -10,25 +10,25 @@ from etc.pipeline import FUSIONS, MERGE_PER_BATCH, PipelineError, frontend_pipel
 
 
 def import_torch(model, example_args, dynamic_shapes=None, *, fuse=True, num_sms: int = 132, tile_n: int = 0,
-                 kv_chunk: int = 128, split_heads: bool = True):
+                 kv_chunk: int = 128, split_heads: bool = True, wide_kv: bool = True):
     """Import one decode step of `model` into event_tensor IR (an mlir.ir.Module).
 
     example_args: the forward arguments (tuple); dynamic_shapes: torch.export's form (torch.export.Dim),
     e.g. etc.models.decoder.dynamic_shapes_for(config). Parameters may be on the meta device.
-    fuse: True, False or {fusion name: bool} (etc.pipeline.FUSIONS); num_sms, tile_n, kv_chunk, split_heads:
-    etc-tile's options.
+    fuse: True, False or {fusion name: bool} (etc.pipeline.FUSIONS); num_sms, tile_n, kv_chunk, split_heads,
+    wide_kv: etc-tile's options.
     Raises EtcError (one line, with the PyTorch source location where there is one).
     """
     imported = export_torch_ir(model, example_args, dynamic_shapes)
     ctx = mlir.new_context(allow_unregistered=True)
     module = mlir.parse(imported.text, ctx, source_name=f"<torch import of {type(model).__name__}>")
     return run_pipeline(module, frontend_pipeline(fuse=fuse, num_sms=num_sms, tile_n=tile_n, kv_chunk=kv_chunk,
-                                                  split_heads=split_heads))
+                                                  split_heads=split_heads, wide_kv=wide_kv))
 
 
 def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: int = 132, dynamic_shapes=None,
                      early_push: bool = False, fuse=True, tile_n: int = 0, kv_chunk: int = 128,
-                     split_heads: bool = True):
+                     split_heads: bool = True, wide_kv: bool = True):
     """Import `model` and schedule it for `num_sms` workers: sm_task IR (an mlir.ir.Module).
 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
@@ -37,11 +37,11 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
     """
     return _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms, dynamic_shapes=dynamic_shapes,
                         early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
-                        split_heads=split_heads)[0]
+                        split_heads=split_heads, wide_kv=wide_kv)[0]
 
 
 def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, early_push=False, fuse, tile_n,
-                 kv_chunk, block_size=256, split_heads=True):
+                 kv_chunk, block_size=256, split_heads=True, wide_kv=True):
     """compile_to_tasks, with the seconds each stage took."""
     fuse = dict.fromkeys(FUSIONS, fuse) if isinstance(fuse, bool) else dict(fuse)
     if schedule == "static":  # the attention merge folded per batch unless named off (etc.pipeline.MERGE_PER_BATCH)
@@ -50,7 +50,7 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
         raise PipelineError(f"{MERGE_PER_BATCH} needs the static schedule, not '{schedule}'")
     t0 = time.perf_counter()
     module = import_torch(model, example_args, dynamic_shapes, fuse=fuse, num_sms=num_sms, tile_n=tile_n,
-                          kv_chunk=kv_chunk, split_heads=split_heads)
+                          kv_chunk=kv_chunk, split_heads=split_heads, wide_kv=wide_kv)
     t1 = time.perf_counter()
     run_pipeline(module, scheduling_pipeline(schedule, num_sms, early_push, block_size))
     return module, {"import": t1 - t0, "schedule": time.perf_counter() - t1}
@@ -59,14 +59,14 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
 def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static", target: str = "sm_90a",
             num_sms: int = 132, out, fuse=True, tile_n: int = 0, kv_chunk: int = 128, model_info: dict | None = None,
             profile: bool = False, weight_stream: bool = True, block_size: int = 256, split_heads: bool = True,
-            spin_sleep_ns: int = 32, ring_kib: int = 0):
+            spin_sleep_ns: int = 32, ring_kib: int = 0, wide_kv: bool = True):
     """Compile one decode step of `model` to a self-contained bundle directory `out`: the PTX, the task
     tables and queues, the buffer layout and a versioned bundle.json (no weights). Returns the path;
     etc.load(out) reads it back without MLIR. profile=True builds the profiling kernel (per-tile
     %globaltimer stamps, and phase stamps inside linear and attention tiles; etc.Megakernel.profile()
     reads them). weight_stream: linear tiles read their
     weights through shared memory, bulk copies issued before the tile's waits (etc.codegen.weight_stream);
-    block_size: threads per worker block; split_heads: etc-tile's split-heads; spin_sleep_ns:
+    block_size: threads per worker block; split_heads, wide_kv: etc-tile's split-heads, wide-kv; spin_sleep_ns:
     etc-lower-to-gpu's spin-sleep; ring_kib: its ring-kib (KiB of the weight ring the streams use, 0: 64 for
     small models, 128 for large ones). Where ptxas is installed the bundle also holds its cubin, and bundle.json
     the kernel's registers, spill bytes, stack frame and code bytes (kernel_resources)."""
@@ -80,7 +80,7 @@ def compile(model, example_args, *, dynamic_shapes=None, schedule: str = "static
     codegen = codegen_pipeline(target, profile, weight_stream, spin_sleep_ns, ring_kib)  # bad options fail first
     module, seconds = _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms,
                                    dynamic_shapes=dynamic_shapes, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
-                                   block_size=block_size, split_heads=split_heads)
+                                   block_size=block_size, split_heads=split_heads, wide_kv=wide_kv)
     t0 = time.perf_counter()
     run_pipeline(module, codegen)
     program = SmTaskProgram.of(module.operation)

@@ -1,7 +1,7 @@
 """etc: ETC's command line.
 
   etc compile  [--model NAME] [--weights meta|random] [--schedule static] [--num-sms 132] [--kv-chunk 128] [--tile-n N]
-               [--profile] [--no-weight-stream] [--ring-kib 0] [--no-split-heads] [--spin-sleep 32] [--no-fuse FUSION] [--block-size 256] [--out DIR]
+               [--profile] [--no-weight-stream] [--ring-kib 0] [--no-split-heads] [--no-wide-kv] [--spin-sleep 32] [--no-fuse FUSION] [--block-size 256] [--out DIR]
   etc generate --bundle DIR [--model NAME] [--seed 0] [--batch 1] [--prompt-len 4] [--max-new-tokens 32]
   etc bench    --model NAME [--bundle DIR ...] [--batch 1 ...] [--ctx 1024] [--no-compile] [--out rows.jsonl]
   etc bench-tiles --compile DIR | --bundles DIR [--batch 1 ...] [--out rows.jsonl]
@@ -34,7 +34,7 @@ FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "atte
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,
                       kv_chunk: int = 128, seed: int = 0, profile: bool = False,
                       weight_stream: bool = True, block_size: int = 256, no_fuse=(), split_heads: bool = True,
-                      spin_sleep_ns: int = 32, tile_n: int = 0, ring_kib: int = 0) -> Path:
+                      spin_sleep_ns: int = 32, tile_n: int = 0, ring_kib: int = 0, wide_kv: bool = True) -> Path:
     """Compile reference model `name` (etc.models) into a bundle at `out`."""
     import etc
     from etc.models import CONFIGS, build_model, dynamic_shapes_for, example_inputs
@@ -46,7 +46,7 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, weight_stream=weight_stream, split_heads=split_heads,
-                spin_sleep_ns=spin_sleep_ns, tile_n=tile_n, ring_kib=ring_kib,
+                spin_sleep_ns=spin_sleep_ns, tile_n=tile_n, ring_kib=ring_kib, wide_kv=wide_kv,
                 block_size=block_size,  # the per-batch merge is named only when off (its default follows the schedule)
                 fuse={name: name not in no_fuse for name in FUSIONS
                       if name != "attention-merge-per-batch" or name in no_fuse})
@@ -59,7 +59,8 @@ def _compile(args) -> int:
     compile_reference(args.model, out, weights=args.weights, schedule=args.schedule, num_sms=args.num_sms,
                       kv_chunk=args.kv_chunk, profile=args.profile, weight_stream=not args.no_weight_stream,
                       split_heads=not args.no_split_heads, spin_sleep_ns=args.spin_sleep, tile_n=args.tile_n,
-                      block_size=args.block_size, no_fuse=args.no_fuse, ring_kib=args.ring_kib)
+                      block_size=args.block_size, no_fuse=args.no_fuse, ring_kib=args.ring_kib,
+                      wide_kv=not args.no_wide_kv)
     seconds = time.perf_counter() - t0
     meta = json.loads((out / "bundle.json").read_text())
     kinds = collections.Counter(t["kind"] for t in meta["tasks"])
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="nanoseconds a waiting worker sleeps between counter polls (0: spin)")
     c.add_argument("--no-split-heads", action="store_true",
                    help="keep whole heads in every rope / kv_append projection tile")
+    c.add_argument("--no-wide-kv", action="store_true",
+                   help="attention splits of --kv-chunk slots at every batch (default: twice that from "
+                        "ceil(num-sms / (2 * kv heads)) rows on)")
     c.add_argument("--ring-kib", type=int, default=0, metavar="KIB",
                    help="KiB of the 128 KiB weight ring the streams use (32-128, steps of 16; 0: 64 for models of at "
                         "most 64 MiB of weights per worker, else 128)")

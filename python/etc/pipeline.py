@@ -201,7 +201,7 @@ MERGE_PER_BATCH = "attention-merge-per-batch"
 
 
 def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chunk: int = 128,
-                      split_heads: bool = True) -> str:
+                      split_heads: bool = True, wide_kv: bool = True) -> str:
     """The pipeline text from imported torch IR to event_tensor IR: raise, fuse, tile, form event tensors.
 
     fuse: True (all fusions), False (none) or a dict fusion name -> bool (names in FUSIONS, and
@@ -223,7 +223,7 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     fusions = [f"etc-fuse-{name}{{enable={on[name]}}}" for name in FUSIONS if name not in FORM_FUSIONS]
     return ",".join(["etc-raise-torch", "etc-raise-elementwise", *fusions,
                      f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk} "
-                     f"split-heads={'true' if split_heads else 'false'}}}",
+                     f"split-heads={'true' if split_heads else 'false'} wide-kv={'true' if wide_kv else 'false'}}}",
                      f"etc-form-task-grids{{fuse-attention-merge={on['attention-merge']} "
                      f"merge-per-batch={'true' if per_batch else 'false'}}}",
                      "etc-derive-wait-counts", "etc-verify-event-tensor"])

@@ -51,8 +51,11 @@ Kinds (grid; reads -> writes; params):
   kv_append       (R, C/head_dim) x[R,C], positions[R] -> cache[R,KVH,T,D]                  head_dim
                   cache[r, h, positions[r], :] = x[r, h*D:(h+1)*D]   (in place; positions[r] < T).
   attention_partial (R, KVH, ceildiv(T, kv_chunk))                                  num_heads, num_kv_heads,
-                  q[R,H*D], k_cache, v_cache, positions[R]                            head_dim, scale, kv_chunk
-                    -> partial_out[R,H,S,D] f32, partial_stats[R,H,S,2] f32
+                  q[R,H*D], k_cache, v_cache, positions[R]                            head_dim, scale, kv_chunk,
+                    -> partial_out[R,H,S,D] f32, partial_stats[R,H,S,2] f32           wide_rows (0: off)
+                  Chunk s holds slots [s * c, (s + 1) * c), c = kv_chunk, or 2 * kv_chunk when the step
+                  has R >= wide_rows rows (then the chunks past ceildiv(T, c) have no slot: fewer, longer
+                  tiles where many rows give every SM several).
                   For the heads h of kv group g and the slots t of chunk s with t <= positions[r]:
                   z = scale * f32(q) . f32(k); m = max z; l = sum exp(z - m); o = sum exp(z - m) * f32(v).
                   stats = (m, l), unnormalized o; a chunk with no visible slot has m = -inf, l = 0, o = 0.
@@ -153,8 +156,9 @@ def regions(kind: str, params: dict, role: str, rank: int) -> Region:
         group = params["num_heads"] // params["num_kv_heads"]
         if role == "q":
             return (Tiled(0, 1), Tiled(1, group * params["head_dim"]))
-        if role in ("k_cache", "v_cache"):
-            return (Tiled(0, 1), Tiled(1, 1), Tiled(2, params["kv_chunk"]), Full())
+        if role in ("k_cache", "v_cache"):  # a chunk's slots depend on the step's rows (wide_rows)
+            return (Tiled(0, 1), Tiled(1, 1), Anywhere() if params.get("wide_rows") else
+                    Tiled(2, params["kv_chunk"]), Full())
         if role in ("partial_out", "partial_stats"):
             return (Tiled(0, 1), Tiled(1, group), Tiled(2, 1), Full())
         if role == "positions":

@@ -42,6 +42,16 @@ def test_the_attention_merge_is_folded_per_batch_unless_asked(tmp_path, no_fuse,
     assert merges == ([merge_grid] * 2 if merge_grid else [])
 
 
+@pytest.mark.parametrize("flags, wide", [([], True), (["--no-wide-kv"], False)])
+def test_wide_attention_chunks_unless_asked(tmp_path, flags, wide):
+    """By default attention tiles take twice kv_chunk slots at batches of many rows, and the kernel asks
+    each attention tile's `_idle` companion whether it can skip the waits; --no-wide-kv builds neither."""
+    out = tmp_path / "b"
+    assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", *flags, "--out", str(out)]) == 0
+    ptx = (out / "kernel.ptx").read_text()
+    assert ("_idle(" in ptx) == wide
+
+
 def test_generate_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
     import torch
 

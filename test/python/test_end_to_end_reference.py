@@ -229,3 +229,25 @@ def test_merge_per_batch_matches_pytorch_at_one_and_more_rows(name):
             for seed in range(10):
                 again = reference.execute(module, reference.arguments(model, inputs), seed=seed)[0]
                 np.testing.assert_array_equal(again, logits)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen3"])
+def test_wide_kv_chunks_match_pytorch_from_wide_rows_on(name):
+    """etc-tile's wide-kv (default on): for 6 workers and 2 kv heads an attention split covers twice
+    kv_chunk from ceildiv(6, 2 * 2) = 2 rows on, the splits past the KV length then empty. Across steps of
+    1, 3 and 4 rows on one Executor (kv_len 12, 20, 33: one to three wide splits of 16 slots) the logits
+    match PyTorch, with and without wide chunks (wide-kv=false: wide_rows 0)."""
+    c = CONFIGS[name]
+    model = build_model(name, seed=1)
+    for wide, wide_rows in ((True, 2), (False, 0)):
+        event_ir = etc.import_torch(model, example_inputs(c, batch=2, ctx=16), dynamic_shapes_for(c),
+                                    num_sms=WORKERS, kv_chunk=8, wide_kv=wide)
+        grids = [op for op in mlir.ops_named(event_ir.operation, "event_tensor.task_grid")
+                 if mlir.str_attr(op, "kind") == "attention_partial"]
+        assert {mlir.attr_to_python(op.attributes["params"])["wide_rows"] for op in grids} == {wide_rows}
+        module = run_pipeline(mlir.to_text(event_ir), scheduling_pipeline("static", WORKERS))
+        executor = reference.Executor(module)
+        for step, (batch, kv_len, positions) in enumerate(CASES):
+            inputs = case_inputs(c, batch, kv_len, positions, seed=step)
+            logits = executor.step(reference.arguments(model, inputs), seed=step)[0]
+            assert rel(logits, torch_step(model, inputs)[0]) < 1e-2, (wide, batch)

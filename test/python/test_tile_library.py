@@ -235,26 +235,37 @@ def test_weight_stream_copies_every_weight_byte_once_per_pass(cases, name):
         assert stats["bulk_copies"] == roles * N * (K // slice_k), name
 
 
+def _reads_of(case, role: str) -> list[tuple[int, int, int]]:
+    """Simulate the case with and without weight streams, checking its outputs against the reference each
+    time; per run the lanes that read `role`'s buffer with plain loads and with cp.async, and the plain
+    loads counted in all."""
+    from etc.codegen.tiles_simt import REGION_SHIFT
+    from etc.reference.tiles import roles as tile_roles
+    reads, _ = tile_roles(case.task.kind, case.task.params, len(case.task.reads), len(case.task.writes))
+    buffer = dict(zip(reads, case.task.reads))[role]
+    counts = []
+    for stream in (False, True):
+        stats = {}
+        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=stream,
+                       stats=stats)
+        assert not _mismatches(case, got), (case.name, stream)
+        region = stats["addresses"][buffer] >> REGION_SHIFT
+        counts.append((stats["loads"].get(region, 0), stats["async_reads"].get(region, 0),
+                       sum(stats["loads"].values())))
+    return counts
+
+
 @pytest.mark.parametrize("name", ["llama-1b/o_proj_merge", "llama-1b/down-b9", "extra/o_proj_merge_k4096-b18",
                                   "tiny-llama/8-linear-b1", "extra/linear_f32"])
 def test_a_residual_add_reads_the_residual_once_by_cp_async(cases, name):
     """A residual_add epilogue stages the tile's slice of the residual into shared memory with cp.async
     while x stages (one pass, segmented, one-row variant, f32), so no output waits on a global load of it:
     the residual buffer sees no plain load, and the outputs still match the reference."""
-    from etc.codegen.tiles_simt import REGION_SHIFT
-    from etc.reference.tiles import roles as tile_roles
     case = next(c for c in cases if c.name == name)
     assert "residual_add" in case.task.params.get("epilogue", ())
-    reads, _ = tile_roles(case.task.kind, case.task.params, len(case.task.reads), len(case.task.writes))
-    residual = dict(zip(reads, case.task.reads))["residual"]
-    for stream in (False, True):
-        stats = {}
-        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=stream,
-                       stats=stats)
-        region = stats["addresses"][residual] >> REGION_SHIFT
-        assert stats["loads"].get(region, 0) == 0, f"{name}: {stats['loads'].get(region)} lanes loaded the residual"
-        assert stats["loads"], "no plain loads counted at all"
-        assert not _mismatches(case, got), name
+    for loads, _, all_loads in _reads_of(case, "residual"):
+        assert loads == 0, f"{name}: {loads} lanes loaded the residual"
+        assert all_loads, "no plain loads counted at all"
 
 
 @pytest.mark.parametrize("name", ["llama-1b/gate_up-b9", "llama-1b/down-b9", "extra/linear_stream_rows-b12",
@@ -263,19 +274,10 @@ def test_x_of_several_rows_is_staged_by_cp_async(cases, name):
     """Several rows of 16-bit x (an rms_norm of 9 rows, two of them on one warp; a segmented plain copy; a
     plain copy; the merged x of o_proj above one row) reach shared memory by cp.async only, every chunk in
     flight at once, and the outputs still match the reference."""
-    from etc.codegen.tiles_simt import REGION_SHIFT
-    from etc.reference.tiles import roles as tile_roles
     case = next(c for c in cases if c.name == name)
-    reads, _ = tile_roles(case.task.kind, case.task.params, len(case.task.reads), len(case.task.writes))
-    x = dict(zip(reads, case.task.reads))["x"]
-    for stream in (False, True):
-        stats = {}
-        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=stream,
-                       stats=stats)
-        region = stats["addresses"][x] >> REGION_SHIFT
-        assert stats["loads"].get(region, 0) == 0, f"{name}: {stats['loads'].get(region)} lanes loaded x"
-        assert stats["async_reads"].get(region, 0) > 0, f"{name}: x never copied"
-        assert not _mismatches(case, got), name
+    for loads, copied, _ in _reads_of(case, "x"):
+        assert loads == 0, f"{name}: {loads} lanes loaded x"
+        assert copied > 0, f"{name}: x never copied"
 
 
 def test_simulated_inline_asm_knows_only_cache_policies_and_empty_statements():

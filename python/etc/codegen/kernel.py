@@ -112,15 +112,17 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
     A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
-    called by every thread before the tile's waits. constants: where the worker keeps its run-time
+    called by every thread before the tile's waits; one that carries `@<name>_idle` gets its waits
+    skipped where that returns true. constants: where the worker keeps its run-time
     constants in shared memory (None: they stay in global memory)."""
-    from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, has_issue_function
+    from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, has_idle_function, has_issue_function
 
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
     for t in program.tasks:
         name = tile_of_task[t.id]
-        parts.append(_run_function(t, program, layout, name, has_issue_function(tile_functions[name], name),
-                                   spin_sleep_ns))
+        text = tile_functions[name]
+        parts.append(_run_function(t, program, layout, name, has_issue_function(text, name), spin_sleep_ns,
+                                   has_idle_function(text, name)))
     parts.append(_kernel(program, layout, spin_sleep_ns, constants))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
@@ -171,9 +173,10 @@ POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : 
 
 
 def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
-                  issue: bool = False, spin_sleep_ns: int = 32) -> str:
+                  issue: bool = False, spin_sleep_ns: int = 32, idle: bool = False) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
-    task: the one tile `first`, popped ready, so it does not wait)."""
+    task: the one tile `first`, popped ready, so it does not wait). idle: thread 0 asks the tile's
+    `_idle` companion first and skips the waits of a tile that reads nothing this step."""
     e = Emitter()
     operands = operand_index(task)
     arrivals = task.id in layout.arrival_offset
@@ -228,7 +231,16 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         word = _counter_word(lead, layout, name, elem)
         target = _target(lead, program, layout, name, elem, shifted_epoch)
         pending.append((word, target, slot))
-    _wait_all(lead, worker64, pending, spin_sleep_ns)
+    if idle and pending:
+        skip = lead.emit(f"func.call @{tile_function}_idle{args.replace('-> ()', '-> i1')}")
+        busy = lead.child(lead.fresh()[1:] + "i")
+        _wait_all(busy, worker64, pending, spin_sleep_ns)
+        busy_flag = lead.emit(f"arith.xori {skip}, {lead.const(1, 'i1')} : i1")
+        lead.line(f"scf.if {busy_flag} {{")
+        lead.lines += ["  " + line for line in busy.lines]
+        lead.line("}")
+    else:
+        _wait_all(lead, worker64, pending, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
         _stamp(lead, layout, profile, task.id, "%tile", 0, worker64, reached=(reached, polled))

@@ -308,16 +308,19 @@ class Tile:
 
     # ------------------------------------------------------------ the function
 
-    def function_text(self, suffix: str = "") -> str:
+    def function_text(self, suffix: str = "", result: V | None = None) -> str:
         """The tile function `@etc_tile_<id><suffix>`, then its companions. A tile function proper is
         `noinline`: every task's run function calls it (one per layer), and inlined there its code would be
         copied into the megakernel once per call site (an attention tile's 16-49 times), which the
-        megakernel's instruction fetch pays for (BENCHMARKS.md, ninth session)."""
+        megakernel's instruction fetch pays for (BENCHMARKS.md, ninth session). result: a value the
+        function returns (a companion's answer, e.g. `_idle`'s i1)."""
         name = tile_function_name(self.task.id) + suffix
         keep = ', passthrough = ["noinline"]' if not suffix else ""
-        head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64) "
+        returns = f" -> {result.type}" if result is not None else ""
+        head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64){returns} "
                 f"attributes {{etc.shared_bytes = {self.shared_bytes} : i64, etc.tile_kind = \"{self.kind}\"{keep}}} {{")
-        return "\n".join([head, self.b.text(), "  return", "}"] + self.companions) + "\n"
+        ret = f"  return {result} : {result.type}" if result is not None else "  return"
+        return "\n".join([head, self.b.text(), ret, "}"] + self.companions) + "\n"
 
 
 def floordiv(b: Builder, a, d) -> V:
@@ -827,6 +830,12 @@ def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index
     the ring's space (weight_stream.RING_BYTES) their stages use. profile: the tile stamps its phases
     (abi.PROFILE_PHASE_SMEM)."""
     return _build(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes).function_text()
+
+
+def has_idle_function(tile_text: str, name: str) -> bool:
+    """Whether the tile function text carries `@<name>_idle` (-> i1: this tile reads nothing this step,
+    so its waits may be skipped)."""
+    return f"func.func @{name}_idle(" in tile_text
 
 
 def has_issue_function(tile_text: str, name: str) -> bool:

@@ -16,7 +16,13 @@ which is then exactly the reference's max / exp / sum):
 Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = (m, l); a chunk with no
 visible slot gives (-inf, 0) and o = 0.
 
-KV prefetch (with weight streams, a chunk of one sub-chunk whose K and V rows fit the stream's ring): the
+Wide chunks (param wide_rows > 0): at a step of R >= wide_rows rows the chunk is 2 * kv_chunk slots (so
+the chunks past ceildiv(T, 2 * kv_chunk) are empty: they store (-inf, 0) and o = 0 at once), walked in
+sub-chunks of at most kv_chunk; the KV prefetch then sizes the ring for 2 * kv_chunk slots. The companion
+`@<tile>_idle` (-> i1) tells the worker that a chunk starts past the KV length, so it skips the waits.
+
+KV prefetch (with weight streams, kv_chunk <= SUB_CHUNK and the K and V rows of the longest chunk fitting
+the stream's ring; a wide chunk's sub-chunks read the ring from their first slot on): the
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
 the tile's waits, bulk-copies them (K and V rows: one copy each) into shared memory on an mbarrier. After
 the waits the tile copies only slot positions[r] (appended this step) and reads K and V from shared
@@ -53,6 +59,8 @@ def emit_attention_partial(t: Tile) -> None:
         t.fail(f"head_dim {D} must be a multiple of 8 (and of 32 above 64)")
     r, g, s = t.coords
     qcols = t.shape("q")[1]
+    W = int(t.params.get("wide_rows", 0))
+    CMAX = 2 * C if W else C  # the most slots a chunk holds
     if qcols != H * D:
         t.fail(f"q has {qcols} columns, num_heads * head_dim is {H * D}")
     _, kvh, T, kd = t.shape("k_cache")
@@ -75,12 +83,12 @@ def emit_attention_partial(t: Tile) -> None:
     red = t.smem(NG_MAX * G * D * 4)
     vt, kt = t.etype("v_cache"), t.etype("k_cache")
     prefetch = t.weight_stream and C <= SUB_CHUNK and ELEM_BYTES[kt] == ELEM_BYTES[vt] \
-        and 2 * C * D * ELEM_BYTES[kt] <= RING_BYTES and t.shared_bytes + SC * D * ELEM_BYTES[vt] <= RING_OFFSET
+        and 2 * CMAX * D * ELEM_BYTES[kt] <= RING_BYTES and t.shared_bytes + SC * D * ELEM_BYTES[vt] <= RING_OFFSET
     if prefetch:  # K and V rows in the stream's ring, landing on its first barrier
         base = t.smem_base()
         with b.at_entry():
             ks = b.gep(base, RING_OFFSET, "i8")
-            vs = b.gep(base, RING_OFFSET + C * D * ELEM_BYTES[kt], "i8")
+            vs = b.gep(base, RING_OFFSET + CMAX * D * ELEM_BYTES[kt], "i8")
             bar = b.gep(base, BARRIER_OFFSET, "i8")
     else:
         vs = t.smem(SC * D * ELEM_BYTES[vt])  # the sub-chunk's V rows
@@ -96,8 +104,9 @@ def emit_attention_partial(t: Tile) -> None:
         return b.gep(state, b.add(b.mul(kind, G), h) if isinstance(h, V) else kind * G + h, "f32")
 
     p = t.load("positions", r)
-    t0 = b.mul(s, C)
-    t1 = b.min(b.min(T, b.add(t0, C)), b.add(p, 1))
+    chunk = _chunk_slots(t, C, W)
+    t0 = b.mul(s, chunk)
+    t1 = b.min(b.min(T, b.add(t0, chunk)), b.add(p, 1))
     head0 = b.mul(g, G)
 
     def stats_at(h, k: int):
@@ -172,7 +181,8 @@ def emit_attention_partial(t: Tile) -> None:
                     rot = b.add(i, b.mul(part, 8 // P))
                     first = b.mul(part, cpp)
                     chunks = [b.add(first, b.rem(b.add(rot, c), cpp)) for c in range(cpp)]
-                    k_vecs = [b.load(b.gep(ks, b.add(b.mul(i, D), b.mul(k, 8)), kt), f"vector<8x{kt}>", 16)
+                    row = b.mul(b.add(b.sub(u0, t0), i), D)  # the ring holds the chunk's slots from t0
+                    k_vecs = [b.load(b.gep(ks, b.add(row, b.mul(k, 8)), kt), f"vector<8x{kt}>", 16)
                               for k in chunks]
                 else:
                     chunks = [b.add(b.mul(part, cpp), c) for c in range(cpp)]
@@ -228,10 +238,12 @@ def emit_attention_partial(t: Tile) -> None:
             alphas = [b.load(st(2, h), "f32") for h in range(G)]
             acc = [b.mul(a, alphas[k // E]) for k, a in enumerate(acc)]
 
+            v_first = b.sub(u0, t0) if prefetch else 0  # the ring holds the chunk's V rows from t0
+
             def accumulate():
                 def slot(i, a):
-                    vv = b.unpack_f32(b.load(b.gep(vs, b.add(b.mul(i, D), lane_e), vt), f"vector<{E}x{vt}>",
-                                             min(16, E * ELEM_BYTES[vt])))
+                    vv = b.unpack_f32(b.load(b.gep(vs, b.add(b.mul(b.add(v_first, i), D), lane_e), vt),
+                                             f"vector<{E}x{vt}>", min(16, E * ELEM_BYTES[vt])))
                     a = list(a)
                     for h in range(G):
                         e = b.load(b.gep(z, b.add(i, h * SC), "f32"), "f32")
@@ -270,26 +282,45 @@ def emit_attention_partial(t: Tile) -> None:
         t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
+    if W:  # a wide step's chunks past the KV length read nothing: the worker need not wait for q, k, v
+        idle = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=t.weight_stream,
+                       ring_bytes=t.ring_bytes)
+        _, _, s_idle = idle.coords
+        past = idle.b.cmp("ge", idle.b.mul(s_idle, _chunk_slots(idle, C, W)), idle.shape("k_cache")[2])
+        t.companions.append(idle.function_text(suffix="_idle", result=past))
     if prefetch:
         with b.when(b.cmp("eq", t.tid, 0)):
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
         t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
         issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes)
-        _issue_kv_prefetch(issue, KVH, D, C)
+        _issue_kv_prefetch(issue, KVH, D, C, W)
         t.companions.append(issue.function_text(suffix="_issue"))
 
 
-def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int) -> None:
+def _chunk_slots(t: Tile, C: int, W: int):
+    """The slots a chunk holds this step: C, or 2 C when the step has W (> 0) rows or more."""
+    if not W:
+        return C
+    rows = t.shape("q")[0]
+    if isinstance(rows, int):
+        return 2 * C if rows >= W else C
+    b = t.b
+    return b.select(b.cmp("ge", rows, W), b.i64(2 * C), b.i64(C))
+
+
+def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
     """The attention_partial tile's issue function (every thread calls it before the tile's waits; thread 0
     acts): init the ring's first mbarrier and bulk-copy the K and V rows of the chunk's slots before
-    positions[r] into the ring (K rows, then V rows)."""
+    positions[r] into the ring (K rows, then V rows 2 * C rows further with wide chunks)."""
     b = t.b
     r, g, s = t.coords
     _, _, T, _ = t.shape("k_cache")
     eb = ELEM_BYTES[t.etype("k_cache")]
     p = t.load("positions", r)
-    t0 = b.mul(s, C)
-    old = b.max(b.sub(b.min(b.min(b.min(T, b.add(t0, C)), b.add(p, 1)), p), t0), 0)  # slots t0 .. p - 1
+    chunk = _chunk_slots(t, C, W)
+    cmax = 2 * C if W else C
+    t0 = b.mul(s, chunk)
+    old = b.max(b.sub(b.min(b.min(b.min(T, b.add(t0, chunk)), b.add(p, 1)), p), t0), 0)  # slots t0 .. p - 1
     base = t.smem_base()
     bar = b.gep(base, BARRIER_OFFSET, "i8")
     with b.when(b.cmp("eq", t.tid, 0)):
@@ -300,7 +331,7 @@ def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int) -> None:
         with b.when(b.cmp("gt", old, 0)):
             at = b.mul(b.add(b.mul(b.add(b.mul(r, KVH), g), T), t0), D)
             b.copy_bulk(b.gep(base, RING_OFFSET, "i8"), t.elem_ptr("k_cache", at), nbytes, bar)
-            b.copy_bulk(b.gep(base, RING_OFFSET + C * D * eb, "i8"), t.elem_ptr("v_cache", at), nbytes, bar)
+            b.copy_bulk(b.gep(base, RING_OFFSET + cmax * D * eb, "i8"), t.elem_ptr("v_cache", at), nbytes, bar)
 
 
 def emit_attention_merge(t: Tile) -> None:

@@ -283,10 +283,14 @@ func.func private @int_mix(%x: f32, %i: i64) -> f32 {
 def extra_programs() -> dict[str, object]:
     """Kinds and params the models do not produce."""
     progs = {}
-    for name, (heads, kv_heads, d, chunk) in {"attention_subchunks": (8, 2, 64, 600),
-                                               "attention_d128": (8, 2, 128, 64)}.items():
+    # wide: from 2 rows on a chunk covers 2 * kv_chunk slots (at kv_len 700: 3 of 6 chunks of 64 slots
+    # empty; 128 slots of head_dim 128 walked in one sub-chunk with the K/V prefetch filling the whole ring)
+    for name, (heads, kv_heads, d, chunk, wide) in {"attention_subchunks": (8, 2, 64, 600, 0),
+                                                     "attention_d128": (8, 2, 128, 64, 0),
+                                                     "attention_wide": (8, 2, 64, 64, 2),
+                                                     "attention_wide_d128": (8, 2, 128, 128, 2)}.items():
         attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
-                "scale": 1.0 / math.sqrt(d)}
+                "scale": 1.0 / math.sqrt(d)} | ({"wide_rows": wide} if wide else {})
         splits = f"s1 ceildiv {chunk}"
         progs[name] = program_of_text(program_text(
             DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
@@ -422,6 +426,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 continue  # added below, run with their 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
+        for name in ("attention_wide", "attention_wide_d128"):  # one row: chunks of kv_chunk slots
+            cases.append(make_case(f"extra/{name}-b1", progs[name], progs[name].tasks[0], {"batch": 1, "kv_len": 700},
+                                   seed=25))
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps
         cases.append(make_case("extra/linear_stream_short-b2", short, short.tasks[0], {"batch": 2, "kv_len": 20},
                                seed=15))

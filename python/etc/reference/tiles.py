@@ -358,6 +358,9 @@ def attention_partial(params, coords, a: TileAccess) -> None:
     r, g, s = coords
     group, d, _ = _attention_params("attention_partial", params)
     chunk = param("attention_partial", params, "kv_chunk")
+    wide = int(params.get("wide_rows", 0))
+    if wide and a.shape("q")[0] >= wide:  # many rows: chunks twice as long, the later ones empty
+        chunk *= 2
     scale = np.float32(params.get("scale", 1.0 / math.sqrt(d)))
     q = f32(a.read("q", (r, slice(g * group * d, (g + 1) * group * d)))).reshape(group, d)
     slots = a.shape("k_cache")[2]

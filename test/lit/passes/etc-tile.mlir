@@ -1,25 +1,27 @@
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p etc-tile --verify-diagnostics | FileCheck %s
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-tile{num-sms=8 kv-chunk=64 row-tile=256}" --verify-diagnostics | FileCheck %s --check-prefix=SMALL
-// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-tile{split-heads=false}" --verify-diagnostics | FileCheck %s --check-prefix=WHOLE
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-tile{split-heads=false wide-kv=false}" --verify-diagnostics | FileCheck %s --check-prefix=WHOLE
 
 // Positive: about one linear tile per SM (132 on the H200), whole heads when the epilogue works per head
 // -- except that a rope projection with fewer heads than SMs splits its heads of 64 into tiles of 32
 // (rotate-half pairs; split-heads=false keeps 64) -- and a short last tile when sizes do not divide
-// (128256 = 131 * 976 + 400).
+// (128256 = 131 * 976 + 400). Attention splits cover twice kv_chunk from ceildiv(132, 2 * 8) = 9 rows
+// on (8 SMs: from 2 rows; wide-kv=false: never, wide_rows 0).
 // CHECK-LABEL: func.func @shapes
 // CHECK: kind = "linear", params = {{{.*}}out_features = 8192 : i64, {{.*}}tile_n = 64 : i64}
 // CHECK: kind = "linear", params = {{{.*}}out_features = 512 : i64, {{.*}}tile_n = 32 : i64}
 // WHOLE-LABEL: func.func @shapes
 // WHOLE: out_features = 8192 : i64, {{.*}}tile_n = 64 : i64}
 // WHOLE: out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
+// WHOLE: kv_chunk = 128 : i64, {{.*}}wide_rows = 0 : i64
 // CHECK: kind = "linear", params = {{{.*}}out_features = 128256 : i64, {{.*}}tile_n = 976 : i64}
-// CHECK: kind = "attention", params = {{{.*}}kv_chunk = 128 : i64
+// CHECK: kind = "attention", params = {{{.*}}kv_chunk = 128 : i64, {{.*}}wide_rows = 9 : i64
 // CHECK: kind = "silu_mul", params = {{{.*}}tile_c = 1024 : i64}
 // SMALL-LABEL: func.func @shapes
 // SMALL: out_features = 8192 : i64, {{.*}}tile_n = 1024 : i64}
 // SMALL: out_features = 512 : i64, {{.*}}tile_n = 64 : i64}
 // SMALL: out_features = 128256 : i64, {{.*}}tile_n = 16032 : i64}
-// SMALL: kv_chunk = 64 : i64
+// SMALL: kv_chunk = 64 : i64, {{.*}}wide_rows = 2 : i64
 // SMALL: tile_c = 256 : i64
 func.func @shapes(%x: !torch.vtensor<[?,2048],bf16>, %x2: !torch.vtensor<[?,2048],bf16>, %x3: !torch.vtensor<[?,2048],bf16>, %w1: !torch.vtensor<[8192,2048],bf16>, %w2: !torch.vtensor<[512,2048],bf16>, %w3: !torch.vtensor<[128256,2048],bf16>, %pos: !torch.vtensor<[?],si64>, %inv: !torch.vtensor<[32],f32>, %q: !torch.vtensor<[?,32,1,64],bf16>, %k: !torch.vtensor<[?,8,?,64],bf16>, %g: !torch.vtensor<[?,8192],bf16>) {
   %0 = "etc.tile"(%x, %w1) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 2048 : i64, out_features = 8192 : i64, has_bias = false}} : (!torch.vtensor<[?,2048],bf16>, !torch.vtensor<[8192,2048],bf16>) -> !torch.vtensor<[?,8192],bf16>
