@@ -6,8 +6,10 @@ Worker loop (block w = worker w, etc.codegen.abi has the parameters):
     for each (task, first, stride) in w's static queue:      # parametric: tile counts from `sizes`
                                                              # (the next entry is loaded before this one runs)
       for tile = first; tile < tile_count(task); tile += stride:
-        thread 0: record progress; spin with acquire loads until every counter element the tile waits on
-                  reaches (epoch << 32) + target
+        thread 0: record progress; unless the tile's `_idle` companion says it reads nothing this step,
+                  poll until every counter element the tile waits on reaches (epoch << 32) + target (one
+                  wait: acquire loads; several: relaxed loads of all at once, then an acquire fence;
+                  a word seen met for an earlier tile of this entry is not polled again)
         barrier; run the tile function (every thread); barrier
         thread 0: release fence; for each counter element the tile signals: atomicMax(epoch << 32),
                   atomicAdd(1)
@@ -231,14 +233,10 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         word = _counter_word(lead, layout, name, elem)
         target = _target(lead, program, layout, name, elem, shifted_epoch)
         pending.append((word, target, slot))
-    if idle and pending:
-        skip = lead.emit(f"func.call @{tile_function}_idle{args.replace('-> ()', '-> i1')}")
+    if idle and pending:  # a tile that reads nothing this step need not wait
         busy = lead.child(lead.fresh()[1:] + "i")
         _wait_all(busy, worker64, pending, spin_sleep_ns)
-        busy_flag = lead.emit(f"arith.xori {skip}, {lead.const(1, 'i1')} : i1")
-        lead.line(f"scf.if {busy_flag} {{")
-        lead.lines += ["  " + line for line in busy.lines]
-        lead.line("}")
+        _if(lead, _not(lead, lead.emit(f"func.call @{tile_function}_idle{args.replace('-> ()', '-> i1')}")), busy)
     else:
         _wait_all(lead, worker64, pending, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
@@ -347,9 +345,17 @@ def _wait_all(e: Emitter, worker: str, waits: list[tuple[str, str, str]], sleep_
         _poll_together(poll, worker, [(w, t) for w, t, _ in waits], known, sleep_ns)
     for word, _, slot in waits:
         poll.line(f"llvm.store {word}, {slot} : i64, !llvm.ptr")
-    todo = e.emit(f"arith.xori {every}, {e.const(1, 'i1')} : i1")
-    e.line(f"scf.if {todo} {{")
-    e.lines += ["  " + line for line in poll.lines]
+    _if(e, _not(e, every), poll)
+
+
+def _not(e: Emitter, flag: str) -> str:
+    return e.emit(f"arith.xori {flag}, {e.const(1, 'i1')} : i1")
+
+
+def _if(e: Emitter, cond: str, body: Emitter) -> None:
+    """scf.if cond { body's lines } (body: a child emitter of e)."""
+    e.line(f"scf.if {cond} {{")
+    e.lines += ["  " + line for line in body.lines]
     e.line("}")
 
 
@@ -360,7 +366,7 @@ def _poll_together(e: Emitter, worker: str, waits: list[tuple[str, str]], known:
     ptrs = [e.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64") for word, _ in waits]
     first_word, first_target = waits[0]
     _progress_word(e, worker, first_word, first_target)
-    unknown = [e.emit(f"arith.xori {k}, {e.const(1, 'i1')} : i1") for k in known]
+    unknown = [_not(e, k) for k in known]
     e.line("%s:2 = scf.while : () -> (i64, i64) {" % e.fresh())
     values = [e.fresh() for _ in waits]
     for v, ptr in zip(values, ptrs):
