@@ -295,12 +295,6 @@ class Builder:
         op = "arith.extf" if FLOAT_BITS[elem] > FLOAT_BITS[s] else "arith.truncf"
         return self.emit(f"{op} {v} : {v.type} to {t}", t)
 
-    def mulf_vec(self, a: V, b: V) -> V:
-        """Elementwise product of two float vectors of one type, rounded to that type (arith.mulf)."""
-        if a.type != b.type:
-            raise EtcError(f"internal: mulf of {a.type} and {b.type}")
-        return self.emit(f"arith.mulf {a}, {b} : {a.type}", a.type)
-
     def unpack_f32(self, v: V) -> list[V]:
         """The elements of a float vector, as f32 scalars."""
         n = int(v.type[len("vector<"):-1].split("x")[0])

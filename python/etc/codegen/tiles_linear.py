@@ -527,8 +527,8 @@ class Linear:
         t, b = self.t, self.b
         K, xt = self.K, self.xt
         per_lane = K // 8 // WARP
-        if self.prologue == "rms_norm" and K % (8 * WARP) == 0 and per_lane <= STAGE_IN_REGISTERS \
-                and ELEM_BYTES[xt] == 2:
+        whole_rows = self.prologue == "rms_norm" and K % (8 * WARP) == 0 and per_lane <= STAGE_IN_REGISTERS
+        if whole_rows and ELEM_BYTES[xt] == 2:
             self.stage_rms_rows_async(src, nr, eps)
             return
         with b.loop(t.warp, nr, t.nwarps) as rr:  # one warp per row
@@ -551,8 +551,7 @@ class Linear:
                     return []
                 b.for_(t.lane, K // 8, WARP, [], body)
 
-            per_lane = K // 8 // WARP
-            if self.prologue == "rms_norm" and K % (8 * WARP) == 0 and per_lane <= STAGE_IN_REGISTERS:
+            if whole_rows:
                 # one pass: every chunk of the row is loaded at once and stays in registers
                 offs = [b.add(self.lane8, 256 * j) for j in range(per_lane)]
                 xv = [t.load_vec("x", b.add(row, o)) for o in offs]  # packed until used
@@ -582,9 +581,9 @@ class Linear:
 
     def copy_x_async(self, src: V, n: V, offset, xs_offset=None) -> None:
         """cp.async of n 16-byte chunks of x into xs: chunk i from x[src + offset(i)] to xs[xs_offset(i)]
-        (default offset(i); 16-bit x); then this thread waits for its copies. Every chunk is in flight at once and none passes
-        through registers: one memory round trip, where loading through registers took one per
-        COPY_UNROLL chunks (batch 16: 16 chunks a thread)."""
+        (default offset(i); 16-bit x); then this thread waits for its copies. Every chunk is in flight at
+        once and none passes through registers: one memory round trip, where loading through registers
+        took one per COPY_UNROLL chunks (batch 16: 16 chunks a thread)."""
         t, b, xt = self.t, self.b, self.xt
 
         def one(i):
@@ -621,7 +620,7 @@ class Linear:
                 # one packed multiply rounds as the f32 product then rounded; scalar conversions (a
                 # quarter-rate instruction) made the batch-16 staging ~5 us longer
                 xr = b.vec_cast(b.vec_from([b.mul(x, rstd) for x in b.unpack_f32(xs)]), xt)
-                b.store(b.mulf_vec(xr, ws), b.gep(dst, o, xt), 16)
+                b.store(b.mul(xr, ws), b.gep(dst, o, xt), 16)
 
     def stage_merge(self, rg: V, nr: V, k_lo=0, width: int | None = None) -> None:
         """x rows merged from the attention splits, as attention_merge computes them: a thread per 8 values
