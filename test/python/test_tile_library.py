@@ -189,6 +189,19 @@ def test_split_head_norm_is_finished_by_whichever_tile_of_the_head_arrives_last(
     assert not _mismatches(case, got)
 
 
+def test_a_split_head_is_gathered_16_bytes_a_lane(cases):
+    """The tile that finishes a split head (here q of 2 heads of 128 over 18 rows, 4 tiles a head) reads the
+    head's unnormalized values back 16 bytes (8 bf16) a lane: 2 x 18 x 128 / 8 lanes load y, all in flight
+    at once; the outputs match the reference."""
+    from etc.codegen.tiles_simt import REGION_SHIFT
+    case = next(c for c in cases if c.name == "extra/q_proj_split_norm-b18")
+    y = case.task.writes[0]
+    stats = {}
+    got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True, stats=stats)
+    assert not _mismatches(case, got)
+    assert stats["loads"].get(stats["addresses"][y] >> REGION_SHIFT, 0) == 2 * 18 * 128 // 8
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("weight_stream", [False, True])
 def test_merge_one_row_prologue_merges_at_one_row_and_reads_x_above(cases, batch, weight_stream):

@@ -1161,13 +1161,20 @@ class Linear:
                     b.wait_async()
                 b.barrier()
 
+                # 16 bytes of a head's row a thread, all in flight at once (one element a thread took a
+                # round trip per blockDim elements: 8 at 16 rows of heads of 128)
+                role = "y" if self.has_y else "cache"
+                et = t.etype(role)
+                per = 16 // ELEM_BYTES[et]  # D % 8 == 0: a piece never crosses a row
+
                 def one(i):
-                    rr, e = b.div(i, D), b.rem(i, D)
-                    role, at, _ = self.unnormed_at(b.add(rg, rr), rr, b.add(b.mul(head, D), e))
-                    et = t.etype(role)
-                    v = b.load(t.elem_ptr(role, at), et, volatile=True)  # written by other SMs: not from L1
-                    b.store(b.cast(v, "f32"), b.gep(self.head_st, i, "f32"))
-                t.thread_loop(b.mul(nr, D), one)
+                    rr, e = b.div(i, D // per), b.mul(b.rem(i, D // per), per)
+                    _, at, _ = self.unnormed_at(b.add(rg, rr), rr, b.add(b.mul(head, D), e))
+                    # written by other SMs: volatile, not from L1
+                    v = b.load(t.elem_ptr(role, at), f"vector<{per}x{et}>", 16, volatile=True)
+                    for k, x in enumerate(b.unpack_f32(v)):
+                        b.store(x, b.gep(self.head_st, b.add(b.mul(i, per), k), "f32"))
+                t.thread_loop(b.mul(nr, D // per), one)
                 b.barrier()
                 with b.loop(t.warp, nr, t.nwarps) as rr:
                     self.head_steps(self.rest, b.add(rg, rr), rr, b.gep(self.head_st, b.mul(rr, D), "f32"), D,
