@@ -139,18 +139,20 @@ def test_auto_ring_is_half_for_models_of_at_most_64_mib_of_weights_a_worker():
 
 
 def test_attention_tiles_with_kv_prefetch_match_the_reference(cases):
-    """With weight streams an attention chunk of one sub-chunk bulk-copies the K and V rows of its slots
-    before positions[r] (written in earlier steps) into shared memory from its issue function, before its
-    waits, and copies slot positions[r] (appended this step) after them: every attention case (rows at
-    different positions, chunks past a row's position, head_dim 64 and 128) matches the reference; a
-    chunk longer than a sub-chunk keeps loading from global memory."""
+    """With weight streams an attention chunk whose K and V rows fit the ring bulk-copies the rows of its
+    slots before positions[r] (written in earlier steps) into shared memory from its issue function, before
+    its waits, and copies slot positions[r] (appended this step) after them: every attention case (rows at
+    different positions, chunks past a row's position, head_dim 64 and 128, wide chunks) matches the
+    reference; a chunk whose rows do not fit (600 slots) reads them from global memory."""
     from etc.codegen.tiles_harness import harness_module_text as harness
 
     selected = [c for c in cases if c.task.kind == "attention_partial"]
     prefetched, failures = 0, []
     for case in selected:
         text = harness(case.program, [case.task], weight_stream=True)
-        assert ("nvvm.cp.async.bulk" in text) == (case.task.params["kv_chunk"] <= 256), case.name
+        p = case.task.params
+        fits = 2 * p["kv_chunk"] * (2 if p.get("wide_rows") else 1) * p["head_dim"] * 2 <= 128 * 1024
+        assert ("nvvm.cp.async.bulk" in text) == fits, case.name
         prefetched += "nvvm.cp.async.bulk" in text
         got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True)
         failures += _mismatches(case, got)
@@ -386,6 +388,53 @@ def test_simulated_mma_follows_the_ptx_fragment_layout():
         partial.run("k", 1, 32, 0, ptrs)
 
 
+def _ldmatrix_kernel(layout: str) -> str:
+    """Lane l points at row l % 8 of matrix l / 8 of m (four 8 x 8 bf16 matrices, rows of 16 bytes), runs
+    ldmatrix .x4 (layout col: .trans) and stores its four registers to d[4l..]."""
+    st = "!llvm.struct<(i32, i32, i32, i32)>"
+    stores = "\n".join(f"      %r{i} = llvm.extractvalue %r[{i}] : {st}\n"
+                        f"      %i{i} = arith.constant {i} : i64\n"
+                        f"      %j{i} = arith.addi %l4, %i{i} : i64\n"
+                        f"      %dp{i} = llvm.getelementptr %d[%j{i}] : (!llvm.ptr, i64) -> !llvm.ptr, i32\n"
+                        f"      llvm.store %r{i}, %dp{i} : i32, !llvm.ptr" for i in range(4))
+    return f"""module attributes {{gpu.container_module}} {{
+  gpu.module @etc {{
+    gpu.func @k(%m: !llvm.ptr, %d: !llvm.ptr) kernel {{
+      %t = gpu.thread_id x
+      %l = arith.index_cast %t : index to i64
+      %eight = arith.constant 8 : i64
+      %four = arith.constant 4 : i64
+      %row = arith.muli %l, %eight : i64
+      %l4 = arith.muli %l, %four : i64
+      %g = llvm.getelementptr %m[%row] : (!llvm.ptr, i64) -> !llvm.ptr, bf16
+      %s = llvm.addrspacecast %g : !llvm.ptr to !llvm.ptr<3>
+      %r = nvvm.ldmatrix %s {{num = 4 : i32, layout = #nvvm.mma_layout<{layout}>, shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>, eltType = #nvvm.ld_st_matrix_elt_type<b16>}} : (!llvm.ptr<3>) -> {st}
+{stores}
+      gpu.return
+    }}
+  }}
+}}"""
+
+
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_simulated_ldmatrix_follows_the_ptx_fragment_layout(layout):
+    """The simulator's ldmatrix .x4 gives lane l, in register i, matrix i's elements [l/4][2(l%4) + {0, 1}]
+    (layout col, .trans: [2(l%4) + {0, 1}][l/4]), the lower half first, as the PTX ISA lays them out; the
+    attention tile takes V's B fragments this way."""
+    from etc.codegen.tiles_simt import Simulator, to_storage
+
+    bits = to_storage(np.random.default_rng(5).standard_normal((4, 8, 8)), "bf16").astype(np.uint16)
+    sim = Simulator(_ldmatrix_kernel(layout))
+    ptrs = [sim.memory.add(bits.reshape(-1).view(np.uint8).copy()), sim.memory.add(32 * 16)]
+    sim.run("k", 1, 32, 0, ptrs)
+    d = sim.memory.view(ptrs[1]).view(np.uint32).reshape(32, 4)
+    for lane in range(32):
+        g, q = lane // 4, 2 * (lane % 4)
+        for i in range(4):
+            lo, hi = (bits[i, q, g], bits[i, q + 1, g]) if layout == "col" else (bits[i, g, q], bits[i, g, q + 1])
+            assert d[lane, i] == int(lo) | int(hi) << 16, (layout, lane, i)
+
+
 def test_weight_stream_traps_on_a_block_of_another_size(cases):
     """A stream's column groups are made for the compiled block size; another one traps, never computes
     wrong columns."""
@@ -589,6 +638,29 @@ def _linear_program(**params):
 ])
 def test_unsupported_params_are_one_line_errors(params, message):
     program = _linear_program(**params)
+    buffer_index, symbol_index = default_indices(program)
+    with pytest.raises(EtcError, match=message) as info:
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("heads,kv_heads,d,kv_type,message", [
+    (8, 2, 24, "bf16", r"head_dim 24 must be a multiple of 16 and a kv group at most 16 heads \(got 4\)"),
+    (34, 2, 64, "bf16", r"a kv group at most 16 heads \(got 17\)"),
+    (8, 2, 64, "f32", r"q, k_cache and v_cache must share one 16-bit float type \(got bf16, f32, f32\)"),
+])
+def test_attention_shapes_the_tensor_cores_cannot_take_are_one_line_errors(heads, kv_heads, d, kv_type, message):
+    """The attention tile runs on mma.sync m16n8k16: head_dim a multiple of 16, at most 16 heads a kv group
+    (the A rows), and q / K / V of one 16-bit float type; anything else is refused at compile time."""
+    program = program_of_text(program_text(
+        [("batch", 1, 8), ("kv_len", 2, 512)],
+        [("q", "workspace", "bf16", f"s0, {heads * d}"), ("kc", "kv_cache", kv_type, f"s0, {kv_heads}, s1, {d}"),
+         ("vc", "kv_cache", kv_type, f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
+         ("po", "workspace", "f32", f"s0, {heads}, s1 ceildiv 64, {d}"),
+         ("ps", "workspace", "f32", f"s0, {heads}, s1 ceildiv 64, 2")],
+        "attention_partial", f"s0, {kv_heads}, s1 ceildiv 64", ["q", "kc", "vc", "pos"], ["po", "ps"],
+        {"head_dim": d, "kv_chunk": 64, "num_heads": heads, "num_kv_heads": kv_heads,
+         "read_roles": ["q", "k_cache", "v_cache", "positions"], "write_roles": ["partial_out", "partial_stats"]}))
     buffer_index, symbol_index = default_indices(program)
     with pytest.raises(EtcError, match=message) as info:
         emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)

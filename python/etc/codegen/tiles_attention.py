@@ -1,46 +1,49 @@
 """Split-KV decode attention tiles: attention_partial (one KV chunk of one kv head group) and attention_merge.
 
 attention_partial tile (r, g, s): the G = num_heads / num_kv_heads query heads of kv group g against the
-visible slots t0 <= t < t1 = min(T, t0 + kv_chunk, positions[r] + 1) of chunk s. The chunk is walked in
-sub-chunks of at most SUB_CHUNK slots with an online softmax (one sub-chunk when kv_chunk <= SUB_CHUNK,
-which is then exactly the reference's max / exp / sum):
-  A. scores: P threads per slot (2 when the block has two threads per slot of the sub-chunk, else 1),
-     each dotting its part of the K row (16-byte loads) with the staged q heads; each part's
-     scale * q_h . k_t goes to shared memory z[part].
-  B. one warp per head: sums the parts into z, running max m, e = exp(z - m) written back,
-     l = l * exp(m_old - m) + sum e.
-  C. warps split the slots, lanes split head_dim: o_h = o_h * exp(m_old - m) + sum_t e[h][t] v_t
-     (f32 registers), reduced across warps in shared memory at the end. The sub-chunk's V rows are
-     copied to shared memory with cp.async before phase A, so their loads overlap A and B and phase C
-     reads shared memory instead of paying one global latency per slot.
+visible slots t0 <= t < t1 = min(T, t0 + kv_chunk, positions[r] + 1) of chunk s, on the tensor cores
+(mma.sync m16n8k16; head_dim a multiple of 16, G <= 16, q / K / V one 16-bit float type). Each warp
+takes STEP = 16 slots at a time (warp w: slots t0 + 16 w, then 16 * nwarps further on) and keeps its own
+online softmax, so no block barrier separates the phases of a step:
+  scores  S = q K^T: the group's heads are the A rows (padded to 16, zero past G), two 8-slot tiles of K
+          rows the B columns; with head_dim % 32 == 0 a lane loads 16 bytes of a row at once and feeds two
+          k-steps (k permuted inside each mma, identically for q and K).
+  softmax per head row: the step's max over the quad's lanes, the running max m, the weights
+          e = exp(scale * S - m) (0 past t1), l = l * exp(m_old - m) + sum e; o rescaled the same way.
+  o += e V: the weights' C fragments are P's A fragments (rows = heads, k = slots); V's rows, staged per
+          warp with their 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8): ldmatrix reads eight
+          rows a multiple of 128 bytes apart from eight banks), come through ldmatrix .trans as B. P goes in
+          two 16-bit parts (hi = round(e), lo = round(e - hi)), so e keeps ~16 bits and P V stays close to
+          the f32 reference.
+Then every warp's (o, m, l) goes to shared memory and the warps are merged like splits: M = max m_w,
+weights exp(m_w - M) (0 for a warp that saw no slot), o = sum of weighted o_w, l likewise.
 Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = (m, l); a chunk with no
-visible slot gives (-inf, 0) and o = 0.
+visible slot gives (-inf, 0) and o = 0. (Exact f32 arithmetic would match the reference's
+max / exp / sum over the chunk; the warps' merge and P's ~16-bit weights differ from it by rounding.)
 
 Wide chunks (param wide_rows > 0): at a step of R >= wide_rows rows the chunk is 2 * kv_chunk slots (so
-the chunks past ceildiv(T, 2 * kv_chunk) are empty: they store (-inf, 0) and o = 0 at once), walked in
-sub-chunks of at most kv_chunk; the KV prefetch then sizes the ring for 2 * kv_chunk slots. The companion
-`@<tile>_idle` (-> i1) tells the worker that a chunk starts past the KV length, so it skips the waits.
+the chunks past ceildiv(T, 2 * kv_chunk) are empty: they store (-inf, 0) and o = 0 at once); the KV
+prefetch then sizes the ring for 2 * kv_chunk slots. The companion `@<tile>_idle` (-> i1) tells the
+worker that a chunk starts past the KV length, so it skips the waits.
 
-KV prefetch (with weight streams, kv_chunk <= SUB_CHUNK and the K and V rows of the longest chunk fitting
-the stream's ring; a wide chunk's sub-chunks read the ring from their first slot on): the
+KV prefetch (with weight streams, when the K and V rows of the longest chunk fit the stream's ring): the
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
 the tile's waits, bulk-copies them (K and V rows: one copy each) into shared memory on an mbarrier. After
 the waits the tile copies only slot positions[r] (appended this step) and reads K and V from shared
-memory, each thread starting its row at a different 16-byte chunk (no bank conflicts). The staged q is
-laid out as two planes (elements 0-3 and 4-7 of each 8-element chunk), so the threads of a quarter warp,
-reading 8 different chunks, hit distinct banks there too.
+memory. Without it the warps read K rows and stage V rows from global memory.
+The q rows are loaded before positions[r] is known, so their round trip overlaps its.
 """
 from __future__ import annotations
 
 import math
 
+from etc.codegen import abi
 from etc.codegen.tile_library import WARP, Tile
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.codegen.weight_stream import BARRIER_OFFSET, RING_BYTES, RING_OFFSET, STREAM_SHARED_BYTES
 
 MERGE_UNROLL = 4  # splits a merge thread loads at once
-SUB_CHUNK = 256  # slots scored at a time (shared memory: G * SUB_CHUNK f32)
-REDUCE_BYTES = 16 * 1024  # shared memory for the cross-warp sum of o
+STEP = 16  # slots a warp takes at once: two 8-slot tiles of scores, one k-step of P @ V
 
 
 def _attention_params(t: Tile) -> tuple[int, int, int, int]:
@@ -55,8 +58,8 @@ def emit_attention_partial(t: Tile) -> None:
     H, KVH, G, D = _attention_params(t)
     C = int(t.param("kv_chunk"))
     scale = float(t.params.get("scale", 1.0 / math.sqrt(D)))
-    if D % 8 or (D > 64 and D % 32):
-        t.fail(f"head_dim {D} must be a multiple of 8 (and of 32 above 64)")
+    if D % 16 or G > 16:
+        t.fail(f"head_dim {D} must be a multiple of 16 and a kv group at most 16 heads (got {G})")
     r, g, s = t.coords
     qcols = t.shape("q")[1]
     W = int(t.params.get("wide_rows", 0))
@@ -69,45 +72,61 @@ def emit_attention_partial(t: Tile) -> None:
     out_h, S = t.shape("partial_out")[1], t.shape("partial_out")[2]
     if out_h != H or t.shape("partial_out")[3] != D or t.shape("partial_stats")[3] != 2:
         t.fail(f"partial_out must be [rows, {H}, splits, {D}] and partial_stats [rows, {H}, splits, 2]")
-    for role in ("q", "k_cache", "v_cache"):
-        t.float_etype(role)
+    qt, kt, vt = (t.float_etype(role) for role in ("q", "k_cache", "v_cache"))
+    if not (qt == kt == vt and qt in ("bf16", "f16")):
+        t.fail(f"q, k_cache and v_cache must share one 16-bit float type (got {qt}, {kt}, {vt})")
     ot, mt = t.float_etype("partial_out"), t.float_etype("partial_stats")
-    SC = min(C, SUB_CHUNK)
-    E = max(2, D // WARP)  # head_dim elements per lane in phase C
-    lanes = D // E
-    NG_MAX = max(1, min(t.block_max // WARP, REDUCE_BYTES // (G * D * 4)))
-    P = 2 if t.block_max >= 2 * SC and (D // 8) % 2 == 0 else 1  # threads per slot in phase A
-    qs = t.smem(G * D * 4)
-    z = t.smem(P * G * SC * 4)
-    state = t.smem(3 * G * 4)  # m, l, alpha per head
-    red = t.smem(NG_MAX * G * D * 4)
-    vt, kt = t.etype("v_cache"), t.etype("k_cache")
-    prefetch = t.weight_stream and C <= SUB_CHUNK and ELEM_BYTES[kt] == ELEM_BYTES[vt] \
-        and 2 * CMAX * D * ELEM_BYTES[kt] <= RING_BYTES and t.shared_bytes + SC * D * ELEM_BYTES[vt] <= RING_OFFSET
+    eb = ELEM_BYTES[kt]
+    WARPS = t.block_max // WARP
+    red = t.smem(WARPS * G * (D + 2) * 4)  # per warp: o of every head, then m, then l
+    fac = t.smem(WARPS * G * 4)  # per warp and head: its weight in the merge of the warps
+    v_stage = t.smem(WARPS * STEP * D * eb)  # per warp: the V rows of its step, swizzled for ldmatrix
+    prefetch = t.weight_stream and 2 * CMAX * D * eb <= RING_BYTES
     if prefetch:  # K and V rows in the stream's ring, landing on its first barrier
         base = t.smem_base()
         with b.at_entry():
             ks = b.gep(base, RING_OFFSET, "i8")
-            vs = b.gep(base, RING_OFFSET + CMAX * D * ELEM_BYTES[kt], "i8")
+            vs = b.gep(base, RING_OFFSET + CMAX * D * eb, "i8")
             bar = b.gep(base, BARRIER_OFFSET, "i8")
-    else:
-        vs = t.smem(SC * D * ELEM_BYTES[vt])  # the sub-chunk's V rows
+    if t.shared_bytes > (RING_OFFSET if prefetch else abi.MAX_SHARED_BYTES):
+        t.fail(f"{G} heads of {D} need {t.shared_bytes} bytes of shared memory for the warps' partial sums")
 
-    def q_at(i):
-        """Where q element i (head i // D) lives in qs: per head, the planes of elements 0-3 and 4-7 of
-        each 8-element chunk, each plane D / 2 floats."""
-        h, d = b.div(i, D), b.rem(i, D)
-        w = b.rem(d, 8)
-        return b.add(b.add(b.mul(h, D), b.mul(b.div(w, 4), D // 2)), b.add(b.mul(b.div(d, 8), 4), b.rem(w, 4)))
+    head0 = b.mul(g, G)
+    # q's A fragments first: their loads overlap positions[r]'s, on which the rest waits
+    quad, pair = b.shr(t.lane, 2), b.and_(t.lane, 3)
+    zero = b.i32(0)
+    lane_e = b.mul(pair, 8 if D % 32 == 0 else 2)  # this lane's first element of a row's k-words
 
-    def st(kind: int, h) -> V:
-        return b.gep(state, b.add(b.mul(kind, G), h) if isinstance(h, V) else kind * G + h, "f32")
+    def words(load16, load4) -> list[tuple[V, V]]:
+        """This lane's words of a D-element row per k-step of 16 elements (the mma's lower and upper
+        8): with D % 32 == 0 one 16-byte load per 32 elements (at element 8 * (lane % 4)) feeds two
+        k-steps, k permuted inside each identically for q and K; else two 4-byte loads per k-step."""
+        if D % 32 == 0:
+            out = []
+            for j in range(D // 32):
+                w = load16(32 * j)
+                ws = [b.vec_extract(w, e) for e in range(4)]
+                out += [(ws[0], ws[1]), (ws[2], ws[3])]
+            return out
+        return [(load4(16 * j), load4(16 * j + 8)) for j in range(D // 16)]
 
+    def row_words(ptr_at):
+        """words() of the row whose element e is at ptr_at(e)."""
+        return words(lambda e: b.load(ptr_at(e), "vector<4xi32>", 16), lambda e: b.load(ptr_at(e), "i32", 4))
+
+    def q_words(row: int):
+        """The scores' A fragment words of head row quad + row of the group (zero past G)."""
+        head = b.add(quad, row)
+        ok = b.cmp("lt", head, G)
+        at = b.add(b.add(b.mul(r, qcols), b.mul(b.add(head0, b.min(head, G - 1)), D)), lane_e)
+        return [(b.select(ok, lo, zero), b.select(ok, hi, zero))
+                for lo, hi in row_words(lambda e: t.elem_ptr("q", b.add(at, e)))]
+    qa = q_words(0)
+    qb = q_words(8) if G > 8 else [(zero, zero)] * (D // 16)
     p = t.load("positions", r)
     chunk = _chunk_slots(t, C, W)
     t0 = b.mul(s, chunk)
     t1 = b.min(b.min(T, b.add(t0, chunk)), b.add(p, 1))
-    head0 = b.mul(g, G)
 
     def stats_at(h, k: int):
         return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), s), 2), k)
@@ -128,157 +147,159 @@ def emit_attention_partial(t: Tile) -> None:
     def visible():
         kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
         if prefetch:  # slot p (appended this step) from global memory, its copies in flight with q's loads
-            pieces = D * ELEM_BYTES[kt] // 16
+            pieces = D * eb // 16
 
             def slot_p(i):
                 which, piece = b.div(i, pieces), b.rem(i, pieces)
-                elems = b.mul(piece, 16 // ELEM_BYTES[kt])
+                elems = b.mul(piece, 16 // eb)
                 at = b.add(b.mul(b.add(kv_row0, p), D), elems)
                 src = b.select(b.cmp("eq", which, 0), t.elem_ptr("k_cache", at), t.elem_ptr("v_cache", at))
                 dst = b.gep(b.select(b.cmp("eq", which, 0), ks, vs), b.add(b.mul(b.sub(p, t0), D), elems), kt)
                 b.copy_async_16(dst, src)
             with b.when(b.cmp("lt", p, t1)):  # t1 <= p + 1: p is in the chunk
                 t.thread_loop(2 * pieces, slot_p)
-        # q heads of the group -> shared memory (f32), running state m = -inf, l = 0
-        qrow = b.add(b.mul(r, qcols), b.mul(head0, D))
-        t.thread_loop(G * D, lambda i: b.store(t.load("q", b.add(qrow, i)), b.gep(qs, q_at(i), "f32")))
-
-        def init(h):
-            b.store(b.f32(float("-inf")), st(0, h))
-            b.store(b.f32(0.0), st(1, h))
-        t.thread_loop(G, init)
         if prefetch:  # the earlier slots (the issue function's bulk copies, slots t0 .. p - 1) and slot p
             b.mbarrier_wait(bar, b.i32(0))
             b.wait_async()
         b.barrier()
-        t.phase(0)  # q staged
-        ngroups = b.min(t.nwarps, NG_MAX)
-        active = b.land(b.cmp("lt", t.warp, ngroups), b.cmp("lt", t.lane, lanes))
-        with b.at_entry():
-            lane_e = b.mul(t.lane, E)
+        t.phase(0)  # K and V in shared memory (q's loads issued)
+        ninf = b.f32(float("-inf"))
+        last = b.sub(t1, 1)
+        rows = 2 if G > 8 else 1  # head rows a lane keeps: quad (and quad + 8)
+        tiles_n = STEP // 8
+        my_stage = b.gep(v_stage, b.mul(t.warp, STEP * D * eb), "i8")
+        per_row = D * eb // 16  # 16-byte chunks per K / V row
+        swizzle = min(8, per_row) - 1
 
-        def sub_chunk(u0, acc):
-            n = b.min(b.sub(t1, u0), SC)
-            per_row = D * ELEM_BYTES[vt] // 16  # 16-byte pieces per V row
+        def k_words(slot: V):
+            if prefetch:
+                at = b.add(b.mul(b.sub(slot, t0), D), lane_e)
+                return row_words(lambda e: b.gep(ks, b.add(at, e), kt))
+            at = b.add(b.mul(b.add(kv_row0, slot), D), lane_e)
+            return row_words(lambda e: t.elem_ptr("k_cache", b.add(at, e)))
 
-            def stage_v(i):
-                slot, piece = b.div(i, per_row), b.rem(i, per_row)
-                elems = b.mul(piece, 16 // ELEM_BYTES[vt])
-                src = t.elem_ptr("v_cache", b.add(b.mul(b.add(kv_row0, b.add(u0, slot)), D), elems))
-                b.copy_async_16(b.gep(vs, b.add(b.mul(slot, D), elems), vt), src)
-            if not prefetch:
-                t.thread_loop(b.mul(n, per_row), stage_v)
-
-            # A. scores: P threads per slot (adjacent lanes), each its part of the row's 16-byte chunks
-            cpp = D // 8 // P  # chunks per part
-
-            def score(j):
-                i, part = b.div(j, P), b.rem(j, P)
-                krow = b.mul(b.add(kv_row0, b.add(u0, i)), D)
-                dots = [b.f32(0.0)] * G
+        def one_step(s0, carried):
+            """The warp's STEP slots from s0: scores on the tensor cores, the running max and weights per
+            head row, then the weighted V rows (P in two 16-bit parts, so P @ V keeps f32-like precision)."""
+            m, l, o = carried[:rows], carried[rows:2 * rows], list(carried[2 * rows:])
+            # scores of 8-slot tile n: lane holds heads quad (+ 8) at slots s0 + 8 n + 2 (l%4) + {0, 1}
+            tiles = []
+            for n in range(tiles_n):
+                kw = k_words(b.min(b.add(s0, b.add(quad, 8 * n)), last))  # B: K row of slot quad (clamped)
+                acc = [b.f32(0.0)] * 4
+                for (a0, a2), (a1, a3), (b0, b1) in zip(qa, qb, kw):
+                    acc = b.mma_16x8x16([a0, a1, a2, a3], [b0, b1], acc, kt)
+                tiles.append(acc)
+            ok = [[b.cmp("lt", b.add(s0, b.add(b.mul(pair, 2), 8 * n + c)), t1) for c in range(2)]
+                  for n in range(tiles_n)]
+            m_new, alpha, pv = [], [], []
+            for row in range(rows):
+                z = [[b.select(ok[n][c], b.mul(b.f32(scale), tiles[n][2 * row + c]), ninf) for c in range(2)]
+                     for n in range(tiles_n)]
+                top = ninf
+                for zn in z:
+                    for x in zn:
+                        top = b.max(top, x)
+                for off in (1, 2):  # the quad's other lanes hold the head's other slots
+                    top = b.max(top, b.shuffle_xor(top, off))
+                mn = b.max(m[row], top)
+                seen = b.cmp("ne", mn, ninf)  # some slot of the warp visible so far
+                alpha.append(b.select(seen, b.exp(b.sub(m[row], mn)), b.f32(1.0)))  # exp(-inf) = 0 at first
+                m_new.append(mn)
+                pv.append([[b.select(ok[n][c], b.exp(b.sub(z[n][c], mn)), b.f32(0.0)) for c in range(2)]
+                           for n in range(tiles_n)])
+            l = [b.fma(l[row], alpha[row], _sum_all(b, pv[row])) for row in range(rows)]
+            # A fragments of P (rows quad, quad + 8; k = slots 2 (l%4) + {0, 1}, + 8), in high and low parts
+            a_hi, a_lo = [], []
+            for n in range(tiles_n):
+                for row in range(2):
+                    if row < rows:
+                        x0, x1 = pv[row][n]
+                        h0, h1 = b.round_to(x0, vt), b.round_to(x1, vt)
+                        a_hi.append(b.pack_16(h0, h1, vt))
+                        a_lo.append(b.pack_16(b.sub(x0, h0), b.sub(x1, h1), vt))
+                    else:
+                        a_hi.append(zero)
+                        a_lo.append(zero)
+            # o's C fragments: registers 0, 1 are head row quad, 2, 3 row quad + 8
+            o = [b.mul(x, alpha[0]) if k % 4 < 2 else (b.mul(x, alpha[1]) if rows == 2 else x)
+                 for k, x in enumerate(o)]
+            # the warp stages its step's V rows (past the chunk: the last slot again, weighted 0) with their
+            # 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8)), so ldmatrix's eight rows of one
+            # matrix hit eight different banks (the rows are a multiple of 128 bytes apart)
+            b.warp_sync()  # the previous step's ldmatrix is done with the stage
+            with b.loop(t.lane, STEP * per_row, WARP) as i:
+                j, c = b.div(i, per_row), b.rem(i, per_row)
+                slot = b.min(b.add(s0, j), last)
                 if prefetch:
-                    # from chunk i (part 1: i + 4) on: a quarter warp's 8 lanes read 8 distinct chunks mod 8
-                    rot = b.add(i, b.mul(part, 8 // P))
-                    first = b.mul(part, cpp)
-                    chunks = [b.add(first, b.rem(b.add(rot, c), cpp)) for c in range(cpp)]
-                    row = b.mul(b.add(b.sub(u0, t0), i), D)  # the ring holds the chunk's slots from t0
-                    k_vecs = [b.load(b.gep(ks, b.add(row, b.mul(k, 8)), kt), f"vector<8x{kt}>", 16)
-                              for k in chunks]
+                    src = b.gep(vs, b.add(b.mul(b.sub(slot, t0), D), b.mul(c, 16 // eb)), vt)
                 else:
-                    chunks = [b.add(b.mul(part, cpp), c) for c in range(cpp)]
-                    k_vecs = [t.load_vec("k_cache", b.add(krow, b.mul(k, 8))) for k in chunks]  # all in flight
-                for c, k in enumerate(chunks):
-                    kv = b.unpack_f32(k_vecs[c])
-                    for h in range(G):
-                        qv = []
-                        for plane in range(2):  # volatile: not hoisted out of the slot loop into registers
-                            at = b.add(b.mul(k, 4), h * D + plane * D // 2)
-                            q4 = b.load(b.gep(qs, at, "f32"), "vector<4xf32>", 16, volatile=True)
-                            qv += [b.vec_extract(q4, e) for e in range(4)]
-                        for e in range(8):
-                            dots[h] = b.fma(qv[e], kv[e], dots[h])
-                for h in range(G):
-                    at = b.add(b.add(b.mul(part, G * SC), i), h * SC)
-                    b.store(b.mul(b.f32(scale), dots[h]), b.gep(z, at, "f32"))
-            t.thread_loop(b.mul(n, P), score)
-            b.barrier()
+                    src = t.elem_ptr("v_cache", b.add(b.mul(b.add(kv_row0, slot), D), b.mul(c, 16 // eb)))
+                dst = b.add(b.mul(j, per_row), b.xor(c, b.and_(j, swizzle)))
+                b.store(b.load(src, "vector<4xi32>", 16), b.gep(my_stage, b.mul(dst, 16), "i8"))
+            b.warp_sync()
+            # ldmatrix: lane 8i + j gives row j of matrix i; matrices 0, 2 hold slots 0-7, 1, 3 slots 8-15
+            mat, mrow = b.shr(t.lane, 3), b.and_(t.lane, 7)
+            v_row = b.add(b.mul(b.and_(mat, 1), 8), mrow)
+            for d2 in range(D // 16):  # two 8-column tiles of D per ldmatrix (matrices 0, 1; then 2, 3)
+                c = b.add(b.shr(mat, 1), 2 * d2)
+                at = b.add(b.mul(v_row, per_row), b.xor(c, b.and_(v_row, swizzle)))
+                vr = b.ldmatrix_x4_trans(b.gep(my_stage, b.mul(at, 16), "i8"))
+                for half in range(2):
+                    k = (2 * d2 + half) * 4
+                    frag = o[k:k + 4]
+                    frag = b.mma_16x8x16(a_hi, vr[2 * half:2 * half + 2], frag, vt)
+                    o[k:k + 4] = b.mma_16x8x16(a_lo, vr[2 * half:2 * half + 2], frag, vt)
+            return m_new + l + o
 
-            # B. online softmax statistics, one warp per head (first summing the parts' scores)
-            with b.loop(t.warp, G, t.nwarps) as h:
-                zh = b.gep(z, b.mul(h, SC), "f32")
+        init = [ninf] * rows + [b.f32(0.0)] * rows + [b.f32(0.0)] * (D // 8 * 4)
+        out = b.for_(b.add(t0, b.mul(t.warp, STEP)), t1, b.mul(t.nwarps, STEP), init, one_step)
+        m, l, o = out[:rows], out[rows:2 * rows], out[2 * rows:]
+        l = [_quad_sum(b, x) for x in l]
 
-                def top(i, a):
-                    zi = b.load(b.gep(zh, i, "f32"), "f32")
-                    for part in range(1, P):
-                        zi = b.add(zi, b.load(b.gep(zh, b.add(i, part * G * SC), "f32"), "f32"))
-                    if P > 1:
-                        b.store(zi, b.gep(zh, i, "f32"))
-                    return [b.max(a[0], zi)]
-                (mx,) = b.for_(t.lane, n, WARP, [b.f32(float("-inf"))], top)
-                m_old, l_old = b.load(st(0, h), "f32"), b.load(st(1, h), "f32")
-                m_new = b.max(m_old, b.warp_max(mx))
+        # every warp's (o, m, l) -> red; a lane holds o[quad (+ 8)][8 n + 2 (l%4) + {0, 1}]
+        wbase = b.mul(t.warp, G * (D + 2))
+        for row in range(rows):
+            head = b.add(quad, 8 * row)
+            with b.when(b.cmp("lt", head, G)):
+                for n in range(D // 8):
+                    at = b.add(wbase, b.add(b.mul(head, D), b.add(8 * n, b.mul(pair, 2))))
+                    b.store(b.vec_from([o[4 * n + 2 * row], o[4 * n + 2 * row + 1]]), b.gep(red, at, "f32"), 8)
+                with b.when(b.cmp("eq", pair, 0)):
+                    b.store(m[row], b.gep(red, b.add(wbase, b.add(G * D, head)), "f32"))
+                    b.store(l[row], b.gep(red, b.add(wbase, b.add(G * D + G, head)), "f32"))
+        b.barrier()
+        t.phase(1)  # every warp's scores, weights and weighted values
 
-                def ex(i, a):
-                    e = b.exp(b.sub(b.load(b.gep(zh, i, "f32"), "f32"), m_new))
-                    b.store(e, b.gep(zh, i, "f32"))
-                    return [b.add(a[0], e)]
-                (sm,) = b.for_(t.lane, n, WARP, [b.f32(0.0)], ex)
-                alpha = b.exp(b.sub(m_old, m_new))  # exp(-inf) = 0 on the first sub-chunk
-                l_new = b.add(b.mul(l_old, alpha), b.warp_sum(sm))
-                b.warp_sync()  # every lane has read the old state
-                with b.when(b.cmp("eq", t.lane, 0)):
-                    b.store(m_new, st(0, h))
-                    b.store(l_new, st(1, h))
-                    b.store(alpha, st(2, h))
-            b.barrier()
+        # per head: the largest m over the warps, each warp's weight exp(m_w - M) (0 for a warp that saw no
+        # slot) into fac, and the weighted l; then every output element sums the warps' weighted o
+        def at(w, k):
+            return b.gep(red, b.add(w * G * (D + 2), k), "f32")
 
-            # C. o = o * alpha + e @ v: warps split the slots, lanes split head_dim
-            b.wait_async()
-            b.barrier()
-            alphas = [b.load(st(2, h), "f32") for h in range(G)]
-            acc = [b.mul(a, alphas[k // E]) for k, a in enumerate(acc)]
-
-            v_first = b.sub(u0, t0) if prefetch else 0  # the ring holds the chunk's V rows from t0
-
-            def accumulate():
-                def slot(i, a):
-                    vv = b.unpack_f32(b.load(b.gep(vs, b.add(b.mul(b.add(v_first, i), D), lane_e), vt),
-                                             f"vector<{E}x{vt}>", min(16, E * ELEM_BYTES[vt])))
-                    a = list(a)
-                    for h in range(G):
-                        e = b.load(b.gep(z, b.add(i, h * SC), "f32"), "f32")
-                        for k in range(E):
-                            a[h * E + k] = b.fma(e, vv[k], a[h * E + k])
-                    return a
-                return b.for_(t.warp, n, ngroups, acc, slot)
-            acc = b.if_(active, [a.type for a in acc], accumulate, lambda: acc)
-            b.barrier()  # z and alpha are reused by the next sub-chunk
-            return acc
-
-        acc = b.for_(t0, t1, SC, [b.f32(0.0)] * (G * E), sub_chunk)
-        t.phase(1)  # the chunk's scores, softmax and weighted values
-
-        # cross-warp sum of o, then the outputs
-        with b.when(active):
-            for h in range(G):
-                for k in range(E):
-                    at = b.add(b.add(b.mul(t.warp, G * D), h * D + k), lane_e)
-                    b.store(acc[h * E + k], b.gep(red, at, "f32"))
+        def head_stats(h):
+            live = [b.cmp("lt", w, t.nwarps) for w in range(WARPS)]
+            ms = [b.select(live[w], b.load(at(w, b.add(G * D, h)), "f32"), ninf) for w in range(WARPS)]
+            top = ms[0]
+            for x in ms[1:]:
+                top = b.max(top, x)
+            lv = b.f32(0.0)
+            for w in range(WARPS):
+                f = b.select(b.cmp("ne", ms[w], ninf), b.exp(b.sub(ms[w], top)), b.f32(0.0))
+                b.store(f, b.gep(fac, b.add(w * G, h), "f32"))
+                lv = b.fma(f, b.load(at(w, b.add(G * D + G, h)), "f32"), lv)
+            t.store("partial_stats", stats_at(h, 0), b.round_to(top, mt))
+            t.store("partial_stats", stats_at(h, 1), b.round_to(lv, mt))
+        t.thread_loop(G, head_stats)
         b.barrier()
 
-        def out(i):
-            # every warp's slot loaded at once (red has NG_MAX of them; those past ngroups weigh nothing)
-            parts = [b.load(b.gep(red, b.add(i, w * G * D), "f32"), "f32") for w in range(NG_MAX)]
-            o = parts[0]
-            for w in range(1, NG_MAX):
-                o = b.add(o, b.select(b.cmp("lt", w, ngroups), parts[w], b.f32(0.0)))
-            t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), b.round_to(o, ot))
-        t.thread_loop(G * D, out)
-
-        def stat(h):
-            t.store("partial_stats", stats_at(h, 0), b.round_to(b.load(st(0, h), "f32"), mt))
-            t.store("partial_stats", stats_at(h, 1), b.round_to(b.load(st(1, h), "f32"), mt))
-        t.thread_loop(G, stat)
+        def out_elem(i):
+            h, d = b.div(i, D), b.rem(i, D)
+            ov = b.f32(0.0)
+            for w in range(WARPS):  # fac is 0 for the warps past nwarps
+                ov = b.fma(b.load(b.gep(fac, b.add(w * G, h), "f32"), "f32"),
+                           b.load(at(w, b.add(b.mul(h, D), d)), "f32"), ov)
+            t.store("partial_out", out_at(h, d), b.round_to(ov, ot))
+        t.thread_loop(G * D, out_elem)
         t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
@@ -295,6 +316,21 @@ def emit_attention_partial(t: Tile) -> None:
         issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes)
         _issue_kv_prefetch(issue, KVH, D, C, W)
         t.companions.append(issue.function_text(suffix="_issue"))
+
+
+def _sum_all(b, pv: list[list[V]]) -> V:
+    total = b.f32(0.0)
+    for pair_ in pv:
+        for x in pair_:
+            total = b.add(total, x)
+    return total
+
+
+def _quad_sum(b, v: V) -> V:
+    """The sum over the four lanes of a quad (lanes 4q .. 4q + 3)."""
+    for off in (1, 2):
+        v = b.add(v, b.shuffle_xor(v, off))
+    return v
 
 
 def _chunk_slots(t: Tile, C: int, W: int):

@@ -504,6 +504,24 @@ class Builder:
                       f"shape = #nvvm.shape<m = 16, n = 8, k = 16>}} : (i32, i32, f32) -> {st}", st)
         return [self.emit(f"llvm.extractvalue {d}[{i}] : {st}", "f32") for i in range(4)]
 
+    def ldmatrix_x4_trans(self, p: V) -> list[V]:
+        """ldmatrix .x4 .trans of 8 x 8 16-bit matrices in shared memory: lanes 8i .. 8i + 7 give the
+        addresses of matrix i's eight 16-byte rows; lane l gets in register i matrix i's elements
+        [2(l%4)][l/4] (lower half) and [2(l%4) + 1][l/4], which is mma_16x8x16's B fragment of rows k.
+        Every lane of the warp must execute it."""
+        st = "!llvm.struct<(i32, i32, i32, i32)>"
+        r = self.emit(f"nvvm.ldmatrix {p} {{num = 4 : i32, layout = #nvvm.mma_layout<col>, "
+                      f"shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>, eltType = #nvvm.ld_st_matrix_elt_type<b16>}} "
+                      f": ({p.type}) -> {st}", st)
+        return [self.emit(f"llvm.extractvalue {r}[{i}] : {st}", "i32") for i in range(4)]
+
+    def pack_16(self, lo: V, hi: V, etype: str) -> V:
+        """Two f32 values rounded to etype (bf16 / f16) and packed into an i32, lo in the lower half."""
+        def bits(v):
+            h = self.emit(f"arith.bitcast {self.cast(v, etype)} : {etype} to i16", "i16")
+            return self.emit(f"arith.extui {h} : i16 to i32", "i32")
+        return self.or_(bits(lo), self.shl(bits(hi), self.i32(16)))
+
     def warp_sum(self, v: V) -> V:
         return self.warp_reduce(v, self.add)
 

@@ -284,7 +284,7 @@ def extra_programs() -> dict[str, object]:
     """Kinds and params the models do not produce."""
     progs = {}
     # wide: from 2 rows on a chunk covers 2 * kv_chunk slots (at kv_len 700: 3 of 6 chunks of 64 slots
-    # empty; 128 slots of head_dim 128 walked in one sub-chunk with the K/V prefetch filling the whole ring)
+    # empty; 128 slots of head_dim 128 with the K/V prefetch filling the whole ring; 600 slots: no prefetch)
     for name, (heads, kv_heads, d, chunk, wide) in {"attention_subchunks": (8, 2, 64, 600, 0),
                                                      "attention_d128": (8, 2, 128, 64, 0),
                                                      "attention_wide": (8, 2, 64, 64, 2),

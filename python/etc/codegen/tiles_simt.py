@@ -675,6 +675,42 @@ def h_mma_sync(sim, op, x, mask):
     return out
 
 
+def h_ldmatrix(sim, op, x, mask):
+    """ldmatrix .x4 of 8 x 8 16-bit matrices (layout col: .trans), warp by warp: lanes 8i .. 8i + 7 give
+    the row addresses of matrix i; lane l gets matrix i's [l/4][2(l%4) + {0, 1}] (.trans: [2(l%4) + {0, 1}][l/4])
+    packed in register i, the lower half first."""
+    num, trans = int(str(op.attrs["num"]).split(":")[0]), "col" in str(op.attrs["layout"])
+    warps = sim.B // 32
+    whole = mask.reshape(warps, 32)
+    if num != 4 or not np.all(whole.all(axis=1) | ~whole.any(axis=1)):
+        raise EtcError("simulator: ldmatrix needs .x4, run by whole warps")
+    out = np.zeros((sim.B, 4), np.int32)
+    lane = np.arange(32)
+    g, c = lane // 4, lane % 4
+    for w in np.nonzero(whole.all(axis=1))[0]:
+        s = slice(32 * w, 32 * w + 32)
+        rows = sim.memory.load(x[0][s].astype(np.int64), "vector<8xi16>").astype(np.int64).reshape(4, 8, 8) & 0xFFFF
+        for i in range(4):
+            lo, hi = (rows[i, 2 * c, g], rows[i, 2 * c + 1, g]) if trans else (rows[i, g, 2 * c], rows[i, g, 2 * c + 1])
+            out[s, i] = (lo | (hi << 16)).astype(np.uint32).view(np.int32)
+    return out
+
+
+def h_bitcast(sim, op, x, mask):
+    """arith.bitcast between a 16- or 32-bit float and the integer of its width."""
+    s, t = parse_type(op.otypes[0])[0], parse_type(op.rtypes[0])[0]
+    v = x[0]
+    if (s, t) == ("bf16", "i16"):
+        return (v.astype(np.float32).view(np.uint32) >> np.uint32(16)).astype(np.uint16).view(np.int16)
+    if (s, t) == ("f16", "i16"):
+        return v.astype(np.float16).view(np.int16)
+    if (s, t) == ("f32", "i32"):
+        return v.astype(np.float32).view(np.int32)
+    if (s, t) == ("i32", "f32"):
+        return v.astype(np.int32).view(np.float32)
+    raise EtcError(f"simulator: unsupported bitcast {s} -> {t}")
+
+
 def h_extractvalue(sim, op, x, mask):
     (position,) = [int(p) for p in str(op.attrs["position"]).split(":")[1].strip(" >").split(",")]
     return x[0][:, position]
@@ -741,7 +777,8 @@ _HANDLERS = {
     "nvvm.mbarrier.init": h_mbarrier_init, "nvvm.mbarrier.inval": h_mbarrier_inval,
     "nvvm.mbarrier.arrive.expect_tx": h_mbarrier_expect_tx, "nvvm.mbarrier.try_wait": h_mbarrier_try_wait,
     "nvvm.cp.async.bulk.shared.cluster.global": h_copy_bulk, "nvvm.fence.proxy": h_noop, "llvm.intr.trap": h_trap, "llvm.inline_asm": h_inline_asm,
-    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer, "nvvm.mma.sync": h_mma_sync,
+    "nvvm.read.ptx.sreg.globaltimer": h_globaltimer, "nvvm.mma.sync": h_mma_sync, "nvvm.ldmatrix": h_ldmatrix,
+    "arith.bitcast": h_bitcast,
     "llvm.extractvalue": h_extractvalue, "llvm.atomicrmw": h_atomicrmw, "llvm.fence": h_noop,
 }
 _TERMINATORS = ("scf.yield", "scf.condition", "func.return", "gpu.return")

@@ -62,15 +62,18 @@ func.func @big_scratch() {
 
 // -----
 
-// Positive: an attention chunk (kv_chunk 64, one sub-chunk) prefetches the K and V rows of its slots
-// before positions[r] from an issue function (one bulk copy each, on the ring's first barrier); the tile
-// copies slot positions[r] (appended this step) with cp.async before it loads q, so the two round trips
-// overlap, then waits on that barrier and on its copies, and invalidates the barrier at its end.
+// Positive: an attention chunk (kv_chunk 64) prefetches the K and V rows of its slots before
+// positions[r] from an issue function (one bulk copy each, on the ring's first barrier); the tile loads
+// q and copies slot positions[r] (appended this step) with cp.async, waits on that barrier and on its
+// copies, scores and weighs the slots on the tensor cores (V through ldmatrix .trans), and invalidates
+// the barrier at its end.
 // CHECK-LABEL: func.func @etc_tile_0(
 // CHECK: nvvm.cp.async.shared.global
-// CHECK: llvm.load
 // CHECK: nvvm.mbarrier.try_wait
 // CHECK: nvvm.cp.async.wait.group 0
+// CHECK: nvvm.mma.sync
+// CHECK: nvvm.ldmatrix {{.*}}layout = #nvvm.mma_layout<col>
+// CHECK: nvvm.mma.sync
 // CHECK: nvvm.mbarrier.inval
 // CHECK-LABEL: func.func @etc_tile_0_issue(
 // CHECK: nvvm.mbarrier.init
