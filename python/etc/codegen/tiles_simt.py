@@ -644,6 +644,17 @@ def _halves(v: np.ndarray, etype: str) -> tuple[np.ndarray, np.ndarray]:
     return tuple(h.view(np.float16).astype(np.float64) for h in (lo, hi))
 
 
+_QUAD, _PAIR = np.arange(32) // 4, np.arange(32) % 4  # lane l's l / 4 and l % 4 (mma fragment layouts)
+
+
+def _warps(sim, mask, what: str) -> list[slice]:
+    """The lanes of each warp that runs a warp-wide instruction; an error if part of a warp runs it."""
+    whole = mask.reshape(sim.B // 32, 32)
+    if not np.all(whole.all(axis=1) | ~whole.any(axis=1)):
+        raise EtcError(f"simulator: {what} run by part of a warp")
+    return [slice(32 * w, 32 * w + 32) for w in np.nonzero(whole.all(axis=1))[0]]
+
+
 def h_mma_sync(sim, op, x, mask):
     """mma.sync m16n8k16 (row-major A, column-major B, f32 accumulators), warp by warp: the fragments are
     gathered from the lanes as the PTX ISA lays them out, multiplied in float64, rounded once to f32."""
@@ -651,15 +662,8 @@ def h_mma_sync(sim, op, x, mask):
     etype = str(op.attrs["multiplicandAPtxType"]).split("<")[1].rstrip(">")
     if "m = 16, n = 8, k = 16" not in shape or etype not in ("bf16", "f16") or len(x) != 10:
         raise EtcError(f"simulator: unsupported mma.sync {shape} {etype}")
-    warps = sim.B // 32
-    whole = mask.reshape(warps, 32)
-    if not np.all(whole.all(axis=1) | ~whole.any(axis=1)):
-        raise EtcError("simulator: mma.sync run by part of a warp")
-    out = np.zeros((sim.B, 4), np.float32)
-    lane = np.arange(32)
-    g, c = lane // 4, lane % 4
-    for w in np.nonzero(whole.all(axis=1))[0]:
-        s = slice(32 * w, 32 * w + 32)
+    out, g, c = np.zeros((sim.B, 4), np.float32), _QUAD, _PAIR
+    for s in _warps(sim, mask, "mma.sync"):
         A, Bm, C = np.zeros((16, 16)), np.zeros((16, 8)), np.zeros((16, 8))
         for reg, (dr, dk) in enumerate(((0, 0), (8, 0), (0, 8), (8, 8))):
             lo, hi = _halves(x[reg][s], etype)
@@ -680,15 +684,10 @@ def h_ldmatrix(sim, op, x, mask):
     the row addresses of matrix i; lane l gets matrix i's [l/4][2(l%4) + {0, 1}] (.trans: [2(l%4) + {0, 1}][l/4])
     packed in register i, the lower half first."""
     num, trans = int(str(op.attrs["num"]).split(":")[0]), "col" in str(op.attrs["layout"])
-    warps = sim.B // 32
-    whole = mask.reshape(warps, 32)
-    if num != 4 or not np.all(whole.all(axis=1) | ~whole.any(axis=1)):
-        raise EtcError("simulator: ldmatrix needs .x4, run by whole warps")
-    out = np.zeros((sim.B, 4), np.int32)
-    lane = np.arange(32)
-    g, c = lane // 4, lane % 4
-    for w in np.nonzero(whole.all(axis=1))[0]:
-        s = slice(32 * w, 32 * w + 32)
+    if num != 4:
+        raise EtcError(f"simulator: unsupported ldmatrix .x{num}")
+    out, g, c = np.zeros((sim.B, 4), np.int32), _QUAD, _PAIR
+    for s in _warps(sim, mask, "ldmatrix"):
         rows = sim.memory.load(x[0][s].astype(np.int64), "vector<8xi16>").astype(np.int64).reshape(4, 8, 8) & 0xFFFF
         for i in range(4):
             lo, hi = (rows[i, 2 * c, g], rows[i, 2 * c + 1, g]) if trans else (rows[i, g, 2 * c], rows[i, g, 2 * c + 1])
