@@ -11,9 +11,9 @@ online softmax, so no block barrier separates the phases of a step:
   softmax per head row: the step's max over the quad's lanes, the running max m, the weights
           e = exp(scale * S - m) (0 past t1), l = l * exp(m_old - m) + sum e; o rescaled the same way.
   o += e V: the weights' C fragments are P's A fragments (rows = heads, k = slots); V's rows, staged per
-          warp with their 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8): ldmatrix reads eight
-          rows a multiple of 128 bytes apart from eight banks), come through ldmatrix .trans as B. P goes in
-          two 16-bit parts (hi = round(e), lo = round(e - hi)), so e keeps ~16 bits and P V stays close to
+          warp with their 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8) when a row holds a
+          multiple of 8 chunks: ldmatrix then reads eight rows 128k bytes apart from eight banks), come
+          through ldmatrix .trans as B. P goes in two 16-bit parts (hi = round(e), lo = round(e - hi)), so e keeps ~16 bits and P V stays close to
           the f32 reference.
 Then every warp's (o, m, l) goes to shared memory and the warps are merged like splits: M = max m_w,
 weights exp(m_w - M) (0 for a warp that saw no slot), o = sum of weighted o_w, l likewise.
@@ -169,7 +169,7 @@ def emit_attention_partial(t: Tile) -> None:
         tiles_n = STEP // 8
         my_stage = b.gep(v_stage, b.mul(t.warp, STEP * D * eb), "i8")
         per_row = D * eb // 16  # 16-byte chunks per K / V row
-        swizzle = min(8, per_row) - 1
+        swizzle = min(8, per_row & -per_row) - 1  # XOR within the row: a power of two dividing per_row
 
         def k_words(slot: V):
             if prefetch:
@@ -225,8 +225,8 @@ def emit_attention_partial(t: Tile) -> None:
             o = [b.mul(x, alpha[0]) if k % 4 < 2 else (b.mul(x, alpha[1]) if rows == 2 else x)
                  for k, x in enumerate(o)]
             # the warp stages its step's V rows (past the chunk: the last slot again, weighted 0) with their
-            # 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8)), so ldmatrix's eight rows of one
-            # matrix hit eight different banks (the rows are a multiple of 128 bytes apart)
+            # 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8) where rows hold 8k chunks), so
+            # ldmatrix's eight rows of one matrix hit eight different banks (rows 128k bytes apart)
             b.warp_sync()  # the previous step's ldmatrix is done with the stage
             with b.loop(t.lane, STEP * per_row, WARP) as i:
                 j, c = b.div(i, per_row), b.rem(i, per_row)

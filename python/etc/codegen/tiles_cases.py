@@ -284,11 +284,15 @@ def extra_programs() -> dict[str, object]:
     """Kinds and params the models do not produce."""
     progs = {}
     # wide: from 2 rows on a chunk covers 2 * kv_chunk slots (at kv_len 700: 3 of 6 chunks of 64 slots
-    # empty; 128 slots of head_dim 128 with the K/V prefetch filling the whole ring; 600 slots: no prefetch)
+    # empty; 128 slots of head_dim 128 with the K/V prefetch filling the whole ring; 600 slots: no prefetch;
+    # head_dim 48: two 4-byte loads a k-step instead of 16 bytes for two)
     for name, (heads, kv_heads, d, chunk, wide) in {"attention_subchunks": (8, 2, 64, 600, 0),
                                                      "attention_d128": (8, 2, 128, 64, 0),
                                                      "attention_wide": (8, 2, 64, 64, 2),
-                                                     "attention_wide_d128": (8, 2, 128, 128, 2)}.items():
+                                                     "attention_wide_d128": (8, 2, 128, 128, 2),
+                                                     # kv groups of 12 and 16 heads: A rows 8-15 of the mma
+                                                     "attention_g12": (24, 2, 64, 64, 0),
+                                                     "attention_g16_d48": (32, 2, 48, 64, 0)}.items():
         attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
                 "scale": 1.0 / math.sqrt(d)} | ({"wide_rows": wide} if wide else {})
         splits = f"s1 ceildiv {chunk}"
