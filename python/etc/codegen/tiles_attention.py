@@ -44,6 +44,7 @@ from etc.codegen.weight_stream import BARRIER_OFFSET, RING_BYTES, RING_OFFSET, S
 
 MERGE_UNROLL = 4  # splits a merge thread loads at once
 STEP = 16  # slots a warp takes at once: two 8-slot tiles of scores, one k-step of P @ V
+QUAD = (1, 2)  # shuffle offsets within a quad of lanes (lanes 4q .. 4q + 3: one head row's slots)
 
 
 def _attention_params(t: Tile) -> tuple[int, int, int, int]:
@@ -97,22 +98,19 @@ def emit_attention_partial(t: Tile) -> None:
     zero = b.i32(0)
     lane_e = b.mul(pair, 8 if D % 32 == 0 else 2)  # this lane's first element of a row's k-words
 
-    def words(load16, load4) -> list[tuple[V, V]]:
-        """This lane's words of a D-element row per k-step of 16 elements (the mma's lower and upper
-        8): with D % 32 == 0 one 16-byte load per 32 elements (at element 8 * (lane % 4)) feeds two
-        k-steps, k permuted inside each identically for q and K; else two 4-byte loads per k-step."""
+    def row_words(ptr_at) -> list[tuple[V, V]]:
+        """This lane's words of the D-element row whose element e is at ptr_at(e), per k-step of 16
+        elements (the mma's lower and upper 8): with D % 32 == 0 one 16-byte load per 32 elements (at
+        element 8 * (lane % 4)) feeds two k-steps, k permuted inside each identically for q and K; else
+        two 4-byte loads per k-step."""
         if D % 32 == 0:
             out = []
             for j in range(D // 32):
-                w = load16(32 * j)
+                w = b.load(ptr_at(32 * j), "vector<4xi32>", 16)
                 ws = [b.vec_extract(w, e) for e in range(4)]
                 out += [(ws[0], ws[1]), (ws[2], ws[3])]
             return out
-        return [(load4(16 * j), load4(16 * j + 8)) for j in range(D // 16)]
-
-    def row_words(ptr_at):
-        """words() of the row whose element e is at ptr_at(e)."""
-        return words(lambda e: b.load(ptr_at(e), "vector<4xi32>", 16), lambda e: b.load(ptr_at(e), "i32", 4))
+        return [(b.load(ptr_at(16 * j), "i32", 4), b.load(ptr_at(16 * j + 8), "i32", 4)) for j in range(D // 16)]
 
     def q_words(row: int):
         """The scores' A fragment words of head row quad + row of the group (zero past G)."""
@@ -200,8 +198,7 @@ def emit_attention_partial(t: Tile) -> None:
                 for zn in z:
                     for x in zn:
                         top = b.max(top, x)
-                for off in (1, 2):  # the quad's other lanes hold the head's other slots
-                    top = b.max(top, b.shuffle_xor(top, off))
+                top = b.warp_reduce(top, b.max, QUAD)  # the quad's other lanes hold the head's other slots
                 mn = b.max(m[row], top)
                 seen = b.cmp("ne", mn, ninf)  # some slot of the warp visible so far
                 alpha.append(b.select(seen, b.exp(b.sub(m[row], mn)), b.f32(1.0)))  # exp(-inf) = 0 at first
@@ -255,7 +252,7 @@ def emit_attention_partial(t: Tile) -> None:
         init = [ninf] * rows + [b.f32(0.0)] * rows + [b.f32(0.0)] * (D // 8 * 4)
         out = b.for_(b.add(t0, b.mul(t.warp, STEP)), t1, b.mul(t.nwarps, STEP), init, one_step)
         m, l, o = out[:rows], out[rows:2 * rows], out[2 * rows:]
-        l = [_quad_sum(b, x) for x in l]
+        l = [b.warp_reduce(x, b.add, QUAD) for x in l]
 
         # every warp's (o, m, l) -> red; a lane holds o[quad (+ 8)][8 n + 2 (l%4) + {0, 1}]
         wbase = b.mul(t.warp, G * (D + 2))
@@ -324,13 +321,6 @@ def _sum_all(b, pv: list[list[V]]) -> V:
         for x in pair_:
             total = b.add(total, x)
     return total
-
-
-def _quad_sum(b, v: V) -> V:
-    """The sum over the four lanes of a quad (lanes 4q .. 4q + 3)."""
-    for off in (1, 2):
-        v = b.add(v, b.shuffle_xor(v, off))
-    return v
 
 
 def _chunk_slots(t: Tile, C: int, W: int):

@@ -485,9 +485,10 @@ class Builder:
         self.stmt(f"{name}, {name}_ok = gpu.shuffle idx {v}, {lane}, {self.i32(32)} : {v.type}")
         return V(name, v.type)
 
-    def warp_reduce(self, v: V, combine: Callable[[V, V], V]) -> V:
-        """Butterfly reduction: every lane ends with the same value."""
-        for off in (16, 8, 4, 2, 1):
+    def warp_reduce(self, v: V, combine: Callable[[V, V], V], offsets: Sequence[int] = (16, 8, 4, 2, 1)) -> V:
+        """Butterfly reduction over the lanes that differ in the bits of `offsets` (default: the whole warp,
+        every lane ending with the same value; (1, 2): each quad of lanes)."""
+        for off in offsets:
             v = combine(v, self.shuffle_xor(v, off))
         return v
 
