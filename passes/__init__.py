@@ -14,6 +14,7 @@ from etc.passes.event_tensor.etc_verify_event_tensor import VerifyEventTensor
 from etc.passes.scheduling.etc_dynamic_schedule import DynamicSchedule
 from etc.passes.scheduling.etc_lower_to_sm_task import LowerToSmTask
 from etc.passes.scheduling.etc_static_schedule import StaticSchedule
+from etc.passes.frontend.etc_fuse_head_norm_attention import FuseHeadNormAttention
 from etc.passes.frontend.etc_fuse_linear_residual import FuseLinearResidual
 from etc.passes.frontend.etc_fuse_norm_linear import FuseNormLinear
 from etc.passes.frontend.etc_fuse_rope_kv_append import FuseRopeKvAppend
@@ -29,6 +30,7 @@ _ALL: tuple[type[Pass], ...] = (
     FuseLinearResidual,
     FuseSiluMul,
     FuseRopeKvAppend,
+    FuseHeadNormAttention,
     Tile,
     FormTaskGrids,
     VerifyEventTensor,

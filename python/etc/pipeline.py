@@ -190,7 +190,7 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
             f"etc-dynamic-schedule{{early-push={'true' if early_push else 'false'}}}")
 
 
-FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "attention-merge")
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "head-norm-attention", "attention-merge")
 # fusions that are an option of etc-form-task-grids rather than a pass etc-fuse-<name>
 FORM_FUSIONS = ("attention-merge",)
 # The attention merge folded into o_proj at one row only, its own stage at more rows (etc-form-task-grids

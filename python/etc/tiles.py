@@ -59,6 +59,11 @@ Kinds (grid; reads -> writes; params):
                   For the heads h of kv group g and the slots t of chunk s with t <= positions[r]:
                   z = scale * f32(q) . f32(k); m = max z; l = sum exp(z - m); o = sum exp(z - m) * f32(v).
                   stats = (m, l), unnormalized o; a chunk with no visible slot has m = -inf, l = 0, o = 0.
+                  With head_norm_eps (+ q_norm_weight, k_norm_weight, inv_freq[D/2]): q and the cache row
+                  at positions[r] come raw; each head of q is rms_norm'ed (q_norm_weight) then rope'd at
+                  positions[r] as a linear's head_rms_norm and rope epilogue would, and the chunk holding
+                  positions[r] does the same to that K row (k_norm_weight) and writes it back (in place,
+                  not a result: it finishes the step's append, and no other tile reads that slot).
   attention_merge (R, KVH)        partial_out, partial_stats -> out[R,H*D]          same as attention_partial
                   M = max_s m_s; w_s = exp(m_s - M); out = round(sum w_s o_s / sum w_s l_s).
   silu_mul        (R, ceildiv(C, tile_c))  gate, up -> y                            tile_c
@@ -118,7 +123,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
                     "head_norm_weight", "positions", "inv_freq", "partial_out", "partial_stats"), ("y", "cache")),
     Kind("rope", ("x", "positions", "inv_freq"), ("y",)),
     Kind("kv_append", ("x", "positions"), ("cache",)),
-    Kind("attention_partial", ("q", "k_cache", "v_cache", "positions"), ("partial_out", "partial_stats")),
+    Kind("attention_partial", ("q", "k_cache", "v_cache", "positions", "q_norm_weight", "k_norm_weight", "inv_freq"),
+         ("partial_out", "partial_stats")),
     Kind("attention_merge", ("partial_out", "partial_stats"), ("out",)),
     Kind("silu_mul", ("gate", "up"), ("y",)),
     Kind("gelu", ("x",), ("y",)),
@@ -129,7 +135,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 
 # Roles that are never produced inside a decode step.
 CONSTANT_ROLES = {"weight", "bias", "norm_weight", "norm_bias", "up_weight", "up_bias", "head_norm_weight",
-                  "inv_freq", "tokens", "positions"}
+                  "q_norm_weight", "k_norm_weight", "inv_freq", "tokens", "positions"}
 
 
 def regions(kind: str, params: dict, role: str, rank: int) -> Region:

@@ -159,12 +159,14 @@ def test_ptxas_accepts_the_kernel_without_spills(tiny_bundle):
 
 
 def test_split_head_norm_gets_arrival_counters_after_the_event_counters(tmp_path):
-    """tiny-qwen3 with tile_n 16 splits its heads of 32 (q: 4 heads, k: 2 per layer) and gathers each head's
-    norm in the head's last tile: the counter words grow by one arrival counter per head, past the event
-    counters, and the tile functions count arrivals with atomic adds (the workers' signals add too)."""
+    """tiny-qwen3 with tile_n 16 and its q/k norm left in the projections (--no-fuse head-norm-attention)
+    splits its heads of 32 (q: 4 heads, k: 2 per layer) and gathers each head's norm in the head's last
+    tile: the counter words grow by one arrival counter per head, past the event counters, and the tile
+    functions count arrivals with atomic adds (the workers' signals add too). With the norm in the
+    attention tile (the default) or whole heads, there is nothing to gather: no arrival counters."""
     from etc.cli import compile_reference
 
-    out = compile_reference("tiny-qwen3", tmp_path / "split", tile_n=16, num_sms=8)
+    out = compile_reference("tiny-qwen3", tmp_path / "split", tile_n=16, num_sms=8, no_fuse=("head-norm-attention",))
     meta = json.loads((out / "bundle.json").read_text())
     q = next(t for t in meta["tasks"] if t["name"].endswith("layers.0.self_attn.q_proj"))
     assert q["grid"] == ["8"]
@@ -172,9 +174,10 @@ def test_split_head_norm_gets_arrival_counters_after_the_event_counters(tmp_path
     assert meta["counter_words"] == events + 2 * (4 + 2)
     tiles = [body for name, body in functions((out / "kernel.ptx").read_text()).items() if name.startswith("etc_tile_")]
     assert any("atom.global.add.u64" in body or "atom.add.u64" in body for body in tiles)
-    unsplit = compile_reference("tiny-qwen3", tmp_path / "whole", num_sms=8)
-    meta = json.loads((unsplit / "bundle.json").read_text())
-    assert meta["counter_words"] == max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
+    for name, options in (("whole", {"no_fuse": ("head-norm-attention",)}), ("in-attention", {"tile_n": 16})):
+        other = compile_reference("tiny-qwen3", tmp_path / name, num_sms=8, **options)
+        meta = json.loads((other / "bundle.json").read_text())
+        assert meta["counter_words"] == max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
 
 
 def _product(xs) -> int:

@@ -169,24 +169,30 @@ def test_unfused_tiles_match_pytorch(policy):
 @pytest.mark.parametrize("base", ["tiny-llama", "tiny-qwen3"])
 def test_split_heads_and_folded_merge_match_pytorch(base, policy):
     """Heads of 64 split over two projection tiles of 32 (rotate-half pairs; for Qwen3 with its per-head
-    q/k norm over the whole head), the attention merge folded into o_proj, and the same model with both
-    off: both match PyTorch, under many interleavings. (8 SMs: q, k and v share them, 256 columns.)"""
+    q/k norm over the whole head, gathered by the head's last tile), the attention merge folded into
+    o_proj, and the same model with both off; then (Qwen3) the q/k norm and RoPE in the attention tile
+    instead (etc-fuse-head-norm-attention, the default): all match PyTorch, k cache included, under many
+    interleavings. (8 SMs: q, k and v share them, 256 columns.)"""
     import dataclasses
 
     c = dataclasses.replace(CONFIGS[base], num_heads=2, num_kv_heads=1, head_dim=64)
     model = build_model(c, seed=3)
     inputs = case_inputs(c, *CASES[2])
     ref_logits, ref_k, _ = torch_step(model, inputs)
-    for split, fold in ((True, True), (False, False)):
+    qwen = base == "tiny-qwen3"
+    for split, fold, in_attention in ((True, True, False), (False, False, False)) + ((True, True, True),) * qwen:
         module = etc.compile_to_tasks(model, example_inputs(c, batch=2, ctx=16), schedule=policy, num_sms=8,
                                       dynamic_shapes=dynamic_shapes_for(c), kv_chunk=8, split_heads=split,
-                                      fuse={"attention-merge": fold, "attention-merge-per-batch": False})
+                                      fuse={"attention-merge": fold, "attention-merge-per-batch": False,
+                                            "head-norm-attention": in_attention})
         tasks = mlir.ops_named(module.operation, "sm_task.task")
         for proj in ("q_proj", "k_proj"):
             op = next(op for op in tasks if mlir.str_attr(op, "name").endswith(proj))
             params = mlir.attr_to_python(op.attributes["params"])
             assert params["tile_n"] == (32 if split else 64)
-            assert ("head_rms_norm" in params["epilogue"]) == (base == "tiny-qwen3")
+            assert ("head_rms_norm" in params.get("epilogue", [])) == (qwen and not in_attention)
+        attention = next(op for op in tasks if mlir.str_attr(op, "kind") == "attention_partial")
+        assert ("head_norm_eps" in mlir.attr_to_python(attention.attributes["params"])) == in_attention
         kinds = [mlir.str_attr(op, "kind") for op in tasks]
         assert ("attention_merge" in kinds) != fold
         first = None

@@ -57,7 +57,7 @@ def _mismatches(case, got) -> list[str]:
     """'<case> <buffer>: max_rel=...' for each buffer the case's task writes whose simulated values (`got`)
     are not the reference's within check_tiles' tolerance."""
     out = []
-    for name in case.task.writes:
+    for name in case.expected:
         etype = case.program.buffer(name).element_type
         storage = check_tiles.STORAGE[etype]
         rel, _, ok = check_tiles.compare(_storage(got[name], etype, storage),

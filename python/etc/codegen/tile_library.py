@@ -366,16 +366,23 @@ def gelu(b: Builder, x: V, approximate: str) -> V:
     return b.cast(out, "f32")
 
 
+def rope_cos_sin(b: Builder, position_f32: V, inv_freq: V, etype: str) -> tuple[V, V]:
+    """RoPE's cos and sin at position * inv_freq, rounded to etype (as the reference rounds them)."""
+    cos, sin = cos_sin(b, b.mul(position_f32, inv_freq))
+    return b.round_to(cos, etype), b.round_to(sin, etype)
+
+
 def cos_sin(b: Builder, angle: V) -> tuple[V, V]:
     """cos and sin of an f32 angle computed in f64 and rounded to f32 (the reference's cos_sin)."""
     h = b.cast(angle, "f64")
     return b.cast(b.math("cos", h), "f32"), b.cast(b.math("sin", h), "f32")
 
 
-def rope_pair(b: Builder, x1: V, x2: V, position_f32: V, inv_freq: V, etype: str) -> tuple[V, V]:
-    """RoPE of the pair (x[i], x[i + D/2]) at frequency inv_freq[i]; rnd = rounding to etype."""
-    cos, sin = cos_sin(b, b.mul(position_f32, inv_freq))
-    cos, sin = b.round_to(cos, etype), b.round_to(sin, etype)
+def rope_pair(b: Builder, x1: V, x2: V, position_f32: V, inv_freq: V, etype: str,
+              cs: tuple[V, V] | None = None) -> tuple[V, V]:
+    """RoPE of the pair (x[i], x[i + D/2]) at frequency inv_freq[i]; rnd = rounding to etype. cs: the pair's
+    rope_cos_sin, computed earlier (off a load's critical path)."""
+    cos, sin = cs or rope_cos_sin(b, position_f32, inv_freq, etype)
     y1 = b.round_to(b.add(b.round_to(b.mul(x1, cos), etype), b.round_to(b.mul(b.neg(x2), sin), etype)), etype)
     y2 = b.round_to(b.add(b.round_to(b.mul(x2, cos), etype), b.round_to(b.mul(x1, sin), etype)), etype)
     return y1, y2

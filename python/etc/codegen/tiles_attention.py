@@ -30,19 +30,31 @@ KV prefetch (with weight streams, when the K and V rows of the longest chunk fit
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
 the tile's waits, bulk-copies them (K and V rows: one copy each) into shared memory on an mbarrier. After
 the waits the tile copies only slot positions[r] (appended this step) and reads K and V from shared
-memory. Without it the warps read K rows and stage V rows from global memory.
+memory; the issue function also leaves positions[r] in shared memory (POSITION_OFFSET), so the tile
+does not load it after its waits. Without it the warps read K rows and stage V rows from global memory.
 The q rows are loaded before positions[r] is known, so their round trip overlaps its.
+
+Per-head q/k norm and RoPE (param head_norm_eps, the Qwen3 form; etc-fuse-head-norm-attention): q and
+slot positions[r] of the K cache arrive as the projections left them. Each warp normalizes a head of q
+(rms over head_dim with q_norm_weight, then RoPE at positions[r] with inv_freq, rounded as the linear
+epilogue rounds them) into shared memory, from which the scores' A fragments load; the tile holding
+slot positions[r] does the same to that K row (k_norm_weight) and writes it back to the cache, finishing
+the append for later steps (no other tile of the step reads that slot).
 """
 from __future__ import annotations
 
 import math
 
 from etc.codegen import abi
-from etc.codegen.tile_library import WARP, Tile
+from etc.codegen.tile_library import WARP, Tile, rope_cos_sin, rope_pair
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.codegen.weight_stream import BARRIER_OFFSET, RING_BYTES, RING_OFFSET, STREAM_SHARED_BYTES
 
 MERGE_UNROLL = 4  # splits a merge thread loads at once
+# Where the KV prefetch's issue function leaves positions[r] (i64) for the tile, next to the one stage
+# barrier the prefetch uses: the tile then reads it from shared memory, not with a global round trip after
+# its waits (positions are an input, constant during the step).
+POSITION_OFFSET = BARRIER_OFFSET + 8
 STEP = 16  # slots a warp takes at once: two 8-slot tiles of scores, one k-step of P @ V
 QUAD = (1, 2)  # shuffle offsets within a quad of lanes (lanes 4q .. 4q + 3: one head row's slots)
 
@@ -81,6 +93,8 @@ def emit_attention_partial(t: Tile) -> None:
     WARPS = t.block_max // WARP
     red = t.smem(WARPS * G * (D + 2) * 4)  # per warp: o of every head, then m, then l
     fac = t.smem(WARPS * G * 4)  # per warp and head: its weight in the merge of the warps
+    norm = t.params.get("head_norm_eps") is not None  # q and k's new row come unnormalized, without RoPE
+    q_stage = t.smem(G * D * eb) if norm else None  # the normalized q heads, for the A fragments
     v_stage = t.smem(WARPS * STEP * D * eb)  # per warp: the V rows of its step, swizzled for ldmatrix
     prefetch = t.weight_stream and 2 * CMAX * D * eb <= RING_BYTES
     if prefetch:  # K and V rows in the stream's ring, landing on its first barrier
@@ -116,14 +130,63 @@ def emit_attention_partial(t: Tile) -> None:
         """The scores' A fragment words of head row quad + row of the group (zero past G)."""
         head = b.add(quad, row)
         ok = b.cmp("lt", head, G)
-        at = b.add(b.add(b.mul(r, qcols), b.mul(b.add(head0, b.min(head, G - 1)), D)), lane_e)
-        return [(b.select(ok, lo, zero), b.select(ok, hi, zero))
-                for lo, hi in row_words(lambda e: t.elem_ptr("q", b.add(at, e)))]
-    qa = q_words(0)
-    qb = q_words(8) if G > 8 else [(zero, zero)] * (D // 16)
-    p = t.load("positions", r)
+        if norm:
+            at = b.add(b.mul(b.min(head, G - 1), D), lane_e)
+            words = row_words(lambda e: b.gep(q_stage, b.add(at, e), qt))
+        else:
+            at = b.add(b.add(b.mul(r, qcols), b.mul(b.add(head0, b.min(head, G - 1)), D)), lane_e)
+            words = row_words(lambda e: t.elem_ptr("q", b.add(at, e)))
+        return [(b.select(ok, lo, zero), b.select(ok, hi, zero)) for lo, hi in words]
+
+    def norm_rope_row(load, weight_role: str, pos: V, store) -> None:
+        """One warp: the head row whose raw element e is load(e) (f32), rms-normalized with weight_role and
+        rotated at position pos (f32), as the linear epilogue's head_rms_norm and rope round them; store(e,
+        value) for every element. A lane takes the rotate-half pairs (i, i + D/2) for i = lane, lane + 32 ..;
+        the rotation's cos and sin (f64 math) come first, while the row's loads are in flight."""
+        half = D // 2
+        items = []
+        for j in range(-(-half // WARP)):
+            i = b.add(t.lane, WARP * j)
+            ok = b.cmp("lt", i, half) if (j + 1) * WARP > half else None
+            i = b.min(i, half - 1) if ok is not None else i
+            items.append((ok, i, load(i), load(b.add(i, half)), t.load(weight_role, i),
+                          t.load(weight_role, b.add(i, half)), t.load("inv_freq", i)))
+        css = [rope_cos_sin(b, pos, freq, qt) for *_, freq in items]
+        ss = b.f32(0.0)
+        for ok, _, x1, x2, *_ in items:
+            sq = b.fma(x2, x2, b.mul(x1, x1))
+            ss = b.add(ss, sq if ok is None else b.select(ok, sq, b.f32(0.0)))
+        eps = float(t.param("head_norm_eps"))
+        rstd = b.div(1.0, b.sqrt(b.add(b.div(b.warp_sum(ss), float(D)), eps)))
+        for (ok, i, x1, x2, w1, w2, freq), cs in zip(items, css):
+            y1 = b.round_to(b.mul(w1, b.round_to(b.mul(x1, rstd), qt)), qt)
+            y2 = b.round_to(b.mul(w2, b.round_to(b.mul(x2, rstd), qt)), qt)
+            o1, o2 = rope_pair(b, y1, y2, pos, freq, qt, cs)
+            if ok is None:
+                store(i, o1)
+                store(b.add(i, half), o2)
+            else:
+                with b.when(ok):
+                    store(i, o1)
+                    store(b.add(i, half), o2)
+
+    qa, qb = [], []  # with the norm, filled in visible() once q_stage holds the heads
+    if not norm:  # q's loads first: their round trip overlaps positions[r]'s
+        qa = q_words(0)
+        qb = q_words(8) if G > 8 else [(zero, zero)] * (D // 16)
+    # positions[r]: left in shared memory by the issue function (prefetch), else from global memory
+    p = b.load(b.gep(t.smem_base(), POSITION_OFFSET, "i8"), "i64", 8) if prefetch else t.load("positions", r)
+    pos = b.cast(p, "f32")
     chunk = _chunk_slots(t, C, W)
     t0 = b.mul(s, chunk)
+    if norm:  # each warp a head of q, normalized and rotated into q_stage (their fragments load after the
+        # barrier that follows the K / V rows' arrival); q's loads do not wait for positions[r]'s. Not in a
+        # chunk past the KV length (a wide step's empty chunks, whose worker skips the waits)
+        with b.when(b.cmp("lt", t0, T)):
+            with b.loop(t.warp, G, t.nwarps) as h:
+                q_row = b.add(b.mul(r, qcols), b.mul(b.add(head0, h), D))
+                norm_rope_row(lambda e: t.load("q", b.add(q_row, e)), "q_norm_weight", pos,
+                              lambda e, v: b.store(b.cast(v, qt), b.gep(q_stage, b.add(b.mul(h, D), e), qt)))
     t1 = b.min(b.min(T, b.add(t0, chunk)), b.add(p, 1))
 
     def stats_at(h, k: int):
@@ -144,22 +207,41 @@ def emit_attention_partial(t: Tile) -> None:
 
     def visible():
         kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
+        p_row = b.mul(b.add(kv_row0, p), D)  # slot p's K / V row
+        if norm:
+            def finish_k_row(to_smem: bool) -> None:
+                """The last warp normalizes and rotates slot p's K row (appended raw this step; volatile
+                loads: no stale line of it stays in L1) and writes it back to the cache (and the K stage)."""
+                def store(e, v):
+                    t.store("k_cache", b.add(p_row, e), v)
+                    if to_smem:
+                        b.store(b.cast(v, kt), b.gep(ks, b.add(b.mul(b.sub(p, t0), D), e), kt))
+                with b.when(b.land(b.cmp("lt", p, t1), b.cmp("eq", t.warp, b.sub(t.nwarps, 1)))):
+                    norm_rope_row(lambda e: b.cast(b.load(t.elem_ptr("k_cache", b.add(p_row, e)), kt, volatile=True),
+                                                   "f32"), "k_norm_weight", pos, store)
         if prefetch:  # slot p (appended this step) from global memory, its copies in flight with q's loads
             pieces = D * eb // 16
+            copied = 1 if norm else 2  # V's row (the normalized K row is written by finish_k_row), and K's
 
             def slot_p(i):
                 which, piece = b.div(i, pieces), b.rem(i, pieces)
+                which = b.add(which, 2 - copied)  # 0: K, 1: V
                 elems = b.mul(piece, 16 // eb)
-                at = b.add(b.mul(b.add(kv_row0, p), D), elems)
+                at = b.add(p_row, elems)
                 src = b.select(b.cmp("eq", which, 0), t.elem_ptr("k_cache", at), t.elem_ptr("v_cache", at))
                 dst = b.gep(b.select(b.cmp("eq", which, 0), ks, vs), b.add(b.mul(b.sub(p, t0), D), elems), kt)
                 b.copy_async_16(dst, src)
             with b.when(b.cmp("lt", p, t1)):  # t1 <= p + 1: p is in the chunk
-                t.thread_loop(2 * pieces, slot_p)
+                t.thread_loop(copied * pieces, slot_p)
+        if norm:
+            finish_k_row(prefetch)
         if prefetch:  # the earlier slots (the issue function's bulk copies, slots t0 .. p - 1) and slot p
             b.mbarrier_wait(bar, b.i32(0))
             b.wait_async()
         b.barrier()
+        if norm:  # q's A fragments from the normalized heads
+            qa[:] = q_words(0)
+            qb[:] = q_words(8) if G > 8 else [(zero, zero)] * (D // 16)
         t.phase(0)  # K and V in shared memory (q's loads issued)
         ninf = b.f32(float("-inf"))
         last = b.sub(t1, 1)
@@ -336,8 +418,9 @@ def _chunk_slots(t: Tile, C: int, W: int):
 
 def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
     """The attention_partial tile's issue function (every thread calls it before the tile's waits; thread 0
-    acts): init the ring's first mbarrier and bulk-copy the K and V rows of the chunk's slots before
-    positions[r] into the ring (K rows, then V rows 2 * C rows further with wide chunks)."""
+    acts): leave positions[r] at POSITION_OFFSET, init the ring's first mbarrier and bulk-copy the K and V
+    rows of the chunk's slots before positions[r] into the ring (K rows, then V rows 2 * C rows further
+    with wide chunks)."""
     b = t.b
     r, g, s = t.coords
     _, _, T, _ = t.shape("k_cache")
@@ -350,6 +433,7 @@ def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
     base = t.smem_base()
     bar = b.gep(base, BARRIER_OFFSET, "i8")
     with b.when(b.cmp("eq", t.tid, 0)):
+        b.store(p, b.gep(base, POSITION_OFFSET, "i8"), 8)  # for the tile (POSITION_OFFSET)
         b.mbarrier_init(bar, 1)
         b.fence_proxy_async()  # the bulk copies see the initialized barrier (and the ring is free)
         nbytes = b.cast(b.mul(old, D * eb), "i32")

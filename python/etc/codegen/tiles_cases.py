@@ -91,7 +91,7 @@ def make_inputs(program, task, sizes, seed: int) -> dict[str, np.ndarray]:
             arrays[name] = _values(rng, shape, et, 1.0 / math.sqrt(shape[1]))
         elif role in ("bias", "up_bias", "norm_bias"):
             arrays[name] = _values(rng, shape, et, 0.1)
-        elif role in ("norm_weight", "head_norm_weight") or (role == "weight" and task.kind in ("rms_norm",
+        elif role in ("norm_weight", "head_norm_weight", "q_norm_weight", "k_norm_weight") or (role == "weight" and task.kind in ("rms_norm",
                                                                                                  "layer_norm")):
             arrays[name] = _values(rng, shape, et, 0.25, 1.0)
         elif role == "partial_stats":
@@ -124,16 +124,19 @@ def _partials(rng, program, roles, sizes):
 
 
 def reference_outputs(program, task, sizes, arrays) -> dict[str, np.ndarray]:
-    """Every tile of the task through etc.reference.run_tile; the written buffers afterwards."""
+    """Every tile of the task through etc.reference.run_tile; the buffers it writes afterwards (its
+    writes, and an operand it updates in place: the K row an attention tile with the q/k norm finishes)."""
     arrays = {k: v.copy() for k, v in arrays.items()}
     operands = {role: Operand(name, arrays[name], program.buffer(name).element_type)
                 for role, name in role_map(task).items()}
     body_of = elementwise.resolver(program.module)
+    written = list(task.writes)
     for coords in itertools.product(*(range(e) for e in task.grid_extents(sizes))):
         access = TileAccess(operands)
         run_tile(task.kind, task.params, coords, access, body_of)
+        written += [operands[w.role].buffer for w in access.writes if operands[w.role].buffer not in written]
         access.commit()
-    return {name: arrays[name] for name in task.writes}
+    return {name: arrays[name] for name in written}
 
 
 def make_case(name, program, task, sizes, seed=0, block=256) -> Case:
@@ -313,6 +316,24 @@ def extra_programs() -> dict[str, object]:
             attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
     # Qwen3-shaped split heads with a head_rms_norm: 4 tiles of 32 columns per head of 128, the last to
     # arrive normalizes the head (q: y; k: only the KV cache)
+    # the Qwen3 q/k norm and RoPE in the attention tile (etc-fuse-head-norm-attention): head_dim 128 in
+    # chunks of 64 (kv groups of 4 heads), and head_dim 64 in wide chunks (kv groups of 2)
+    for name, (heads, kv_heads, d, chunk, wide) in {"attention_norm_d128": (8, 2, 128, 64, 0),
+                                                     "attention_norm_wide": (4, 2, 64, 64, 2)}.items():
+        attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
+                "scale": 1.0 / math.sqrt(d), "head_norm_eps": 1e-6} | ({"wide_rows": wide} if wide else {})
+        splits = f"s1 ceildiv {chunk}"
+        roles = ["q", "k_cache", "v_cache", "positions", "q_norm_weight", "k_norm_weight", "inv_freq"]
+        progs[name] = program_of_text(program_text(
+            DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
+                   ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
+                   ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
+                   ("qn", "weight", "bf16", f"{d}"), ("kn", "weight", "bf16", f"{d}"),
+                   ("inv", "weight", "f32", f"{d // 2}"),
+                   ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
+                   ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2")],
+            "attention_partial", f"s0, {kv_heads}, {splits}", ["q", "kc", "vc", "pos", "qn", "kn", "inv"], ["po", "ps"],
+            attn | {"read_roles": roles, "write_roles": ["partial_out", "partial_stats"]}))
     progs["q_proj_split_norm"] = _linear("qn", 1024, 256, 32, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["k_proj_split_norm"] = _linear("kn", 1024, 256, 32, epilogue=["head_rms_norm", "rope", "kv_append"],
                                          head_dim=128, cache_heads=2)

@@ -843,4 +843,4 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
         phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))
                    for mem in sim.shared_after]
     return {name: from_storage(sim.memory.view(addrs[buffer_index[name]]), program.buffer(name).element_type,
-                               arrays[name].shape) for name in task.writes}
+                               arrays[name].shape) for name in dict.fromkeys(task.writes + task.reads)}
