@@ -288,26 +288,38 @@ def extra_programs() -> dict[str, object]:
     progs = {}
     # wide: from 2 rows on a chunk covers 2 * kv_chunk slots (at kv_len 700: 3 of 6 chunks of 64 slots
     # empty; 128 slots of head_dim 128 with the K/V prefetch filling the whole ring; 600 slots: no prefetch;
-    # head_dim 48: two 4-byte loads a k-step instead of 16 bytes for two)
-    for name, (heads, kv_heads, d, chunk, wide) in {"attention_subchunks": (8, 2, 64, 600, 0),
-                                                     "attention_d128": (8, 2, 128, 64, 0),
-                                                     "attention_wide": (8, 2, 64, 64, 2),
-                                                     "attention_wide_d128": (8, 2, 128, 128, 2),
-                                                     # kv groups of 12 and 16 heads: A rows 8-15 of the mma
-                                                     "attention_g12": (24, 2, 64, 64, 0),
-                                                     "attention_g16_d48": (32, 2, 48, 64, 0)}.items():
+    # head_dim 48: two 4-byte loads a k-step instead of 16 bytes for two); norm: the Qwen3 q/k norm and
+    # RoPE in the attention tile (etc-fuse-head-norm-attention; its chunk holding the new K row writes
+    # the row back)
+    for name, (heads, kv_heads, d, chunk, wide, norm) in {"attention_subchunks": (8, 2, 64, 600, 0, False),
+                                                           "attention_d128": (8, 2, 128, 64, 0, False),
+                                                           "attention_wide": (8, 2, 64, 64, 2, False),
+                                                           "attention_wide_d128": (8, 2, 128, 128, 2, False),
+                                                           # kv groups of 12 and 16 heads: A rows 8-15 of the mma
+                                                           "attention_g12": (24, 2, 64, 64, 0, False),
+                                                           "attention_g16_d48": (32, 2, 48, 64, 0, False),
+                                                           "attention_norm_d128": (8, 2, 128, 64, 0, True),
+                                                           "attention_norm_wide": (4, 2, 64, 64, 2, True)}.items():
         attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
-                "scale": 1.0 / math.sqrt(d)} | ({"wide_rows": wide} if wide else {})
+                "scale": 1.0 / math.sqrt(d)} | ({"wide_rows": wide} if wide else {}) \
+            | ({"head_norm_eps": 1e-6} if norm else {})
         splits = f"s1 ceildiv {chunk}"
+        norm_buffers = [("qn", "weight", "bf16", f"{d}"), ("kn", "weight", "bf16", f"{d}"),
+                        ("inv", "weight", "f32", f"{d // 2}")] if norm else []
         progs[name] = program_of_text(program_text(
             DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
                    ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
                    ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
+                   *norm_buffers,
                    ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
                    ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2")],
-            "attention_partial", f"s0, {kv_heads}, {splits}", ["q", "kc", "vc", "pos"], ["po", "ps"],
-            attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"],
+            "attention_partial", f"s0, {kv_heads}, {splits}",
+            ["q", "kc", "vc", "pos"] + [n for n, *_ in norm_buffers], ["po", "ps"],
+            attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"]
+                    + (["q_norm_weight", "k_norm_weight", "inv_freq"] if norm else []),
                     "write_roles": ["partial_out", "partial_stats"]}))
+        if norm:
+            continue
         progs[name + "_merge"] = program_of_text(program_text(
             DIMS, [("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
                    ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2"),
@@ -316,24 +328,6 @@ def extra_programs() -> dict[str, object]:
             attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
     # Qwen3-shaped split heads with a head_rms_norm: 4 tiles of 32 columns per head of 128, the last to
     # arrive normalizes the head (q: y; k: only the KV cache)
-    # the Qwen3 q/k norm and RoPE in the attention tile (etc-fuse-head-norm-attention): head_dim 128 in
-    # chunks of 64 (kv groups of 4 heads), and head_dim 64 in wide chunks (kv groups of 2)
-    for name, (heads, kv_heads, d, chunk, wide) in {"attention_norm_d128": (8, 2, 128, 64, 0),
-                                                     "attention_norm_wide": (4, 2, 64, 64, 2)}.items():
-        attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
-                "scale": 1.0 / math.sqrt(d), "head_norm_eps": 1e-6} | ({"wide_rows": wide} if wide else {})
-        splits = f"s1 ceildiv {chunk}"
-        roles = ["q", "k_cache", "v_cache", "positions", "q_norm_weight", "k_norm_weight", "inv_freq"]
-        progs[name] = program_of_text(program_text(
-            DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
-                   ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
-                   ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
-                   ("qn", "weight", "bf16", f"{d}"), ("kn", "weight", "bf16", f"{d}"),
-                   ("inv", "weight", "f32", f"{d // 2}"),
-                   ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
-                   ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2")],
-            "attention_partial", f"s0, {kv_heads}, {splits}", ["q", "kc", "vc", "pos", "qn", "kn", "inv"], ["po", "ps"],
-            attn | {"read_roles": roles, "write_roles": ["partial_out", "partial_stats"]}))
     progs["q_proj_split_norm"] = _linear("qn", 1024, 256, 32, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["k_proj_split_norm"] = _linear("kn", 1024, 256, 32, epilogue=["head_rms_norm", "rope", "kv_append"],
                                          head_dim=128, cache_heads=2)
@@ -451,7 +445,7 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 continue  # added below, run with their 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
-        for name in ("attention_wide", "attention_wide_d128"):  # one row: chunks of kv_chunk slots
+        for name in ("attention_wide", "attention_wide_d128", "attention_norm_wide"):  # one row: chunks of kv_chunk slots
             cases.append(make_case(f"extra/{name}-b1", progs[name], progs[name].tasks[0], {"batch": 1, "kv_len": 700},
                                    seed=25))
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps
