@@ -10,8 +10,8 @@ pick f32's token at every step whose top-2 gap is not within bf16 noise (6x the 
 Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from $ETC_GPU_BUNDLES
 (made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`, `--schedule dynamic`
 for NAME.dynamic, `--no-fuse attention-merge-per-batch` for NAME.folded; tiny-qwen3-split: `etc compile
---model tiny-qwen3 --tile-n 16 --no-fuse head-norm-attention`); with MLIR present and no such directory, the test compiles
-them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
+--model tiny-qwen3 --tile-n 16 --no-fuse head-norm-attention`); with MLIR present and no such directory,
+the test compiles them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
 """
 from __future__ import annotations
 

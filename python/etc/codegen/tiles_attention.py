@@ -13,8 +13,8 @@ online softmax, so no block barrier separates the phases of a step:
   o += e V: the weights' C fragments are P's A fragments (rows = heads, k = slots); V's rows, staged per
           warp with their 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8) when a row holds a
           multiple of 8 chunks: ldmatrix then reads eight rows 128k bytes apart from eight banks), come
-          through ldmatrix .trans as B. P goes in two 16-bit parts (hi = round(e), lo = round(e - hi)), so e keeps ~16 bits and P V stays close to
-          the f32 reference.
+          through ldmatrix .trans as B. P goes in two 16-bit parts (hi = round(e), lo = round(e - hi)), so
+          e keeps ~16 bits and P V stays close to the f32 reference.
 Then every warp's (o, m, l) goes to shared memory and the warps are merged like splits: M = max m_w,
 weights exp(m_w - M) (0 for a warp that saw no slot), o = sum of weighted o_w, l likewise.
 Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = (m, l); a chunk with no
@@ -176,7 +176,7 @@ def emit_attention_partial(t: Tile) -> None:
         qb = q_words(8) if G > 8 else [(zero, zero)] * (D // 16)
     # positions[r]: left in shared memory by the issue function (prefetch), else from global memory
     p = b.load(b.gep(t.smem_base(), POSITION_OFFSET, "i8"), "i64", 8) if prefetch else t.load("positions", r)
-    pos = b.cast(p, "f32")
+    pos = b.cast(p, "f32") if norm else None  # RoPE's position
     chunk = _chunk_slots(t, C, W)
     t0 = b.mul(s, chunk)
     if norm:  # each warp a head of q, normalized and rotated into q_stage (their fragments load after the
@@ -217,8 +217,9 @@ def emit_attention_partial(t: Tile) -> None:
                     if to_smem:
                         b.store(b.cast(v, kt), b.gep(ks, b.add(b.mul(b.sub(p, t0), D), e), kt))
                 with b.when(b.land(b.cmp("lt", p, t1), b.cmp("eq", t.warp, b.sub(t.nwarps, 1)))):
-                    norm_rope_row(lambda e: b.cast(b.load(t.elem_ptr("k_cache", b.add(p_row, e)), kt, volatile=True),
-                                                   "f32"), "k_norm_weight", pos, store)
+                    def raw(e):
+                        return b.cast(b.load(t.elem_ptr("k_cache", b.add(p_row, e)), kt, volatile=True), "f32")
+                    norm_rope_row(raw, "k_norm_weight", pos, store)
         if prefetch:  # slot p (appended this step) from global memory, its copies in flight with q's loads
             pieces = D * eb // 16
             copied = 1 if norm else 2  # V's row (the normalized K row is written by finish_k_row), and K's

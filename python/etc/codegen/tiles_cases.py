@@ -91,8 +91,8 @@ def make_inputs(program, task, sizes, seed: int) -> dict[str, np.ndarray]:
             arrays[name] = _values(rng, shape, et, 1.0 / math.sqrt(shape[1]))
         elif role in ("bias", "up_bias", "norm_bias"):
             arrays[name] = _values(rng, shape, et, 0.1)
-        elif role in ("norm_weight", "head_norm_weight", "q_norm_weight", "k_norm_weight") or (role == "weight" and task.kind in ("rms_norm",
-                                                                                                 "layer_norm")):
+        elif role in ("norm_weight", "head_norm_weight", "q_norm_weight", "k_norm_weight") \
+                or (role == "weight" and task.kind in ("rms_norm", "layer_norm")):
             arrays[name] = _values(rng, shape, et, 0.25, 1.0)
         elif role == "partial_stats":
             continue  # with partial_out below
@@ -445,7 +445,8 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 continue  # added below, run with their 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
-        for name in ("attention_wide", "attention_wide_d128", "attention_norm_wide"):  # one row: chunks of kv_chunk slots
+        # one row: chunks of kv_chunk slots
+        for name in ("attention_wide", "attention_wide_d128", "attention_norm_wide"):
             cases.append(make_case(f"extra/{name}-b1", progs[name], progs[name].tasks[0], {"batch": 1, "kv_len": 700},
                                    seed=25))
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps

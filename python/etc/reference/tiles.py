@@ -369,11 +369,11 @@ def attention_partial(params, coords, a: TileAccess) -> None:
     t0, t1 = s * chunk, min(slots, (s + 1) * chunk, p + 1)
     heads = slice(g * group, (g + 1) * group)
     eps = params.get("head_norm_eps")  # q and k's new row unnormalized, without RoPE (etc.tiles)
-    if eps is not None and t1 > t0:
-        rnd, pos, freq = rounder(a.etype("q")), np.float32(p), a.read("inv_freq", (slice(None),))
-        q = rope(rms_norm(q, a.read("q_norm_weight", (slice(None),)), eps, rnd, rnd), pos, freq, rnd)
     if t1 > t0:
         k = f32(a.read("k_cache", (r, g, slice(t0, t1), slice(None))))
+        if eps is not None:
+            rnd, pos, freq = rounder(a.etype("q")), np.float32(p), a.read("inv_freq", (slice(None),))
+            q = rope(rms_norm(q, a.read("q_norm_weight", (slice(None),)), eps, rnd, rnd), pos, freq, rnd)
         if eps is not None and p < t1:  # this chunk holds the new row: it finishes the append
             new = rope(rms_norm(k[p - t0], a.read("k_norm_weight", (slice(None),)), eps, rnd, rnd), pos, freq, rnd)
             new = rounder(a.etype("k_cache"))(new)
