@@ -123,6 +123,32 @@ def test_weight_streams_through_part_of_the_ring_match_the_reference(cases, ring
         assert not _mismatches(case, got), case.name
 
 
+def test_one_row_whose_blocks_fit_the_ring_takes_every_column_group_in_one_pass(cases):
+    """In 64 KiB of ring (what small models get) a one-row tile whose weight blocks all fit waits for every
+    block up front and reduces all its column groups in one pass: its one-row function refills nothing
+    and has one wait per column group. A tile whose blocks do not fit (gate/up: 4 blocks through 2
+    stages) keeps the group-by-group loop with its refills. Both match the reference at one row."""
+    import re
+
+    from etc.codegen.tiles_harness import harness_module_text as harness
+
+    expected = {"llama-1b/q_proj_split-b1": 2, "llama-1b/o_proj_merge_one_row-b1": 2, "llama-1b/gate_up-b1": 0}
+    picked = {c.name: c for c in cases if c.name in expected}
+    assert picked.keys() == expected.keys()
+    for name, groups in expected.items():
+        case = picked[name]
+        text = harness(case.program, [case.task], weight_stream=True, ring_bytes=64 * 1024)
+        one_row = re.search(r"func\.func @etc_tile_\d+_one_row\(.*?\n  \}", text, re.S).group(0)
+        waits, refills = one_row.count("nvvm.mbarrier.try_wait"), one_row.count("nvvm.cp.async.bulk")
+        if groups:
+            assert (waits, refills) == (groups, 0), (name, waits, refills)
+        else:
+            assert (waits, refills) == (1, 1), (name, waits, refills)
+        got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True,
+                       ring_bytes=64 * 1024)
+        assert not _mismatches(case, got), name
+
+
 def test_auto_ring_is_half_for_models_of_at_most_64_mib_of_weights_a_worker():
     from types import SimpleNamespace
 
