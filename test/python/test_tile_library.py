@@ -126,8 +126,8 @@ def test_weight_streams_through_part_of_the_ring_match_the_reference(cases, ring
 def test_one_row_whose_blocks_fit_the_ring_takes_every_column_group_in_one_pass(cases):
     """In 64 KiB of ring (what small models get) a one-row tile whose weight blocks all fit waits for every
     block up front and reduces all its column groups in one pass: its one-row function refills nothing
-    and has one wait per column group. A tile whose blocks do not fit (gate/up: 4 blocks through 2
-    stages) keeps the group-by-group loop with its refills. Both match the reference at one row."""
+    and has one wait per column group. A tile with more blocks than stages (gate/up) keeps the
+    group-by-group loop with its refills. Both match the reference at one row."""
     import re
 
     from etc.codegen.tiles_harness import harness_module_text as harness
