@@ -700,9 +700,7 @@ class Linear:
         with b.loop(0, s.groups) as group:
             def one_slice(sl, acc):
                 i = b.add(base, b.add(b.mul(group, g.slices), sl))
-                stage = s.wait(i)
-                rows = [b.gep(stage, b.mul(b.add(self.lane8, b.mul(b.add(t.warp, k * g.columns), g.slice_k)),
-                                           g.elem_bytes), "i8") for k in range(len(g.roles))]
+                rows = self.lane_rows(s.wait(i))
                 xbase = b.mul(sl, g.slice_k)
 
                 def chunks(kbase, acc):  # `unroll` 256-element chunks of the slice from kbase
@@ -846,9 +844,7 @@ class Linear:
         g = s.g
         wt = t.etype("weight")
         per_col = v * len(g.roles)
-        stages = [s.wait(b.i64(gi)) for gi in range(s.groups)]
-        rows = [[b.gep(st, b.mul(b.add(self.lane8, b.mul(b.add(t.warp, k * g.columns), g.slice_k)), g.elem_bytes),
-                       "i8") for k in range(len(g.roles))] for st in stages]
+        rows = [self.lane_rows(st) for st in [s.wait(b.i64(gi)) for gi in range(s.groups)]]
         acc = [b.f32(0.0)] * (s.groups * per_col)
         for j in range(n):
             k = b.i64(256 * j)
@@ -864,9 +860,14 @@ class Linear:
         b.keep(acc)
         b.barrier()  # every block is consumed; none is refilled (the tile's blocks fit the ring)
         sums = [b.warp_sum(a) for a in acc]
-        for gi in range(s.groups):
-            col = b.add(b.i64(gi * g.columns), t.warp)
-            self.finish_columns(sums[gi * per_col:(gi + 1) * per_col], [col], v, rg, nr, self.ncols)
+        self.finish_columns(sums, [b.add(b.i64(gi * g.columns), t.warp) for gi in range(s.groups)], v, rg, nr,
+                            self.ncols)
+
+    def lane_rows(self, stage: V) -> list[V]:
+        """Per role, where this lane's 16-byte chunks of its warp's column start in a landed block."""
+        t, b, g = self.t, self.b, self.stream.g
+        return [b.gep(stage, b.mul(b.add(self.lane8, b.mul(b.add(t.warp, k * g.columns), g.slice_k)), g.elem_bytes),
+                      "i8") for k in range(len(g.roles))]
 
     def columns(self, rg: V, nr: V, v: int, lo: V, hi: V) -> None:
         """Columns [lo, hi) of the tile, weight rows loaded from global memory by every lane."""
