@@ -7,6 +7,9 @@ Guarantees, when it succeeds:
   constants; constant grid, shape and buffer extents are positive;
 - a task grid has one wait map per waited event tensor and one notify map per notified one, each
   taking the grid's coordinates and giving the event tensor's coordinates;
+- at every corner of the symbolic sizes' ranges (each at its min or max), the first and last tile of each
+  grid dim wait on elements inside the waited event tensor's shape at those sizes (an element outside
+  has no counter, and its waiters would hang on the GPU);
 - an event tensor's wait_count map takes its coordinates and gives one count;
 - task grid and event tensor names are unique, every waited event tensor is notified by someone, and
   every event operand is made by event_tensor.event_tensor;
@@ -18,6 +21,8 @@ Before and after (unchanged):
   "event_tensor.task_grid"(%e) {..., grid = affine_map<() -> (4)>, wait_maps = [affine_map<(d0) -> (d0)>], ...}
 """
 from __future__ import annotations
+
+import itertools
 
 from mlir import ir
 
@@ -46,6 +51,7 @@ class VerifyEventTensor(Pass):
             self._check_map(event.op, "wait_count", event.wait_count, event.rank, len(event.dims), results=1)
         for grid in grids:
             self._check_grid(grid, by_value)
+            self._check_waits_in_shape(grid, by_value)
         self._check_notified(module_op, events, grids)
         self._check_event_operands(module_op, grids, by_value)
 
@@ -67,6 +73,32 @@ class VerifyEventTensor(Pass):
                 event = by_value.get(value)
                 rank = event.rank if event is not None else len(m.results)
                 self._check_map(grid.op, f"{label}_maps", m, grid.rank, len(grid.dims), results=rank)
+
+    def _check_waits_in_shape(self, grid: event_ir.TaskGrid, by_value: dict) -> None:
+        """The corner tiles' waited elements lie inside the event tensor's shape at every corner of the sizes
+        (affine maps with floordiv are monotone in each coordinate, so the corners bound the rest)."""
+        ranges = [_range(v) for v in grid.dims]
+        if any(r is None for r in ranges):
+            return
+        for sizes in itertools.product(*ranges):
+            at = dict(zip(grid.dims, sizes))
+            extents = mlir.eval_map(grid.grid, (), sizes)
+            if any(n <= 0 for n in extents):
+                continue  # no tiles at these sizes
+            for value, m in zip(grid.waits, grid.wait_maps):
+                event = by_value.get(value)
+                if event is None or len(m.results) != event.rank or any(d not in at for d in event.dims):
+                    continue  # reported by the other checks
+                shape = mlir.eval_map(event.shape, (), [at[d] for d in event.dims])
+                for tile in itertools.product(*[sorted({0, n - 1}) for n in extents]):
+                    element = mlir.eval_map(m, tile, sizes)
+                    if all(0 <= e < s for e, s in zip(element, shape)):
+                        continue
+                    named = ", ".join(f"{n}={v}" for n, v in zip(event_ir.symbol_names(grid.dims), sizes))
+                    self.error(grid.op, f"task grid '{grid.name}' tile {tile} waits on element {element} of event "
+                                        f"tensor '{event.name}', outside its shape {shape} at {named or 'any size'}: "
+                                        "no counter holds it, and the tile would wait forever")
+                    return
 
     def _check_event_operands(self, module_op, grids, by_value: dict) -> None:
         """Waits and notifies must name event tensors made by event_tensor.event_tensor (their counts are known)."""
@@ -114,3 +146,12 @@ class VerifyEventTensor(Pass):
                 if value in read_only:
                     self.error(grid.op, f"task grid '{grid.name}' writes read-only buffer "
                                         f"'{mlir.str_attr(value.owner, 'name')}'")
+
+
+def _range(dim: ir.Value) -> tuple[int, ...] | None:
+    """The (min, max) of a symbolic size made by event_tensor.dim, else None."""
+    owner = dim.owner
+    if not (isinstance(owner, ir.OpView) and owner.operation.name == "event_tensor.dim"):
+        return None
+    lo, hi = mlir.int_attr(owner, "min"), mlir.int_attr(owner, "max")
+    return (lo,) if lo == hi else (lo, hi)

@@ -83,3 +83,30 @@ func.func @bad_extents_and_division() {
   %f = "event_tensor.event_tensor"() {name = "f", shape = affine_map<() -> (4)>, wait_count = affine_map<(d0) -> (d0 floordiv 0)>} : () -> !event_tensor.event
   return
 }
+
+// -----
+
+// A consumer tile waits on its own element of an event whose producer grid has no tiles at one row (its
+// shape is 4 * ((s0 + 62) floordiv 64): 0 at batch 1): no counter holds that element, so on the GPU the
+// tile would wait forever.
+func.func @wait_outside_shape() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 64 : i64} : () -> index
+  %e = "event_tensor.event_tensor"(%b) {name = "h", shape = affine_map<()[s0] -> (((s0 + 62) floordiv 64) * 4)>, wait_count = affine_map<(d0)[s0] -> (1)>} : (index) -> !event_tensor.event
+  "event_tensor.task_grid"(%b, %e) {operandSegmentSizes = array<i32: 1, 0, 0, 0, 1>, name = "p", kind = "gemv", grid = affine_map<()[s0] -> (((s0 + 62) floordiv 64) * 4)>, wait_maps = [], notify_maps = [affine_map<(d0)[s0] -> (d0)>], params = {}} : (index, !event_tensor.event) -> ()
+  // expected-error @+1 {{task grid 'c' tile (0,) waits on element (0,) of event tensor 'h', outside its shape (0,) at batch=1: no counter holds it, and the tile would wait forever}}
+  "event_tensor.task_grid"(%b, %e) {operandSegmentSizes = array<i32: 1, 0, 0, 1, 0>, name = "c", kind = "rmsnorm", grid = affine_map<()[s0] -> (4)>, wait_maps = [affine_map<(d0)[s0] -> (d0)>], notify_maps = [], params = {}} : (index, !event_tensor.event) -> ()
+  return
+}
+
+// -----
+
+// Positive: the same wait from a consumer grid that has no tiles at one row either.
+// CHECK-LABEL: func.func @wait_inside_shape_per_batch
+// CHECK: "event_tensor.task_grid"{{.*}}name = "c"
+func.func @wait_inside_shape_per_batch() {
+  %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 64 : i64} : () -> index
+  %e = "event_tensor.event_tensor"(%b) {name = "h", shape = affine_map<()[s0] -> (((s0 + 62) floordiv 64) * 4)>, wait_count = affine_map<(d0)[s0] -> (1)>} : (index) -> !event_tensor.event
+  "event_tensor.task_grid"(%b, %e) {operandSegmentSizes = array<i32: 1, 0, 0, 0, 1>, name = "p", kind = "gemv", grid = affine_map<()[s0] -> (((s0 + 62) floordiv 64) * 4)>, wait_maps = [], notify_maps = [affine_map<(d0)[s0] -> (d0)>], params = {}} : (index, !event_tensor.event) -> ()
+  "event_tensor.task_grid"(%b, %e) {operandSegmentSizes = array<i32: 1, 0, 0, 1, 0>, name = "c", kind = "rmsnorm", grid = affine_map<()[s0] -> (((s0 + 62) floordiv 64) * 4)>, wait_maps = [affine_map<(d0)[s0] -> (d0)>], notify_maps = [], params = {}} : (index, !event_tensor.event) -> ()
+  return
+}
