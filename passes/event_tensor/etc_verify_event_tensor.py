@@ -76,9 +76,11 @@ class VerifyEventTensor(Pass):
 
     def _check_waits_in_shape(self, grid: event_ir.TaskGrid, by_value: dict) -> None:
         """The corner tiles' waited elements lie inside the event tensor's shape at every corner of the sizes
-        (affine maps with floordiv are monotone in each coordinate, so the corners bound the rest)."""
+        (sums, constant multiples and floordivs are monotone in each coordinate, so there the corners bound
+        every tile; a mod stays below its modulus). Maps of the wrong arity are left to _check_map."""
         ranges = [_range(v) for v in grid.dims]
-        if any(r is None for r in ranges):
+        n = len(grid.dims)
+        if any(r is None for r in ranges) or (grid.grid.n_dims, grid.grid.n_symbols) != (0, n):
             return
         for sizes in itertools.product(*ranges):
             at = dict(zip(grid.dims, sizes))
@@ -87,7 +89,8 @@ class VerifyEventTensor(Pass):
                 continue  # no tiles at these sizes
             for value, m in zip(grid.waits, grid.wait_maps):
                 event = by_value.get(value)
-                if event is None or len(m.results) != event.rank or any(d not in at for d in event.dims):
+                if event is None or len(m.results) != event.rank or (m.n_dims, m.n_symbols) != (len(extents), n) \
+                        or any(d not in at for d in event.dims) or event.shape.n_symbols != len(event.dims):
                     continue  # reported by the other checks
                 shape = mlir.eval_map(event.shape, (), [at[d] for d in event.dims])
                 for tile in itertools.product(*[sorted({0, n - 1}) for n in extents]):
