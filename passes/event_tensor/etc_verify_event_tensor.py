@@ -79,25 +79,25 @@ class VerifyEventTensor(Pass):
         (sums, constant multiples and floordivs are monotone in each coordinate, so there the corners bound
         every tile; a mod stays below its modulus). Maps of the wrong arity are left to _check_map."""
         ranges = [_range(v) for v in grid.dims]
-        n = len(grid.dims)
-        if any(r is None for r in ranges) or (grid.grid.n_dims, grid.grid.n_symbols) != (0, n):
+        n_syms = len(grid.dims)
+        if any(r is None for r in ranges) or (grid.grid.n_dims, grid.grid.n_symbols) != (0, n_syms):
             return
         for sizes in itertools.product(*ranges):
             at = dict(zip(grid.dims, sizes))
             extents = mlir.eval_map(grid.grid, (), sizes)
-            if any(n <= 0 for n in extents):
+            if any(e <= 0 for e in extents):
                 continue  # no tiles at these sizes
             for value, m in zip(grid.waits, grid.wait_maps):
                 event = by_value.get(value)
-                if event is None or len(m.results) != event.rank or (m.n_dims, m.n_symbols) != (len(extents), n) \
+                if event is None or len(m.results) != event.rank or (m.n_dims, m.n_symbols) != (len(extents), n_syms) \
                         or any(d not in at for d in event.dims) or event.shape.n_symbols != len(event.dims):
                     continue  # reported by the other checks
                 shape = mlir.eval_map(event.shape, (), [at[d] for d in event.dims])
-                for tile in itertools.product(*[sorted({0, n - 1}) for n in extents]):
+                for tile in itertools.product(*[sorted({0, e - 1}) for e in extents]):
                     element = mlir.eval_map(m, tile, sizes)
                     if all(0 <= e < s for e, s in zip(element, shape)):
                         continue
-                    named = ", ".join(f"{n}={v}" for n, v in zip(event_ir.symbol_names(grid.dims), sizes))
+                    named = ", ".join(f"{name}={v}" for name, v in zip(event_ir.symbol_names(grid.dims), sizes))
                     self.error(grid.op, f"task grid '{grid.name}' tile {tile} waits on element {element} of event "
                                         f"tensor '{event.name}', outside its shape {shape} at {named or 'any size'}: "
                                         "no counter holds it, and the tile would wait forever")
