@@ -185,6 +185,26 @@ def test_attention_tiles_with_kv_prefetch_match_the_reference(cases):
     assert prefetched >= 5 and not failures, (prefetched, failures)
 
 
+def test_bulk_copies_of_weights_and_kv_rows_are_evicted_first_from_l2(cases):
+    """Every bulk copy a streamed linear or a prefetching attention tile makes (weights, K and V rows:
+    read once a step) carries the L2 evict-first policy, so those bytes leave L2 before the code, the
+    activations and the counters that later tiles reuse (BENCHMARKS.md, twenty-fourth session)."""
+    from etc.codegen.tiles_harness import harness_module_text as harness
+
+    checked = set()
+    for case in cases:
+        if case.task.kind not in ("linear", "attention_partial"):
+            continue
+        text = harness(case.program, [case.task], weight_stream=True)
+        copies = [line for line in text.splitlines() if "nvvm.cp.async.bulk.shared.cluster.global" in line]
+        if not copies:
+            continue
+        assert "createpolicy.fractional.L2::evict_first" in text, case.name
+        assert all("l2_cache_hint" in line for line in copies), case.name
+        checked.add(case.task.kind)
+    assert checked == {"linear", "attention_partial"}
+
+
 def test_profiled_tiles_stamp_ordered_phases_and_compute_the_same_values(cases):
     """The profiling build's phase stamps (thread 0, into shared memory past the weight stream's ring):
     every tile of a streamed linear (q_proj with split-head rope and KV append) and of an attention
