@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import statistics
 
 from etc.codegen.abi import PROFILE_PHASES
 
@@ -78,7 +79,8 @@ def arrival_spans(r: Record, previous_end_ns: int | None) -> list[float] | None:
 
 def breakdown(recs: list[Record]) -> list[dict]:
     """Per task, in start order: first start and last end (us from the step's first start), busy time
-    summed over its tiles, tiles and workers used; where the tiles stamped them, the mean us per tile
+    summed over its tiles, the median and the longest tile (waits met to signal), tiles and workers used;
+    where the tiles stamped them, the mean us per tile
     from the worker's previous tile end to reaching the tile, to issuing its weights and to its waits
     met (arrival_spans), and from the start to the first phase, between phases, and from the last phase
     to the end."""
@@ -101,6 +103,9 @@ def breakdown(recs: list[Record]) -> list[dict]:
                      "start_us": (min(r.start_ns for r in rs) - t0) / 1e3,
                      "end_us": (max(r.end_ns for r in rs) - t0) / 1e3,
                      "busy_us": sum(r.end_ns - r.start_ns for r in rs) / 1e3,
+                     # a stage ends with its slowest tiles: the median tile and the slowest one
+                     "tile_us": (statistics.median(r.end_ns - r.start_ns for r in rs) / 1e3,
+                                 max(r.end_ns - r.start_ns for r in rs) / 1e3),
                      "arrival_us": _mean_spans([arrival_spans(r, previous_end.get((r.task, r.tile))) for r in rs]),
                      "phase_us": _mean_spans([phase_spans(r) for r in rs])})
     return sorted(rows, key=lambda row: (row["start_us"], row["task"]))
@@ -115,11 +120,13 @@ def _mean_spans(spans: list) -> list[float] | None:
 
 def format_breakdown(rows: list[dict]) -> str:
     arrivals = any(r.get("arrival_us") for r in rows)
-    lines = [f"{'task':<44} {'kind':<18} {'tiles':>5} {'SMs':>4} {'start':>8} {'end':>8} {'busy':>8}  "
+    lines = [f"{'task':<44} {'kind':<18} {'tiles':>5} {'SMs':>4} {'start':>8} {'end':>8} {'busy':>8} "
+             f"{'tile p50   max':>15}  "
              + ("arrival (us)       " if arrivals else "") + "per-tile phases (us)"]
     for r in rows:
         cols = [f"{r['name'][:44]:<44} {r['kind']:<18} {r['tiles']:>5} {r['workers']:>4} "
-                f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f}"]
+                f"{r['start_us']:>8.1f} {r['end_us']:>8.1f} {r['busy_us']:>8.1f} "
+                f"{r['tile_us'][0]:>9.2f} {r['tile_us'][1]:>5.2f}"]
         if arrivals:  # blank where this task's tiles have no arrival stamps, to keep the phases aligned
             cols.append(" ".join(f"{x:5.2f}" for x in r["arrival_us"]) if r.get("arrival_us") else " " * 17)
         if r.get("phase_us"):
@@ -133,6 +140,7 @@ def format_breakdown(rows: list[dict]) -> str:
                      "(linear: stage x, dot products, per-head steps, tail; attention_partial: stage q, chunk, "
                      "outputs, tail)")
     if rows:
+        lines.append("tile p50, max: us from a tile's waits met to its signal, the median tile and the slowest")
         lines.append(f"step: {max(r['end_us'] for r in rows):.1f} us from the first tile start to the last signal")
     return "\n".join(lines)
 

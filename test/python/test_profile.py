@@ -30,7 +30,10 @@ def test_breakdown_times_are_relative_to_the_first_start():
     assert (q["name"], q["tiles"], q["workers"], q["start_us"], q["end_us"]) == ("q_proj", 3, 3, 0.0, 2.0)
     assert q["busy_us"] == 2.0 + 1.0 + 1.0
     assert (attn["start_us"], attn["end_us"], attn["busy_us"]) == (3.0, 8.0, 5.0 + 1.5)
-    assert format_breakdown(rows).splitlines()[-1] == "step: 8.0 us from the first tile start to the last signal"
+    assert q["tile_us"] == (1.0, 2.0) and attn["tile_us"] == (3.25, 5.0)  # the median tile, the slowest
+    lines = format_breakdown(rows).splitlines()
+    assert lines[1].endswith("4.0      1.00  2.00") and lines[2].endswith("6.5      3.25  5.00")
+    assert lines[-1] == "step: 8.0 us from the first tile start to the last signal"
 
 
 def read_png(path):
