@@ -80,10 +80,9 @@ def arrival_spans(r: Record, previous_end_ns: int | None) -> list[float] | None:
 def breakdown(recs: list[Record]) -> list[dict]:
     """Per task, in start order: first start and last end (us from the step's first start), busy time
     summed over its tiles, the median and the longest tile (waits met to signal), tiles and workers used;
-    where the tiles stamped them, the mean us per tile
-    from the worker's previous tile end to reaching the tile, to issuing its weights and to its waits
-    met (arrival_spans), and from the start to the first phase, between phases, and from the last phase
-    to the end."""
+    where the tiles stamped them, the mean us per tile from the worker's previous tile end to reaching the
+    tile, to issuing its weights and to its waits met (arrival_spans), and from the start to the first
+    phase, between phases, and from the last phase to the end."""
     if not recs:
         return []
     t0 = min(r.start_ns for r in recs)
