@@ -97,14 +97,14 @@ def breakdown(recs: list[Record]) -> list[dict]:
             previous_end[(r.task, r.tile)] = before.end_ns
     rows = []
     for task, rs in by_task.items():
+        spans = [(r.end_ns - r.start_ns) / 1e3 for r in rs]  # each tile's, waits met to signal
         rows.append({"task": task, "name": rs[0].name, "kind": rs[0].kind, "tiles": len(rs),
                      "workers": len({r.worker for r in rs}),
                      "start_us": (min(r.start_ns for r in rs) - t0) / 1e3,
                      "end_us": (max(r.end_ns for r in rs) - t0) / 1e3,
-                     "busy_us": sum(r.end_ns - r.start_ns for r in rs) / 1e3,
+                     "busy_us": sum(spans),
                      # a stage ends with its slowest tiles: the median tile and the slowest one
-                     "tile_us": (statistics.median(r.end_ns - r.start_ns for r in rs) / 1e3,
-                                 max(r.end_ns - r.start_ns for r in rs) / 1e3),
+                     "tile_us": (statistics.median(spans), max(spans)),
                      "arrival_us": _mean_spans([arrival_spans(r, previous_end.get((r.task, r.tile))) for r in rs]),
                      "phase_us": _mean_spans([phase_spans(r) for r in rs])})
     return sorted(rows, key=lambda row: (row["start_us"], row["task"]))
