@@ -29,6 +29,7 @@ from mlir import ir
 from etc import mlir_adapter as mlir
 from etc.codegen import abi
 from etc.codegen.emit import Emitter
+from etc.codegen.tiles_attention import merge_arrival_words
 from etc.codegen.tiles_linear import arrival_words
 from etc.errors import EtcError
 from etc.sm_task_ir import SmTaskProgram, Task
@@ -76,7 +77,9 @@ class Layout:
             words += max(n, 1)
         arrivals = {}
         for t in program.tasks:  # after the event counters: tile-private counters (never waited on)
-            n = arrival_words(t.kind, dict(t.params or {}))
+            params = dict(t.params or {})
+            n = arrival_words(t.kind, params) if t.kind == "linear" else \
+                merge_arrival_words(params, t.grid_extents(maxima)) if t.kind == "attention_partial" else 0
             if n:
                 arrivals[t.id], words = words, words + n
         q_offsets, entries = [0], []
