@@ -10,13 +10,18 @@ Produces, in a new body of the same function:
     buffer; a tile result whose role is also an operand role (a KV append) is that operand's buffer,
     updated in place, and a returned cache carries `output_index` on the input's buffer;
   - one `event_tensor.task_grid` per tile (attention: an attention_partial grid split over KV length and
-    an attention_merge grid), with grid extents as affine maps of the symbols, read_roles/write_roles;
+    an attention_merge grid, or with merge-last-split the attention_partial grid alone, writing the
+    merged output too), with grid extents as affine maps of the symbols, read_roles/write_roles;
   - one `event_tensor.event_tensor` per producer grid and access pattern: for each buffer dim, when
     both producer and consumer tile it and one tile size divides the other, the event keeps that dim
     (a consumer tile waits for just the producer tiles it reads); otherwise the dim collapses.
     Wait counts are left at 0 for etc-derive-wait-counts.
 With fuse-attention-merge (default), an attention_merge grid whose output feeds only one linear as its
 x (o_proj) is folded into that linear, which then reads the partials (prologue "attention_merge").
+With merge-last-split (instead of either fold) there is no merge grid: the attention_partial grid also
+writes the merged output, the last of each (row, kv group)'s splits to finish merging them (etc.tiles), so
+no dependent stage and no reader repeats the merge; its readers wait on the partial grid's event. With
+merge-per-batch too, that happens at one row only (below, for the fold into the linear, likewise).
 With merge-per-batch instead, the folding depends on the batch: for a symbolic batch R the merge grid
 stays, with no tiles at one row (grid (R, KVH * ind(R)), ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at
 R = 1, 1 up to Rmax), and the linear reads both the partials and the merged x (prologue
@@ -89,8 +94,11 @@ class FormTaskGrids(Pass):
     OPTIONS = (Option("fuse-attention-merge", bool, True,
                       "fold an attention merge into the one linear that reads its output (prologue attention_merge)"),
                Option("merge-per-batch", bool, False,
-                      "fold the attention merge into that linear at one row only; more rows keep the merge "
-                      "grid (prologue attention_merge_one_row)"))
+                      "fold the attention merge into that linear (or with merge-last-split into its last "
+                      "split) at one row only; more rows keep the merge grid"),
+               Option("merge-last-split", bool, False,
+                      "no attention_merge grid: the last split of each (row, kv group) to finish merges the "
+                      "group's splits into the attention output"))
 
     def run(self, module_op) -> None:
         for func in [op.operation for op in module_op.regions[0].blocks[0].operations]:
@@ -99,17 +107,19 @@ class FormTaskGrids(Pass):
             if not any(op.operation.name == T.TILE_OP for op in func.regions[0].blocks[0].operations):
                 continue
             try:
-                _Former(func, module_op, self.option("fuse-attention-merge"), self.option("merge-per-batch")).form()
+                _Former(func, module_op, self.option("fuse-attention-merge"), self.option("merge-per-batch"),
+                        self.option("merge-last-split")).form()
             except _Error as e:
                 self.error(e.op, str(e))
 
 
 class _Former:
     def __init__(self, func: ir.Operation, module_op, fuse_attention_merge: bool = True,
-                 merge_per_batch: bool = False):
+                 merge_per_batch: bool = False, merge_last_split: bool = False):
         self.func = func
         self.fuse_attention_merge = fuse_attention_merge
         self.merge_per_batch = merge_per_batch
+        self.merge_last_split = merge_last_split
         self.module_op = module_op
         self.graph = TorchGraph(func, module_op)
         self.symbols = list(self.graph.symbols)  # in torch.symbolic_int order
@@ -229,7 +239,9 @@ class _Former:
                 raise _Error(op, f"op '{op.name}' was not raised to a tile (run etc-raise-torch and "
                                  "etc-raise-elementwise first)")
         self.check_cache_reads(block)
-        if self.fuse_attention_merge:
+        if self.merge_last_split:
+            self.merge_in_last_splits(producer_of)
+        elif self.fuse_attention_merge:
             self.fold_attention_merges(producer_of)
         events = self.join(producer_of)
         self.rebuild(block, events)
@@ -262,6 +274,36 @@ class _Former:
             self.grids.remove(merge)
             del producer_of[out.name]
             del self.buffers[out.name]
+
+    def merge_in_last_splits(self, producer_of: dict[str, _Grid]) -> None:
+        """Each attention_merge grid's work moves into its partial grid, whose last split of each (row, kv
+        group) merges (etc.tiles), and the merge grid goes. With merge-per-batch only one row does that: a
+        symbolic batch keeps the merge grid for 2+ rows (grid (R, KVH * ind(R))), the partial grid writes a
+        one-row copy of the output, and its one reader, a linear reading it as plain x (o_proj), reads that
+        copy at one row (prologue x_one_row); a fixed batch of 2+ rows keeps the merge grid alone."""
+        for merge in [g for g in self.grids if g.kind == "attention_merge"]:
+            out = merge.writes[0][1]
+            partial = producer_of[merge.reads[0][1].name]
+            rows = mlir.downcast(merge.grid[0])
+            if self.merge_per_batch and mlir.is_constant(rows) and mlir.constant_value(rows) > 1:
+                continue  # a fixed batch of 2+ rows: the merge keeps its own stage
+            readers = [g for g in self.grids if any(buf is out for _, buf in g.reads)]
+            linear = readers[0] if len(readers) == 1 else None
+            if self.merge_per_batch and not mlir.is_constant(rows) and out.output_index is None and linear \
+                    and linear.kind == "linear" and linear.params.get("prologue", "none") == "none" \
+                    and [r for r, buf in linear.reads if buf is out] == ["x"]:
+                one = _Buffer(self.unique(f"{out.name}_one_row"), "workspace", out.element_type, out.shape, out.loc)
+                self.buffers[one.name] = one
+                partial.writes.append(("out", one))
+                partial.params = dict(partial.params, merge_one_row=True)
+                linear.reads = [("x_one_row", one)] + linear.reads
+                linear.params = dict(linear.params, prologue="x_one_row")
+                merge.grid = [merge.grid[0], merge.grid[1] * self.more_than_one_row(rows, merge)]
+                producer_of[one.name] = partial
+                continue
+            partial.writes.append(("out", out))
+            producer_of[out.name] = partial
+            self.grids.remove(merge)
 
     def more_than_one_row(self, rows: ir.AffineExpr, grid: _Grid) -> ir.AffineExpr:
         """ind(R) = (R + Rmax - 2) floordiv Rmax: 0 at one row, 1 from 2 to Rmax rows (rows: one symbol)."""

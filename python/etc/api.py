@@ -32,8 +32,9 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
     """Import `model` and schedule it for `num_sms` workers: sm_task IR (an mlir.ir.Module).
 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
-    fuse: as import_torch's; with the static schedule the attention merge is folded into o_proj at one row
-    only (etc.pipeline.MERGE_PER_BATCH) unless the dict names it off; other schedules fold it at every batch.
+    fuse: as import_torch's; with the static schedule the attention merge is in each kv group's last split
+    (or folded into o_proj) at one row only (etc.pipeline.MERGE_PER_BATCH) unless the dict names it off;
+    other schedules do it at every batch.
     """
     return _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms, dynamic_shapes=dynamic_shapes,
                         early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
@@ -45,7 +46,7 @@ def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, earl
     """compile_to_tasks, with the seconds each stage took."""
     fuse = dict.fromkeys(FUSIONS, fuse) if isinstance(fuse, bool) else dict(fuse)
     if schedule == "static":  # the attention merge folded per batch unless named off (etc.pipeline.MERGE_PER_BATCH)
-        fuse.setdefault(MERGE_PER_BATCH, fuse.get("attention-merge", True))
+        fuse.setdefault(MERGE_PER_BATCH, fuse.get("attention-merge", True) or fuse.get("attention-merge-last", True))
     elif fuse.get(MERGE_PER_BATCH):  # a ready queue never releases a wait on a grid with no tiles
         raise PipelineError(f"{MERGE_PER_BATCH} needs the static schedule, not '{schedule}'")
     t0 = time.perf_counter()

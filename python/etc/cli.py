@@ -29,7 +29,7 @@ from etc.errors import EtcError
 DEFAULT_MODEL = "llama-3.2-1b"
 # = etc.pipeline.FUSIONS, then etc.pipeline.MERGE_PER_BATCH (kept apart: importing etc.pipeline needs MLIR)
 FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "head-norm-attention", "attention-merge",
-           "attention-merge-per-batch")
+           "attention-merge-last", "attention-merge-per-batch")
 
 
 def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = "static", num_sms: int = 132,

@@ -190,12 +190,15 @@ def scheduling_pipeline(schedule: str, num_sms: int, early_push: bool = False, b
             f"etc-dynamic-schedule{{early-push={'true' if early_push else 'false'}}}")
 
 
-FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "head-norm-attention", "attention-merge")
-# fusions that are an option of etc-form-task-grids rather than a pass etc-fuse-<name>
-FORM_FUSIONS = ("attention-merge",)
-# The attention merge folded into o_proj at one row only, its own stage at more rows (etc-form-task-grids
-# merge-per-batch): off here unless named in a fuse dict; etc.compile and etc.compile_to_tasks turn it on for
-# the static schedule (measured on the H200: as fast as the fold at batch 1, 2-17% faster at batch 4 and 16,
+FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "head-norm-attention", "attention-merge",
+           "attention-merge-last")
+# fusions that are an option of etc-form-task-grids rather than a pass etc-fuse-<name>; attention-merge-last
+# (its merge-last-split: each kv group's last split merges) leaves no merge grid for attention-merge to fold
+FORM_FUSIONS = ("attention-merge", "attention-merge-last")
+# The attention merge in each kv group's last split (attention-merge-last; else folded into o_proj) at one
+# row only, its own stage at more rows (etc-form-task-grids merge-per-batch): off here unless named in a fuse
+# dict; etc.compile and etc.compile_to_tasks turn it on for the static schedule (measured on the H200:
+# faster at batch 1, and 8-20% faster at batch 4 and 16 than merging in the last split at every batch,
 # BENCHMARKS.md), and a ready queue cannot run it (a wait on a grid with no tiles is never released).
 MERGE_PER_BATCH = "attention-merge-per-batch"
 
@@ -213,9 +216,9 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
     if unknown:
         raise PipelineError(f"unknown fusion {sorted(unknown)[0]!r}; fusions: {', '.join(FUSIONS)}")
     per_batch = fuse.get(MERGE_PER_BATCH, False)
-    if per_batch and not fuse.get("attention-merge", True):
+    if per_batch and not (fuse.get("attention-merge", True) or fuse.get("attention-merge-last", True)):
         raise PipelineError(f"{MERGE_PER_BATCH} folds the attention merge at one row: it needs the "
-                            "attention-merge fusion, which is off")
+                            "attention-merge or attention-merge-last fusion, both off")
     for name, value in (("num_sms", num_sms), ("kv_chunk", kv_chunk)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise PipelineError(f"{name} must be a positive integer, got {value!r}")
@@ -225,7 +228,8 @@ def frontend_pipeline(*, fuse=True, num_sms: int = 132, tile_n: int = 0, kv_chun
                      f"etc-tile{{num-sms={num_sms} tile-n={tile_n} kv-chunk={kv_chunk} "
                      f"split-heads={'true' if split_heads else 'false'} wide-kv={'true' if wide_kv else 'false'}}}",
                      f"etc-form-task-grids{{fuse-attention-merge={on['attention-merge']} "
-                     f"merge-per-batch={'true' if per_batch else 'false'}}}",
+                     f"merge-per-batch={'true' if per_batch else 'false'} "
+                     f"merge-last-split={on['attention-merge-last']}}}",
                      "etc-derive-wait-counts", "etc-verify-event-tensor"])
 
 

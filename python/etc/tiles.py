@@ -29,6 +29,8 @@ Kinds (grid; reads -> writes; params):
                   partial_stats (below) over all heads, rounded to x_etype.
                   | "attention_merge_one_row": x and the partials; one row merges the partials as
                   "attention_merge", more rows read x (merged by an attention_merge grid).
+                  | "x_one_row": x and x_one_row[R,K]; one row reads x_one_row (merged by the attention's
+                  last split), more rows read x (merged by an attention_merge grid).
                   acc = x @ weight[cols].T (+ bias) in f32, round -> y. Then each epilogue step in order:
                     "silu_mul":     also up = round(x @ up_weight[cols].T (+ up_bias)); y = round(round(silu(y)) * up)
                     "gelu":         y = round(gelu(y, approximate=params.gelu_approximate))
@@ -64,6 +66,13 @@ Kinds (grid; reads -> writes; params):
                   positions[r] as a linear's head_rms_norm and rope epilogue would, and the chunk holding
                   positions[r] does the same to that K row (k_norm_weight) and writes it back (in place,
                   not a result: it finishes the step's append, and no other tile reads that slot).
+                  With out[R,H*D] among its writes (merged by the last split; etc-form-task-grids
+                  merge-last-split): the last of the S tiles of (r, g) to finish its partials merges the
+                  group's S partials into out[r, g*G*D : (g+1)*G*D] as attention_merge does (which tile is
+                  last is decided at run time: merge_group(kind, params) says which tiles count together).
+                  Every tile still signals after its own work, so a wait for all S tiles of (r, g) sees out.
+                  With param merge_one_row (etc-form-task-grids merge-per-batch) that happens at one row
+                  only: at more rows no tile counts and out is not written (an attention_merge grid merges).
   attention_merge (R, KVH)        partial_out, partial_stats -> out[R,H*D]          same as attention_partial
                   M = max_s m_s; w_s = exp(m_s - M); out = round(sum w_s o_s / sum w_s l_s).
   silu_mul        (R, ceildiv(C, tile_c))  gate, up -> y                            tile_c
@@ -120,11 +129,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("rms_norm", ("x", "weight"), ("y",)),
     Kind("layer_norm", ("x", "weight", "bias"), ("y",)),
     Kind("linear", ("x", "weight", "bias", "norm_weight", "norm_bias", "up_weight", "up_bias", "residual",
-                    "head_norm_weight", "positions", "inv_freq", "partial_out", "partial_stats"), ("y", "cache")),
+                    "head_norm_weight", "positions", "inv_freq", "partial_out", "partial_stats", "x_one_row"),
+         ("y", "cache")),
     Kind("rope", ("x", "positions", "inv_freq"), ("y",)),
     Kind("kv_append", ("x", "positions"), ("cache",)),
     Kind("attention_partial", ("q", "k_cache", "v_cache", "positions", "q_norm_weight", "k_norm_weight", "inv_freq"),
-         ("partial_out", "partial_stats")),
+         ("partial_out", "partial_stats", "out")),
     Kind("attention_merge", ("partial_out", "partial_stats"), ("out",)),
     Kind("silu_mul", ("gate", "up"), ("y",)),
     Kind("gelu", ("x",), ("y",)),
@@ -167,6 +177,8 @@ def regions(kind: str, params: dict, role: str, rank: int) -> Region:
                     Tiled(2, params["kv_chunk"]), Full())
         if role in ("partial_out", "partial_stats"):
             return (Tiled(0, 1), Tiled(1, group), Tiled(2, 1), Full())
+        if role == "out":  # merged by the group's last split: every split of (r, g) counts for it
+            return (Tiled(0, 1), Tiled(1, group * params["head_dim"]))
         if role == "positions":
             return (Tiled(0, 1),)
         return full
@@ -212,3 +224,14 @@ def split_head_tiles(params: dict) -> int:
     if not per_head or not d or tn >= d:
         return 1
     return d // tn
+
+
+def merge_group(kind: str, params: dict):
+    """For a grid whose last tile of a group to finish merges the group's work (attention_partial writing
+    out): a function from a tile's coordinates and the grid extents to (its group, the group's size), or
+    (None, 0) where the tile counts in no group this step; None for every other grid."""
+    if kind == "attention_partial" and "out" in params.get("write_roles", ()):
+        one_row = bool(params.get("merge_one_row"))  # at more rows no tile counts: (None, 0)
+        return lambda coords, extents: (None, 0) if one_row and extents[0] != 1 else (tuple(coords[:2]), extents[2])
+    return None
+

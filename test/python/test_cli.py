@@ -29,11 +29,13 @@ def test_compile_tiny_model_writes_a_bundle(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("no_fuse, merge_grid", [
-    ([], ["batch", "(((batch + 62) // 64) * 2)"]),  # the default: no merge tiles at one row
-    (["attention-merge-per-batch"], None),  # folded into o_proj at every batch
-    (["attention-merge"], ["batch", "2"]),  # a merge stage at every batch
-    (["attention-merge", "attention-merge-per-batch"], ["batch", "2"])])
-def test_the_attention_merge_is_folded_per_batch_unless_asked(tmp_path, no_fuse, merge_grid):
+    ([], ["batch", "(((batch + 62) // 64) * 2)"]),  # the default: one row merges in the last split
+    (["attention-merge-per-batch"], None),  # each kv group's last split merges at every batch
+    (["attention-merge-last"], ["batch", "(((batch + 62) // 64) * 2)"]),  # one row merges in o_proj
+    (["attention-merge-last", "attention-merge-per-batch"], None),  # folded into o_proj at every batch
+    (["attention-merge-last", "attention-merge"], ["batch", "2"]),  # a merge stage at every batch
+    (["attention-merge-last", "attention-merge", "attention-merge-per-batch"], ["batch", "2"])])
+def test_the_attention_merge_is_in_the_last_split_at_one_row_unless_asked(tmp_path, no_fuse, merge_grid):
     out = tmp_path / "b"
     args = [a for name in no_fuse for a in ("--no-fuse", name)]
     assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", *args, "--out", str(out)]) == 0

@@ -166,7 +166,9 @@ def test_split_head_norm_gets_arrival_counters_after_the_event_counters(tmp_path
     attention tile (the default) or whole heads, there is nothing to gather: no arrival counters."""
     from etc.cli import compile_reference
 
-    out = compile_reference("tiny-qwen3", tmp_path / "split", tile_n=16, num_sms=8, no_fuse=("head-norm-attention",))
+    last = ("attention-merge-last",)  # its own arrival counters: the next test
+    out = compile_reference("tiny-qwen3", tmp_path / "split", tile_n=16, num_sms=8,
+                            no_fuse=("head-norm-attention",) + last)
     meta = json.loads((out / "bundle.json").read_text())
     q = next(t for t in meta["tasks"] if t["name"].endswith("layers.0.self_attn.q_proj"))
     assert q["grid"] == ["8"]
@@ -174,10 +176,38 @@ def test_split_head_norm_gets_arrival_counters_after_the_event_counters(tmp_path
     assert meta["counter_words"] == events + 2 * (4 + 2)
     tiles = [body for name, body in functions((out / "kernel.ptx").read_text()).items() if name.startswith("etc_tile_")]
     assert any("atom.global.add.u64" in body or "atom.add.u64" in body for body in tiles)
-    for name, options in (("whole", {"no_fuse": ("head-norm-attention",)}), ("in-attention", {"tile_n": 16})):
+    for name, options in (("whole", {"no_fuse": ("head-norm-attention",) + last}),
+                          ("in-attention", {"tile_n": 16, "no_fuse": last})):
         other = compile_reference("tiny-qwen3", tmp_path / name, num_sms=8, **options)
         meta = json.loads((other / "bundle.json").read_text())
         assert meta["counter_words"] == max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
+
+
+def test_attention_merged_by_the_last_split_gets_an_arrival_counter_per_row_and_kv_group(tmp_path):
+    """With attention-merge-last each layer's attention tiles count their arrivals per (row, kv group) past
+    the event counters: by default at one row only (merge-per-batch: more rows have a merge grid), so
+    tiny-qwen3 (2 layers, 2 kv heads) adds 2 * 2 words; at every batch (up to 64 rows) 2 * 64 * 2, with no
+    merge grid. Its attention tile function counts with an atomic add; without the fusion there are none."""
+    from etc.cli import compile_reference
+
+    every = compile_reference("tiny-qwen3", tmp_path / "every", num_sms=8, no_fuse=("attention-merge-per-batch",))
+    meta = json.loads((every / "bundle.json").read_text())
+    events = max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
+    assert meta["counter_words"] == events + 2 * 64 * 2
+    assert not [t for t in meta["tasks"] if t["kind"] == "attention_merge"]
+    out = compile_reference("tiny-qwen3", tmp_path / "last", num_sms=8)
+    meta = json.loads((out / "bundle.json").read_text())
+    events = max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
+    assert meta["counter_words"] == events + 2 * 2
+    assert len([t for t in meta["tasks"] if t["kind"] == "attention_merge"]) == 2
+    attention = {t["id"] for t in meta["tasks"] if t["kind"] == "attention_partial"}
+    bodies = functions((out / "kernel.ptx").read_text())
+    counted = [name for name, body in bodies.items() if name.startswith("etc_tile_") and not name.endswith(("_issue", "_idle"))
+               and int(name.split("_")[2]) in attention and ("atom.global.add.u64" in body or "atom.add.u64" in body)]
+    assert counted
+    other = compile_reference("tiny-qwen3", tmp_path / "merge", num_sms=8, no_fuse=("attention-merge-last",))
+    meta = json.loads((other / "bundle.json").read_text())
+    assert meta["counter_words"] == max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
 
 
 def _product(xs) -> int:

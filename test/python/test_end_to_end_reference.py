@@ -170,7 +170,7 @@ def test_unfused_tiles_match_pytorch(policy):
 def test_split_heads_and_folded_merge_match_pytorch(base, policy):
     """Heads of 64 split over two projection tiles of 32 (rotate-half pairs; for Qwen3 with its per-head
     q/k norm over the whole head, gathered by the head's last tile), the attention merge folded into
-    o_proj, and the same model with both off; then (Qwen3) the q/k norm and RoPE in the attention tile
+    o_proj, the same model with both off, and with the merge in each kv group's last split; then (Qwen3) the q/k norm and RoPE in the attention tile
     instead (etc-fuse-head-norm-attention, the default): all match PyTorch, k cache included, under many
     interleavings. (8 SMs: q, k and v share them, 256 columns.)"""
     import dataclasses
@@ -180,11 +180,12 @@ def test_split_heads_and_folded_merge_match_pytorch(base, policy):
     inputs = case_inputs(c, *CASES[2])
     ref_logits, ref_k, _ = torch_step(model, inputs)
     qwen = base == "tiny-qwen3"
-    for split, fold, in_attention in ((True, True, False), (False, False, False)) + ((True, True, True),) * qwen:
+    for split, fold, in_attention, last in ((True, True, False, False), (False, False, False, False),
+                                            (True, False, False, True)) + ((True, True, True, False),) * qwen:
         module = etc.compile_to_tasks(model, example_inputs(c, batch=2, ctx=16), schedule=policy, num_sms=8,
                                       dynamic_shapes=dynamic_shapes_for(c), kv_chunk=8, split_heads=split,
                                       fuse={"attention-merge": fold, "attention-merge-per-batch": False,
-                                            "head-norm-attention": in_attention})
+                                            "attention-merge-last": last, "head-norm-attention": in_attention})
         tasks = mlir.ops_named(module.operation, "sm_task.task")
         for proj in ("q_proj", "k_proj"):
             op = next(op for op in tasks if mlir.str_attr(op, "name").endswith(proj))
@@ -194,7 +195,8 @@ def test_split_heads_and_folded_merge_match_pytorch(base, policy):
         attention = next(op for op in tasks if mlir.str_attr(op, "kind") == "attention_partial")
         assert ("head_norm_eps" in mlir.attr_to_python(attention.attributes["params"])) == in_attention
         kinds = [mlir.str_attr(op, "kind") for op in tasks]
-        assert ("attention_merge" in kinds) != fold
+        assert ("attention_merge" in kinds) == (not fold and not last)
+        assert ("out" in mlir.attr_to_python(attention.attributes["params"])["write_roles"]) == last
         first = None
         for seed in range(20):
             bound = reference.arguments(model, inputs)
@@ -207,17 +209,18 @@ def test_split_heads_and_folded_merge_match_pytorch(base, policy):
                 np.testing.assert_array_equal(logits, first)
 
 
+@pytest.mark.parametrize("last", [False, True])
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen3"])
-def test_merge_per_batch_matches_pytorch_at_one_and_more_rows(name):
-    """With the attention merge folded per batch (fuse attention-merge-per-batch), one row merges in o_proj
-    (the merge grid has no tiles and o_proj's wait on it has a target of 0) and more rows merge in the
-    merge grid: both match PyTorch under many interleavings, across steps that change the batch on one
+def test_merge_per_batch_matches_pytorch_at_one_and_more_rows(name, last):
+    """With the attention merge per batch (fuse attention-merge-per-batch), one row merges in o_proj, or
+    with attention-merge-last in each kv group's last split (the merge grid has no tiles and o_proj's wait
+    on it has a target of 0), and more rows merge in the merge grid: both match PyTorch under many interleavings, across steps that change the batch on one
     Executor (batch 3, 1, 4). The ready queue cannot run it (o_proj would never be pushed at one row: on
     the GPU such a bundle faulted): the dynamic schedule rejects it with a one-line error."""
     c = CONFIGS[name]
     model = build_model(name, seed=1)
     event_ir = etc.import_torch(model, example_inputs(c, batch=2, ctx=16), dynamic_shapes_for(c), num_sms=WORKERS,
-                                kv_chunk=8, fuse={"attention-merge-per-batch": True})
+                                kv_chunk=8, fuse={"attention-merge-per-batch": True, "attention-merge-last": last})
     merges = [op for op in mlir.ops_named(event_ir.operation, "event_tensor.task_grid")
               if mlir.str_attr(op, "kind") == "attention_merge"]
     assert len(merges) == c.num_layers

@@ -9,8 +9,9 @@ pick f32's token at every step whose top-2 gap is not within bf16 noise (6x the 
 
 Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from $ETC_GPU_BUNDLES
 (made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`, `--schedule dynamic`
-for NAME.dynamic, `--no-fuse attention-merge-per-batch` for NAME.folded; tiny-qwen3-split: `etc compile
---model tiny-qwen3 --tile-n 16 --no-fuse head-norm-attention`); with MLIR present and no such directory,
+for NAME.dynamic, `--no-fuse attention-merge-per-batch` for NAME.last, `--no-fuse attention-merge-last`
+for NAME.per-batch, `--no-fuse attention-merge-last --no-fuse attention-merge-per-batch` for NAME.folded; tiny-qwen3-split: `etc compile --model tiny-qwen3
+--tile-n 16 --no-fuse head-norm-attention`); with MLIR present and no such directory,
 the test compiles them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
 """
 from __future__ import annotations
@@ -29,9 +30,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 STEPS = 32
 MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "tiny-qwen3-split"]
-# "folded": the static schedule with the attention merge folded into o_proj at every batch, not at batch 1 only
-# (etc compile --no-fuse attention-merge-per-batch)
-SCHEDULES = ["static", "dynamic", "folded"]
+# the static schedule merges attention in each kv group's last split at batch 1 and in a merge grid at more
+# rows (the default); "last": in the last split at every batch (--no-fuse attention-merge-per-batch);
+# "per-batch": folded into o_proj at batch 1, a merge grid at more rows (--no-fuse attention-merge-last);
+# "folded": folded into o_proj at every batch (both)
+SCHEDULES = ["static", "dynamic", "last", "per-batch", "folded"]
+MERGES = {"last": ("attention-merge-per-batch",), "per-batch": ("attention-merge-last",),
+          "folded": ("attention-merge-last", "attention-merge-per-batch")}
 # bundle variants: name -> (reference model, etc compile options); tiny-qwen3-split keeps the per-head q/k
 # norm in the projections and splits its heads of 32 over two tiles of 16, so the norm is gathered by the
 # last tile of each head (tiny-qwen3 itself does the norm in the attention tile)
@@ -50,8 +55,8 @@ def bundle_dir(name: str, schedule: str, tmp_root: Path) -> Path:
 
     model, options = VARIANTS.get(name, (name, {}))
     options = dict(options)
-    if schedule == "folded":
-        options["no_fuse"] = tuple(options.get("no_fuse", ())) + ("attention-merge-per-batch",)
+    if schedule in MERGES:
+        options["no_fuse"] = tuple(options.get("no_fuse", ())) + MERGES[schedule]
         return compile_reference(model, tmp_root / f"{name}.{schedule}", **options)
     return compile_reference(model, tmp_root / f"{name}.{schedule}", schedule=schedule, **options)
 

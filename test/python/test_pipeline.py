@@ -98,9 +98,14 @@ def test_merge_per_batch_without_the_merge_fusion_is_a_one_line_error():
     assert "merge-per-batch=true" in frontend_pipeline(fuse={"attention-merge-per-batch": True})
     # the front end alone does not know the schedule: off unless named (etc.compile turns it on for static)
     assert "merge-per-batch=false" in frontend_pipeline(fuse=True)
+    # it merges at one row in o_proj (attention-merge) or in the last split (attention-merge-last)
+    assert "merge-per-batch=true" in frontend_pipeline(fuse={"attention-merge": False,
+                                                             "attention-merge-per-batch": True})
     with pytest.raises(etc.PipelineError) as info:
-        frontend_pipeline(fuse={"attention-merge": False, "attention-merge-per-batch": True})
-    assert "needs the attention-merge fusion" in str(info.value) and "\n" not in str(info.value)
+        frontend_pipeline(fuse={"attention-merge": False, "attention-merge-last": False,
+                                "attention-merge-per-batch": True})
+    assert "needs the attention-merge or attention-merge-last fusion" in str(info.value) \
+        and "\n" not in str(info.value)
 
 
 def test_malformed_ir_text_gives_location():

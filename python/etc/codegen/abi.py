@@ -15,7 +15,8 @@ Counters. Counter c, element e (row-major over the counter's MAX extents) is u64
 `counter_offset[c] + e`. In step `epoch` a signal is atomicMax(word, epoch << 32) then atomicAdd(word, 1),
 after a release fence; a wait spins on an acquire load until word >= (epoch << 32) + target. After the event
 counters come tile-private arrival counters (etc.codegen.tiles_linear.arrival_words: a split head's
-head_rms_norm counts its tiles' arrivals); no tile waits on them.
+head_rms_norm counts its tiles' arrivals; etc.codegen.tiles_attention.merge_arrival_words: the splits of
+an attention group whose last split merges); no tile waits on them.
 
 Shared memory. The launch's dynamic shared memory is the largest tile's, then (8-aligned) the worker's copy of
 `sizes` and, where it fits below MAX_SHARED_BYTES, of `buffers` (etc.codegen.kernel.SharedConstants): run

@@ -29,6 +29,7 @@ from mlir import ir
 from etc import mlir_adapter as mlir
 from etc.codegen import abi
 from etc.codegen.emit import Emitter
+from etc.codegen.tiles_attention import merge_arrival_words
 from etc.codegen.tiles_linear import arrival_words
 from etc.errors import EtcError
 from etc.sm_task_ir import SmTaskProgram, Task
@@ -76,7 +77,9 @@ class Layout:
             words += max(n, 1)
         arrivals = {}
         for t in program.tasks:  # after the event counters: tile-private counters (never waited on)
-            n = arrival_words(t.kind, dict(t.params or {}))
+            params = dict(t.params or {})
+            n = arrival_words(t.kind, params) if t.kind == "linear" else \
+                merge_arrival_words(params, t.grid_extents(maxima)) if t.kind == "attention_partial" else 0
             if n:
                 arrivals[t.id], words = words, words + n
         q_offsets, entries = [0], []
@@ -188,9 +191,14 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         dst = e.emit(f"llvm.getelementptr {table}[{slot}] : (!llvm.ptr) -> !llvm.ptr, i64")
         e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr")
     if arrivals:  # then the address of its arrival counters (Tile.arrival_counters)
-        src = e.emit(f"llvm.getelementptr %counters[{layout.arrival_offset[task.id]}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        # through a volatile load: as a constant offset from %counters, each task's address was hoisted
+        # out of the worker loop, one live register pair a layer (Qwen3-0.6B's megakernel spilled 168 B)
+        slot = e.emit(f"llvm.alloca {e.const(1)} x i64 : (i64) -> !llvm.ptr")
+        e.line(f"llvm.store {e.emit('llvm.ptrtoint %counters : !llvm.ptr to i64')}, {slot} : i64, !llvm.ptr")
+        base = e.emit(f"llvm.load volatile {slot} : !llvm.ptr -> i64")
+        src = e.binary("addi", base, e.const(8 * layout.arrival_offset[task.id]))
         dst = e.emit(f"llvm.getelementptr {table}[{len(operands)}] : (!llvm.ptr) -> !llvm.ptr, i64")
-        e.line(f"llvm.store {e.emit(f'llvm.ptrtoint {src} : !llvm.ptr to i64')}, {dst} : i64, !llvm.ptr")
+        e.line(f"llvm.store {src}, {dst} : i64, !llvm.ptr")
     symbols = layout.symbol_indices(task.symbols)
     extents = e.affine_map(task.grid, [], symbols)
     if len(extents) > abi.MAX_GRID_RANK:

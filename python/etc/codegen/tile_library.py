@@ -136,8 +136,8 @@ class Tile:
         return self._ptrs[name]
 
     def arrival_counters(self) -> V:
-        """The task's arrival counters (u64, zeroed once by the runtime and never reset): the address in the
-        operand table's slot after the buffers' (etc.codegen.tiles_linear.arrival_words says how many)."""
+        """The task's arrival counters (u64, zeroed once by the runtime): the address in the operand
+        table's slot after the buffers' (etc.codegen.abi says how many each tile kind uses)."""
         if "%arrivals" not in self._ptrs:
             b = self.b
             with b.at_entry():
@@ -308,14 +308,15 @@ class Tile:
 
     # ------------------------------------------------------------ the function
 
-    def function_text(self, suffix: str = "", result: V | None = None) -> str:
+    def function_text(self, suffix: str = "", result: V | None = None, noinline: bool = False) -> str:
         """The tile function `@etc_tile_<id><suffix>`, then its companions. A tile function proper is
         `noinline`: every task's run function calls it (one per layer), and inlined there its code would be
         copied into the megakernel once per call site (an attention tile's 16-49 times), which the
         megakernel's instruction fetch pays for (BENCHMARKS.md, ninth session). result: a value the
-        function returns (a companion's answer, e.g. `_idle`'s i1)."""
+        function returns (a companion's answer, e.g. `_idle`'s i1). noinline: a companion kept out of line
+        too (one the tile calls, so that its registers do not add to the tile's)."""
         name = tile_function_name(self.task.id) + suffix
-        keep = ', passthrough = ["noinline"]' if not suffix else ""
+        keep = ', passthrough = ["noinline"]' if not suffix or noinline else ""
         returns = f" -> {result.type}" if result is not None else ""
         head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64){returns} "
                 f"attributes {{etc.shared_bytes = {self.shared_bytes} : i64, etc.tile_kind = \"{self.kind}\"{keep}}} {{")

@@ -35,6 +35,11 @@ step) and reads K and V from shared memory; the issue function also leaves posit
 stage V rows from global memory. The q rows are loaded before positions[r] is known, so their round trip
 overlaps its.
 
+Merge by the last split (out among the grid's writes): after storing its partials each tile counts
+itself in its (row, kv group)'s arrival counter; the last of the step's S splits to arrive merges the
+group's partials into out (as attention_merge, reading them past L1) and resets the counter. The merge
+then costs the group's last split one round trip, not every reader of out a merge of all heads.
+
 Per-head q/k norm and RoPE (param head_norm_eps, the Qwen3 form; etc-fuse-head-norm-attention): q and
 slot positions[r] of the K cache arrive as the projections left them. Each warp normalizes a head of q
 (rms over head_dim with q_norm_weight, then RoPE at positions[r] with inv_freq, rounded as the linear
@@ -47,11 +52,13 @@ from __future__ import annotations
 import math
 
 from etc.codegen import abi
+from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import WARP, Tile, rope_cos_sin, rope_pair
 from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.codegen.weight_stream import BARRIER_OFFSET, RING_BYTES, RING_OFFSET, STREAM_SHARED_BYTES
 
 MERGE_UNROLL = 4  # splits a merge thread loads at once
+LAST_MERGE_UNROLL = 8  # ... in the last split's merge: context 1024 in chunks of 128 in one round trip
 # Where the KV prefetch's issue function leaves positions[r] (i64) for the tile, next to the one stage
 # barrier the prefetch uses: the tile then reads it from shared memory, not with a global round trip after
 # its waits (positions are an input, constant during the step).
@@ -104,6 +111,8 @@ def emit_attention_partial(t: Tile) -> None:
             ks = b.gep(base, RING_OFFSET, "i8")
             vs = b.gep(base, RING_OFFSET + CMAX * D * eb, "i8")
             bar = b.gep(base, BARRIER_OFFSET, "i8")
+    merge = t.has("out")  # the group's last split merges (etc.tiles)
+    last_flag = t.smem(4) if merge else None  # whether this tile arrived last, for the whole block
     if t.shared_bytes > (RING_OFFSET if prefetch else abi.MAX_SHARED_BYTES):
         t.fail(f"{G} heads of {D} need {t.shared_bytes} bytes of shared memory for the warps' partial sums")
 
@@ -384,6 +393,15 @@ def emit_attention_partial(t: Tile) -> None:
         t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
+    if merge and t.params.get("merge_one_row"):  # at one row only (at more rows a merge grid merges)
+        rows = t.shape("q")[0]
+        if not isinstance(rows, int):
+            with b.when(b.cmp("eq", rows, 1)):  # block-uniform
+                _merge_if_last(t, KVH, last_flag)
+        elif rows == 1:
+            _merge_if_last(t, KVH, last_flag)
+    elif merge:
+        _merge_if_last(t, KVH, last_flag)
     if W:  # a wide step's chunks past the KV length read nothing: the worker need not wait for q, k, v
         idle = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=t.weight_stream,
                        ring_bytes=t.ring_bytes)
@@ -451,49 +469,91 @@ def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
 
 
 def emit_attention_merge(t: Tile) -> None:
-    b = t.b
     H, KVH, G, D = _attention_params(t)
     r, g = t.coords[0], t.coords[1]
     _, ph, S, pd = t.shape("partial_out")
     if ph != H or pd != D:
         t.fail(f"partial_out must be [rows, {H}, splits, {D}]")
+    _merge_group(t, r, g, lambda role, at: t.load(role, at), MERGE_UNROLL)
+
+
+def merge_arrival_words(params: dict, grid_extents: tuple[int, ...]) -> int:
+    """Arrival counters of an attention_partial grid whose last split merges (it writes out): one per
+    (row, kv group) at the largest sizes (at one row only, with merge_one_row)."""
+    if "out" not in params.get("write_roles", ()):
+        return 0
+    return (1 if params.get("merge_one_row") else int(grid_extents[0])) * int(grid_extents[1])
+
+
+def _merge_if_last(t: Tile, KVH: int, flag: V) -> None:
+    """After the tile's partials are stored: thread 0 releases them and counts the tile in its (row, kv
+    group)'s arrival counter; the S-th to arrive (S: the splits this step) acquires the others' partials,
+    resets the counter for the next step (every split of this step has arrived) and the whole block
+    merges the group into out. The tiles signal as usual after this, so a wait for all S splits sees out."""
+    b = t.b
+    r, g = t.coords[0], t.coords[1]
+    S = t.shape("partial_out")[2]
+    b.barrier()  # every thread's partials are stored
+    with b.when(b.cmp("eq", t.tid, 0)):
+        b.fence("release")
+        counter = b.gep(t.arrival_counters(), b.add(b.mul(r, KVH), g), "i64")
+        before = b.atomic_add(counter, b.i64(1))
+        last = b.cmp("eq", b.add(before, 1), S)
+        with b.when(last):
+            b.fence("acquire")
+            b.store(b.i64(0), counter)
+        b.store(b.select(last, b.i32(1), b.i32(0)), flag)
+    b.barrier()
+    with b.when(b.cmp("eq", b.load(flag, "i32", volatile=True), b.i32(1))):  # block-uniform
+        b.stmt(f"func.call @{tile_function_name(t.task.id)}_merge(%buffers, %sizes, %c0, %c1, %c2) : "
+               "(!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()")
+    # The merge, out of line: inlined, its registers pushed the megakernel into spilling (Qwen3-0.6B: 168 B).
+    merge = type(t)(t.task, t.program, t.buffer_index, t.symbol_index)
+    mb = merge.b
+
+    def load(role, at):  # written by other SMs: volatile, not from L1
+        return mb.cast(mb.load(merge.elem_ptr(role, at), merge.etype(role), volatile=True), "f32")
+    _merge_group(merge, merge.coords[0], merge.coords[1], load, LAST_MERGE_UNROLL)
+    t.companions.append(merge.function_text(suffix="_merge", noinline=True))
+
+
+def _merge_group(t: Tile, r: V, g: V, load, unroll: int) -> None:
+    """out[r, heads of kv group g] = the merge of their S splits (etc.tiles attention_merge), one output
+    element a thread, in one pass over the splits: `unroll` splits' (m, l, o) loaded at once, then the
+    running max, numerator and denominator rescaled to the group's max. load(role, index) -> f32."""
+    b = t.b
+    H, _, G, D = _attention_params(t)
+    S = t.shape("partial_out")[2]
     cols = t.shape("out")[1]
     if cols != H * D:
         t.fail(f"out has {cols} columns, num_heads * head_dim is {H * D}")
     yt = t.float_etype("out")
     t.float_etype("partial_out")
     t.float_etype("partial_stats")
+    ninf = b.f32(float("-inf"))
 
     def one(i):
         h = b.add(b.mul(g, G), b.div(i, D))
         d = b.rem(i, D)
         base = b.mul(b.add(b.mul(r, H), h), S)  # (r, h, split 0)
 
-        def m_of(sp):
-            return t.load("partial_stats", b.mul(b.add(base, sp), 2))
-
-        # MERGE_UNROLL splits per iteration, their loads issued together (a split past S is clamped to
-        # the last one and weighs nothing)
-        def group(sp0):
-            return [(b.cmp("lt", b.add(sp0, u), S), b.min(b.add(sp0, u), b.sub(S, 1))) for u in range(MERGE_UNROLL)]
-
-        def top_of(sp0, a):
-            ms = [(ok, m_of(sp)) for ok, sp in group(sp0)]
-            top = a[0]
-            for ok, m in ms:
-                top = b.select(ok, b.max(top, m), top)
-            return [top]
-        (top,) = b.for_(0, S, MERGE_UNROLL, [b.f32(float("-inf"))], top_of)
-
-        def acc(sp0, a):
-            loads = [(ok, m_of(sp), t.load("partial_stats", b.add(b.mul(b.add(base, sp), 2), 1)),
-                      t.load("partial_out", b.add(b.mul(b.add(base, sp), D), d))) for ok, sp in group(sp0)]
-            num, den = a
-            for ok, m, l, o in loads:
-                empty = b.cmp("eq", m, float("-inf"))
-                w = b.select(ok, b.select(empty, 0.0, b.exp(b.sub(m, top))), 0.0)  # empty chunks weigh 0
-                num, den = b.add(num, b.mul(w, o)), b.add(den, b.mul(w, l))
-            return [num, den]
-        num, den = b.for_(0, S, MERGE_UNROLL, [b.f32(0.0), b.f32(0.0)], acc)
+        def splits(sp0, a):
+            top, num, den = a
+            # a split past S is clamped to the last one and weighs nothing
+            group = [(b.cmp("lt", b.add(sp0, u), S), b.add(base, b.min(b.add(sp0, u), b.sub(S, 1))))
+                     for u in range(unroll)]
+            loads = [(ok, load("partial_stats", b.mul(at, 2)), load("partial_stats", b.add(b.mul(at, 2), 1)),
+                      load("partial_out", b.add(b.mul(at, D), d))) for ok, at in group]
+            ms = [b.select(ok, m, ninf) for ok, m, _, _ in loads]  # empty chunks: -inf, weigh 0
+            new = top
+            for m in ms:
+                new = b.max(new, m)
+            alpha = b.select(b.cmp("eq", top, ninf), b.f32(0.0), b.exp(b.sub(top, new)))
+            num, den = b.mul(num, alpha), b.mul(den, alpha)
+            for m, (_, _, l, o) in zip(ms, loads):
+                w = b.select(b.cmp("eq", m, ninf), b.f32(0.0), b.exp(b.sub(m, new)))
+                num, den = b.fma(w, o, num), b.fma(w, l, den)
+            return [new, num, den]
+        _, num, den = b.for_(0, S, unroll, [ninf, b.f32(0.0), b.f32(0.0)], splits)
         t.store("out", b.add(b.mul(r, cols), b.add(b.mul(h, D), d)), b.round_to(b.div(num, den), yt))
     t.thread_loop(G * D, one)

@@ -17,10 +17,11 @@ import zlib
 
 import numpy as np
 
+from etc import tiles as contract
 from etc.codegen.tiles_harness import program_of_text, program_text, unique_tasks
 from etc.reference import elementwise
 from etc.reference.numerics import round_bf16, rounder
-from etc.reference.tiles import Operand, TileAccess, run_tile
+from etc.reference.tiles import Operand, TileAccess, finish_group, run_tile
 from etc.reference.tiles import roles as tile_roles
 
 
@@ -131,10 +132,20 @@ def reference_outputs(program, task, sizes, arrays) -> dict[str, np.ndarray]:
                 for role, name in role_map(task).items()}
     body_of = elementwise.resolver(program.module)
     written = list(task.writes)
-    for coords in itertools.product(*(range(e) for e in task.grid_extents(sizes))):
+    extents = task.grid_extents(sizes)
+    groups = {}  # the merge groups, in order (a merging attention split: the group's last tile merges it)
+    group_of = contract.merge_group(task.kind, task.params)
+    for coords in itertools.product(*(range(e) for e in extents)):
         access = TileAccess(operands)
         run_tile(task.kind, task.params, coords, access, body_of)
         written += [operands[w.role].buffer for w in access.writes if operands[w.role].buffer not in written]
+        access.commit()
+        group = group_of(coords, extents)[0] if group_of else None
+        if group is not None:
+            groups[group] = True
+    for group in groups:  # after every tile of the group, as its last to arrive does
+        access = TileAccess(operands)
+        finish_group(task.kind, task.params, group, access)
         access.commit()
     return {name: arrays[name] for name in written}
 
@@ -183,6 +194,19 @@ def _o_proj_merge(heads: int, head_dim: int, n: int, one_row: bool = False):
          "prologue": "attention_merge_one_row" if one_row else "attention_merge",
          "epilogue": ["residual_add"], "x_etype": "bf16", "num_heads": heads, "head_dim": head_dim,
          "read_roles": ["partial_out", "partial_stats"] + ["x"] * bool(one_row) + ["weight", "residual"],
+         "write_roles": ["y"]}))
+
+
+def _o_proj_x_one_row(k: int, n: int):
+    """o_proj after attention merged per batch in the last split: one row reads x_one_row, more rows x
+    (prologue x_one_row), n output columns in tiles of 16, plus the residual."""
+    return program_of_text(program_text(
+        DIMS, [("x1", "workspace", "bf16", f"s0, {k}"), ("x", "workspace", "bf16", f"s0, {k}"),
+               ("w", "weight", "bf16", f"{n}, {k}"), ("res", "workspace", "bf16", f"s0, {n}"),
+               ("y", "workspace", "bf16", f"s0, {n}")],
+        "linear", f"{n // 16}", ["x1", "x", "w", "res"], ["y"],
+        {"in_features": k, "out_features": n, "tile_n": 16, "has_bias": False, "prologue": "x_one_row",
+         "epilogue": ["residual_add"], "read_roles": ["x_one_row", "x", "weight", "residual"],
          "write_roles": ["y"]}))
 
 
@@ -283,6 +307,10 @@ func.func private @int_mix(%x: f32, %i: i64) -> f32 {
 """
 
 
+# attention cases also built merging by the last split (etc-form-task-grids merge-last-split)
+MERGE_LAST = ("attention_d128", "attention_wide", "attention_g12", "attention_norm_d128", "attention_subchunks")
+
+
 def extra_programs() -> dict[str, object]:
     """Kinds and params the models do not produce."""
     progs = {}
@@ -318,6 +346,21 @@ def extra_programs() -> dict[str, object]:
             attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"]
                     + (["q_norm_weight", "k_norm_weight", "inv_freq"] if norm else []),
                     "write_roles": ["partial_out", "partial_stats"]}))
+        for suffix, one_row in (("_last", False), ("_last1", True)) if name in MERGE_LAST else ():
+            # the same, its last split of each (row, kv group) merging into out (at one row only: _last1)
+            progs[name + suffix] = program_of_text(program_text(
+                DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
+                       ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
+                       ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
+                       *norm_buffers,
+                       ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
+                       ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2"),
+                       ("out", "workspace", "bf16", f"s0, {heads * d}")],
+                "attention_partial", f"s0, {kv_heads}, {splits}",
+                ["q", "kc", "vc", "pos"] + [n for n, *_ in norm_buffers], ["po", "ps", "out"],
+                attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"]
+                        + (["q_norm_weight", "k_norm_weight", "inv_freq"] if norm else []),
+                        "write_roles": ["partial_out", "partial_stats", "out"]} | ({"merge_one_row": True} if one_row else {})))
         if norm:
             continue
         progs[name + "_merge"] = program_of_text(program_text(
@@ -328,6 +371,7 @@ def extra_programs() -> dict[str, object]:
             attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
     # Qwen3-shaped split heads with a head_rms_norm: 4 tiles of 32 columns per head of 128, the last to
     # arrive normalizes the head (q: y; k: only the KV cache)
+    progs["o_proj_x_one_row"] = _o_proj_x_one_row(2048, 64)  # Qwen3-0.6B's o_proj, fewer columns
     progs["q_proj_split_norm"] = _linear("qn", 1024, 256, 32, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["k_proj_split_norm"] = _linear("kn", 1024, 256, 32, epilogue=["head_rms_norm", "rope", "kv_append"],
                                          head_dim=128, cache_heads=2)
@@ -445,8 +489,9 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
                 continue  # added below, run with their 128 threads
             sizes = {"batch": 2, "kv_len": 700} if name.startswith("attention") else {"batch": 3, "kv_len": 20}
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
-        # one row: chunks of kv_chunk slots
-        for name in ("attention_wide", "attention_wide_d128", "attention_norm_wide"):
+        # one row: chunks of kv_chunk slots; the last split merging at one row only, and x_one_row read
+        for name in ("attention_wide", "attention_wide_d128", "attention_norm_wide", "attention_d128_last1",
+                     "attention_norm_d128_last1", "o_proj_x_one_row"):
             cases.append(make_case(f"extra/{name}-b1", progs[name], progs[name].tasks[0], {"batch": 1, "kv_len": 700},
                                    seed=25))
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps

@@ -93,11 +93,19 @@ class Linear:
         self.N = int(t.param("out_features"))
         self.TN = int(t.param("tile_n"))
         self.prologue = p.get("prologue", "none")
-        if self.prologue not in ("none", "rms_norm", "layer_norm", "attention_merge", "attention_merge_one_row"):
+        if self.prologue not in ("none", "rms_norm", "layer_norm", "attention_merge", "attention_merge_one_row",
+                                 "x_one_row"):
             t.fail(f"unknown prologue '{self.prologue}'")
         if self.prologue == "attention_merge_one_row":  # one row merges the partials, more rows read x
             rows_x = t.shape("x")[0]
             self.prologue = "attention_merge" if one_row or (isinstance(rows_x, int) and rows_x == 1) else "none"
+        if self.prologue == "x_one_row":  # one row reads x_one_row, more rows x: x names x_one_row's buffer
+            rows_x = t.shape("x")[0]
+            if one_row or (isinstance(rows_x, int) and rows_x == 1):
+                if t.shape("x_one_row")[1] != t.shape("x")[1]:
+                    t.fail(f"x_one_row has {t.shape('x_one_row')[1]} columns, x {t.shape('x')[1]}")
+                t.role_buffer["x"] = t.role_buffer["x_one_row"]
+            self.prologue = "none"
         self.x_role = x_role = "partial_out" if self.prologue == "attention_merge" else "x"
         if x_role == "x":
             rows, kx = t.shape("x")

@@ -812,7 +812,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     ops run so far); the tile is then built with profile=True. stats: a dict to receive the number of bulk
     copies run ("bulk_copies") and their bytes ("bulk_bytes"), the buffers' addresses ("addresses", name ->
     address) and per memory region (address >> REGION_SHIFT) the lanes that read it with plain loads, not
-    copies ("loads"), and with cp.async ("async_reads"). order: the tiles in the order to run them (one block per tile), as some
+    copies ("loads"), and with cp.async ("async_reads"), the arrival counters afterwards ("arrivals"). order: the tiles in the order to run them (one block per tile), as some
     interleaving on the GPU could finish them. ring_bytes: the weight streams' part of the ring (None: all)."""
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
@@ -837,7 +837,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
             keep_shared=profile, order=order)
     if stats is not None:
         stats.update(bulk_copies=sim.bulk_copies, bulk_bytes=sim.bulk_bytes, loads=sim.loads,
-                     async_reads=sim.async_reads,
+                     async_reads=sim.async_reads, arrivals=sim.memory.view(addrs[-1]).view(np.int64).copy(),
                      addresses={name: addrs[buffer_index[name]] for name in arrays})
     if profile:
         phases += [list(mem[PROFILE_PHASE_SMEM:PROFILE_PHASE_SMEM + 8 * PROFILE_PHASES].view(np.int64))

@@ -8,7 +8,10 @@
 Simulated workers advance one micro-step at a time in a seeded random interleaving. A tile's micro-steps
 are: fetch (peek the next static queue entry, or pop the ready queue), wait (acquire: its counter
 elements reached their targets), run (reads and compute; writes are staged), commit (writes become
-visible) and signal. A worker whose next static tile is not ready pops ready dynamic tiles instead.
+visible) and signal. A worker whose next static tile is not ready pops ready dynamic tiles instead. A
+tile of a merge group (etc.tiles.merge_group: an attention split that merges) arrives after its commit;
+the group's last to arrive then runs the group's finish (etc.reference.tiles.finish_group) and commits
+it before it signals, as the GPU's arrival counters decide.
 
 Counters follow the GPU exactly: 64-bit, never reset; in step e (from 1) a signal is atomicMax(c, e << 32)
 then atomicAdd(c, 1), and a wait needs c >= (e << 32) + target(element, sizes) (a target of 0 is met at
@@ -36,7 +39,7 @@ from etc import tiles as contract
 from etc.errors import EtcError
 from etc.reference import elementwise
 from etc.reference.numerics import round_bf16, round_f16, storage_dtype
-from etc.reference.tiles import Operand, TileAccess, roles, run_tile
+from etc.reference.tiles import Operand, TileAccess, finish_group, roles, run_tile
 from etc.sm_task_ir import SmTaskProgram
 
 ARG_ROLES = ("input", "weight", "kv_cache")  # buffers the caller binds
@@ -87,8 +90,9 @@ class _Worker:
     next: int = 0
     static: _Tile | None = None  # fetched static tile whose waits are not met yet
     tile: _Tile | None = None  # tile in progress
-    phase: str = ""  # "wait" | "run" | "commit" | "signal"
+    phase: str = ""  # "wait" | "run" | "commit" | "finish" | "signal"
     access: TileAccess | None = None
+    finishing: bool = False  # the tile's group finish is staged in `access`
 
 
 @dataclasses.dataclass
@@ -251,6 +255,7 @@ class _Step:
         self._check_coverage()
         self.started = [False] * len(self.tiles)
         self.done = 0
+        self.arrived: collections.Counter = collections.Counter()  # (task id, merge group) -> tiles arrived
         # Dynamic tiles: pushed once `unmet` reaches 0; `dependents` maps a counter element to them.
         self.ready: collections.deque[_Tile] = collections.deque()
         self.unmet: dict[int, int] = {}
@@ -413,6 +418,28 @@ class _Step:
             t.writer[region] = tile.uid
             self.arrays[name][write.index] = write.value
         w.access, w.phase = None, "signal"
+        group_of = contract.merge_group(tile.task.kind, tile.task.params)
+        group, size = group_of(tile.coords, self._extents(tile.task)) if group_of else (None, 0)
+        if group is not None and not w.finishing:  # arrive: the group's last tile finishes the group's work
+            self.arrived[(tile.task.id, group)] += 1
+            if self.arrived[(tile.task.id, group)] == size:
+                w.phase = "finish"
+        w.finishing = False
+
+    def _finish(self, w: _Worker) -> None:
+        tile, task = w.tile, w.tile.task
+        group, _ = contract.merge_group(task.kind, task.params)(tile.coords, self._extents(task))
+        operands = {role: Operand(name, self.arrays[name], self.ex.buffers[name].element_type)
+                    for role, name in task.reads + task.writes}
+        access = TileAccess(operands, on_read=lambda role, index, ranges: self._on_read(tile, operands[role].buffer,
+                                                                                        ranges))
+        try:
+            finish_group(task.kind, task.params, group, access)
+        except RaceError:
+            raise
+        except EtcError as e:
+            raise EtcError(f"{tile} (finishing its merge group {group}): {e}") from None
+        w.access, w.phase, w.finishing = access, "commit", True
 
     def _signal(self, w: _Worker) -> None:
         for el in w.tile.signals:

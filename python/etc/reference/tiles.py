@@ -230,6 +230,9 @@ def linear(params, coords, a: TileAccess) -> None:
     prologue = params.get("prologue", "none")
     if prologue == "attention_merge_one_row":  # one row merges the splits itself; more rows read x (etc.tiles)
         prologue = "attention_merge" if a.shape("x")[0] == 1 else "none"
+    x_role = "x"
+    if prologue == "x_one_row":  # one row reads x_one_row, more rows x (etc.tiles)
+        prologue, x_role = "none", "x_one_row" if a.shape("x")[0] == 1 else "x"
     if prologue == "attention_merge":  # x is the merge of the attention splits (etc.tiles)
         o, stats = f32(a.read("partial_out", all_(4))), f32(a.read("partial_stats", all_(4)))
         rows = o.shape[0]
@@ -237,8 +240,8 @@ def linear(params, coords, a: TileAccess) -> None:
             np.stack([merge_partials(o[r], stats[r]).reshape(-1) for r in range(rows)]).reshape(rows, -1))
         k_got = x.shape[1]
     else:
-        rows, k_got = a.shape("x")
-        x = f32(a.read("x", all_(2)))
+        rows, k_got = a.shape(x_role)
+        x = f32(a.read(x_role, all_(2)))
     if k_got != k:
         raise EtcError(f"linear tile: x has {k_got} columns, in_features is {k}")
     runs = linear_column_runs(params, j, n)
@@ -514,3 +517,13 @@ def run_tile(kind: str, params: Mapping, coords: tuple[int, ...], access: TileAc
             body(params, tuple(coords), access, body_of)
         else:
             body(params, tuple(coords), access)
+
+
+def finish_group(kind: str, params: Mapping, group: tuple[int, ...], access: TileAccess) -> None:
+    """What the last tile of a merge group (etc.tiles.merge_group) to finish does after its own work:
+    attention_partial writing out merges its (row, kv group)'s splits, as attention_merge does."""
+    if kind != "attention_partial":
+        raise EtcError(f"{kind} tiles have no merge group")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        attention_merge(params, tuple(group), access)
+

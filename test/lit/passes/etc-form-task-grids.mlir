@@ -1,6 +1,8 @@
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p etc-form-task-grids --verify-diagnostics --mlir-print-local-scope | FileCheck %s
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{fuse-attention-merge=false}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=NOFOLD
 // RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{merge-per-batch=true}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=PERBATCH
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{merge-last-split=true}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=LAST
+// RUN: etc-opt %s --allow-unregistered-dialect --split-input-file -p "etc-form-task-grids{merge-per-batch=true merge-last-split=true}" --verify-diagnostics --mlir-print-local-scope | FileCheck %s --check-prefix=LASTPB
 
 // Positive: embedding -> linear (tile_n 8: 2 tiles, one head each) -> rope (a tile per row and head).
 // The linear reads whole rows, so it waits for every embedding tile (the event collapses to one element);
@@ -47,6 +49,14 @@ func.func @chain(%tokens: !torch.vtensor<[?],si64> {etc.name = "tokens", etc.rol
 // CHECK: "event_tensor.task_grid"({{.*}}, %[[C]], %[[EA]]) {grid = affine_map<()[s0, s1] -> (s0, 1)>, kind = "kv_append", {{.*}}notify_maps = [affine_map<(d0, d1)[s0, s1] -> (d0, d1)>], {{.*}}write_roles = ["cache"]}
 // CHECK: "event_tensor.task_grid"({{.*}}) {grid = affine_map<()[s0, s1] -> (s0, 1, s1 ceildiv 4)>, kind = "attention_partial", name = "attention.partial", notify_maps = [affine_map<(d0, d1, d2)[s0, s1] -> (d0, d1)>], {{.*}}wait_maps = [affine_map<(d0, d1, d2)[s0, s1] -> (d0, d1)>]}
 // CHECK: "event_tensor.task_grid"({{.*}}, %[[O]], %[[EP]]) {grid = affine_map<()[s0, s1] -> (s0, 1)>, kind = "attention_merge", name = "attention.merge", notify_maps = [], {{.*}}wait_maps = [affine_map<(d0, d1)[s0, s1] -> (d0, d1)>]}
+// With merge-last-split there is no merge grid: the partial grid writes the returned output too (its
+// group's last split merges), after the partials.
+// LAST-LABEL: func.func @append_attend()
+// LAST: %[[O:.*]] = "event_tensor.buffer"({{.*}}) {element_type = bf16, name = "attention.y", output_index = 0 : i64, role = "output"
+// LAST-NOT: kind = "attention_merge"
+// LAST: "event_tensor.task_grid"({{.*}}, %[[O]], %{{.*}}) {grid = affine_map<()[s0, s1] -> (s0, 1, s1 ceildiv 4)>, kind = "attention_partial", {{.*}}write_roles = ["partial_out", "partial_stats", "out"]}
+// LAST-NOT: kind = "attention_merge"
+// LAST-LABEL: func.func @attend_project()
 func.func @append_attend(%k: !torch.vtensor<[?,8],bf16> {etc.name = "k", etc.role = "input"}, %pos: !torch.vtensor<[?],si64> {etc.name = "positions", etc.role = "input"}, %q: !torch.vtensor<[?,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %cache: !torch.tensor<[?,1,?,8],bf16> {etc.name = "cache", etc.role = "input"}) -> (!torch.vtensor<[?,2,1,8],bf16>, !torch.vtensor<[?,1,?,8],bf16>) {
   %b = "torch.symbolic_int"() <{max_val = 8 : i64, min_val = 1 : i64, symbol_name = "batch"}> : () -> !torch.int
   %t = "torch.symbolic_int"() <{max_val = 16 : i64, min_val = 2 : i64, symbol_name = "kv_len"}> : () -> !torch.int
@@ -81,6 +91,22 @@ func.func @append_attend(%k: !torch.vtensor<[?,8],bf16> {etc.name = "k", etc.rol
 // PERBATCH: %[[M:.*]] = "event_tensor.event_tensor"({{.*}}) {name = "attention.merge.done", shape = affine_map<()[s0, s1] -> (1)>
 // PERBATCH: "event_tensor.task_grid"({{.*}}) {grid = affine_map<()[s0, s1] -> (s0, (s0 + 6) floordiv 8)>, kind = "attention_merge"
 // PERBATCH: "event_tensor.task_grid"({{.*}}, %[[P]], %[[M]]) {grid = affine_map<()[s0, s1] -> (2)>, kind = "linear", name = "o_proj", {{.*}}prologue = "attention_merge_one_row", read_roles = ["partial_out", "partial_stats", "x", "weight"], {{.*}}wait_maps = [affine_map<(d0)[s0, s1] -> (0)>, affine_map<(d0)[s0, s1] -> (0)>]
+// With merge-last-split o_proj reads the merged output as plain x (no prologue) and waits for every
+// split: the partial grid's event, one element counting rows x KV heads x splits.
+// LAST-NOT: kind = "attention_merge"
+// LAST: %[[Y:.*]] = "event_tensor.buffer"({{.*}}) {element_type = bf16, name = "attention.y", role = "workspace"
+// LAST: %[[EP:.*]] = "event_tensor.event_tensor"({{.*}}) {name = "attention.partial.done", shape = affine_map<()[s0, s1] -> (1)>
+// LAST: "event_tensor.task_grid"({{.*}}, %[[Y]], %[[EP]]) {{{.*}}kind = "attention_partial", name = "attention.partial", notify_maps = [affine_map<(d0, d1, d2)[s0, s1] -> (0)>], {{.*}}write_roles = ["partial_out", "partial_stats", "out"]}
+// LAST: "event_tensor.task_grid"({{.*}}, %[[Y]], {{.*}}, %[[EP]]) {grid = affine_map<()[s0, s1] -> (2)>, kind = "linear", name = "o_proj", {{.*}}read_roles = ["x", "weight"], {{.*}}wait_maps = [affine_map<(d0)[s0, s1] -> (0)>]
+// LAST-NOT: prologue
+// With merge-per-batch too, only one row merges in the last split, into a one-row copy of the output that
+// o_proj reads at one row (prologue x_one_row); more rows keep the merge grid, o_proj waiting on both.
+// LASTPB-LABEL: func.func @attend_project()
+// LASTPB: %[[Y:.*]] = "event_tensor.buffer"({{.*}}) {element_type = bf16, name = "attention.y", role = "workspace"
+// LASTPB: %[[Y1:.*]] = "event_tensor.buffer"({{.*}}) {element_type = bf16, name = "attention.y_one_row", role = "workspace"
+// LASTPB: {{.*}}kind = "attention_partial", {{.*}}merge_one_row = true, {{.*}}write_roles = ["partial_out", "partial_stats", "out"]}
+// LASTPB: {grid = affine_map<()[s0, s1] -> (s0, (s0 + 6) floordiv 8)>, kind = "attention_merge"
+// LASTPB: "event_tensor.task_grid"({{.*}}, %[[Y1]], {{.*}}) {grid = affine_map<()[s0, s1] -> (2)>, kind = "linear", name = "o_proj", {{.*}}prologue = "x_one_row", read_roles = ["x_one_row", "x", "weight"], {{.*}}wait_maps = [affine_map<(d0)[s0, s1] -> (0)>, affine_map<(d0)[s0, s1] -> (0)>]
 func.func @attend_project(%q: !torch.vtensor<[?,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %pos: !torch.vtensor<[?],si64> {etc.name = "positions", etc.role = "input"}, %cache: !torch.vtensor<[?,1,?,8],bf16> {etc.name = "cache", etc.role = "input"}, %wo: !torch.vtensor<[16,16],bf16> {etc.name = "o_proj.weight", etc.role = "weight"}) -> !torch.vtensor<[?,16],bf16> {
   %b = "torch.symbolic_int"() <{max_val = 8 : i64, min_val = 1 : i64, symbol_name = "batch"}> : () -> !torch.int
   %t = "torch.symbolic_int"() <{max_val = 16 : i64, min_val = 2 : i64, symbol_name = "kv_len"}> : () -> !torch.int
@@ -110,6 +136,16 @@ func.func @attend_project(%q: !torch.vtensor<[?,2,1,8],bf16> {etc.name = "q", et
 // PERBATCH: {grid = affine_map<() -> (2, 1)>, kind = "attention_merge"
 // PERBATCH: kind = "linear", name = "o_proj", {{.*}}read_roles = ["x", "weight"]
 // PERBATCH-NOT: attention_merge_one_row
+// With merge-last-split too, one row merges in the last split (no merge grid) and two rows keep the merge
+// grid, the partial grid writing no output.
+// LASTPB-LABEL: func.func @attend_project_one_row()
+// LASTPB-NOT: kind = "attention_merge"
+// LASTPB: kind = "attention_partial", {{.*}}write_roles = ["partial_out", "partial_stats", "out"]}
+// LASTPB: kind = "linear", name = "o_proj", {{.*}}read_roles = ["x", "weight"]
+// LASTPB-LABEL: func.func @attend_project_two_rows()
+// LASTPB: kind = "attention_partial", {{.*}}write_roles = ["partial_out", "partial_stats"]}
+// LASTPB: {grid = affine_map<() -> (2, 1)>, kind = "attention_merge"
+// LASTPB: kind = "linear", name = "o_proj", {{.*}}read_roles = ["x", "weight"]
 func.func @attend_project_one_row(%q: !torch.vtensor<[1,2,1,8],bf16> {etc.name = "q", etc.role = "input"}, %pos: !torch.vtensor<[1],si64> {etc.name = "positions", etc.role = "input"}, %cache: !torch.vtensor<[1,1,16,8],bf16> {etc.name = "cache", etc.role = "input"}, %wo: !torch.vtensor<[16,16],bf16> {etc.name = "o_proj.weight", etc.role = "weight"}) -> !torch.vtensor<[1,16],bf16> {
   %o = "etc.tile"(%q, %cache, %cache, %pos) {kind = "attention", params = {operand_roles = ["q", "k_cache", "v_cache", "positions"], result_roles = ["y"], num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 8 : i64, scale = 0.35 : f64, kv_chunk = 4 : i64}} : (!torch.vtensor<[1,2,1,8],bf16>, !torch.vtensor<[1,1,16,8],bf16>, !torch.vtensor<[1,1,16,8],bf16>, !torch.vtensor<[1],si64>) -> !torch.vtensor<[1,2,1,8],bf16>
   %m1 = "torch.constant.int"() <{value = -1 : i64}> : () -> !torch.int
