@@ -34,7 +34,7 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
     schedule: "static" (compile-time per-worker queues), "dynamic" (on-GPU ready queue) or "hybrid".
     fuse: as import_torch's; with the static schedule the attention merge is in each kv group's last split
     (or folded into o_proj) at one row only (etc.pipeline.MERGE_PER_BATCH) unless the dict names it off;
-    other schedules do it at every batch.
+    other schedules fold it into o_proj at every batch unless the dict names attention-merge-last.
     """
     return _timed_tasks(model, example_args, schedule=schedule, num_sms=num_sms, dynamic_shapes=dynamic_shapes,
                         early_push=early_push, fuse=fuse, tile_n=tile_n, kv_chunk=kv_chunk,
@@ -44,7 +44,10 @@ def compile_to_tasks(model, example_args, *, schedule: str = "static", num_sms: 
 def _timed_tasks(model, example_args, *, schedule, num_sms, dynamic_shapes, early_push=False, fuse, tile_n,
                  kv_chunk, block_size=256, split_heads=True, wide_kv=True):
     """compile_to_tasks, with the seconds each stage took."""
+    named = isinstance(fuse, dict) and "attention-merge-last" in fuse
     fuse = dict.fromkeys(FUSIONS, fuse) if isinstance(fuse, bool) else dict(fuse)
+    if schedule != "static" and not named:  # the last split's merge at every batch: 8-20% slower at batch
+        fuse["attention-merge-last"] = False  # 4 and 16 than a merge stage (BENCHMARKS.md); o_proj merges
     if schedule == "static":  # the attention merge folded per batch unless named off (etc.pipeline.MERGE_PER_BATCH)
         fuse.setdefault(MERGE_PER_BATCH, fuse.get("attention-merge", True) or fuse.get("attention-merge-last", True))
     elif fuse.get(MERGE_PER_BATCH):  # a ready queue never releases a wait on a grid with no tiles

@@ -43,14 +43,15 @@ def compile_reference(name: str, out, *, weights: str = "meta", schedule: str = 
     if name not in CONFIGS:
         raise EtcError(f"unknown model '{name}'; known: {', '.join(CONFIGS)}")
     config = CONFIGS[name]
+    # the per-batch and last-split merges are named only when off: their defaults follow the schedule
+    fuse = {f: f not in no_fuse for f in FUSIONS
+            if f not in ("attention-merge-per-batch", "attention-merge-last") or f in no_fuse}
     model = build_model(name, weights=weights, seed=seed)
     example = example_inputs(config, batch=2, ctx=16, device="meta" if weights == "meta" else None)
     etc.compile(model, example, dynamic_shapes=dynamic_shapes_for(config), schedule=schedule, num_sms=num_sms,
                 kv_chunk=kv_chunk, out=out, model_info={"name": name}, profile=profile, weight_stream=weight_stream, split_heads=split_heads,
                 spin_sleep_ns=spin_sleep_ns, tile_n=tile_n, ring_kib=ring_kib, wide_kv=wide_kv,
-                block_size=block_size,  # the per-batch merge is named only when off (its default follows the schedule)
-                fuse={name: name not in no_fuse for name in FUSIONS
-                      if name != "attention-merge-per-batch" or name in no_fuse})
+                block_size=block_size, fuse=fuse)
     return Path(out)
 
 

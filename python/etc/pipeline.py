@@ -197,9 +197,9 @@ FUSIONS = ("norm-linear", "linear-residual", "silu-mul", "rope-kv-append", "head
 FORM_FUSIONS = ("attention-merge", "attention-merge-last")
 # The attention merge in each kv group's last split (attention-merge-last; else folded into o_proj) at one
 # row only, its own stage at more rows (etc-form-task-grids merge-per-batch): off here unless named in a fuse
-# dict; etc.compile and etc.compile_to_tasks turn it on for the static schedule (measured on the H200:
-# faster at batch 1, and 8-20% faster at batch 4 and 16 than merging in the last split at every batch,
-# BENCHMARKS.md), and a ready queue cannot run it (a wait on a grid with no tiles is never released).
+# dict; etc.compile and etc.compile_to_tasks turn it on for the static schedule (measured on the H200: the
+# merge grid 8-20% faster than the last split's merge at batch 4 and 16, BENCHMARKS.md), and a ready queue
+# cannot run it (a wait on a grid with no tiles is never released).
 MERGE_PER_BATCH = "attention-merge-per-batch"
 
 
