@@ -132,7 +132,8 @@ func.func @attention_wide() {
 
 // Positive: a split head (tile_n 16 of heads of 32) with a head_rms_norm: the worker passes the task's
 // arrival counters (after the event counters: here at word 0 of %counters, the run function's third
-// argument) in the operand table's slot after its buffers; the tile
+// argument, through a volatile load so that the address is not hoisted out of the worker loop) in the
+// operand table's slot after its buffers; the tile
 // stores its values, releases them and counts itself in its head's counter; the last arrival acquires
 // the others' values and normalizes the head.
 // CHECK-LABEL: func.func @etc_tile_0(
@@ -142,9 +143,12 @@ func.func @attention_wide() {
 // CHECK: llvm.nvvm.sqrt.rn.f
 // CHECK-LABEL: func.func @etc_run_0(
 // CHECK: %[[TABLE:.*]] = llvm.alloca %{{.*}} x i64
-// CHECK: %[[ARRIVALS:.*]] = llvm.getelementptr %arg2[0]
+// CHECK: %[[BASE:.*]] = llvm.alloca %{{.*}} x i64
+// CHECK: %[[COUNTERS:.*]] = llvm.ptrtoint %arg2
+// CHECK: llvm.store %[[COUNTERS]], %[[BASE]]
+// CHECK: %[[LOADED:.*]] = llvm.load volatile %[[BASE]]
+// CHECK: %[[ADDR:.*]] = arith.addi %[[LOADED]], %{{.*}}
 // CHECK: %[[SLOT:.*]] = llvm.getelementptr %[[TABLE]][4]
-// CHECK: %[[ADDR:.*]] = llvm.ptrtoint %[[ARRIVALS]]
 // CHECK: llvm.store %[[ADDR]], %[[SLOT]]
 func.func @split_head_norm() {
   %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 4 : i64} : () -> index
