@@ -388,19 +388,27 @@ class _Step:
 
     def _run(self, w: _Worker) -> None:
         tile, task = w.tile, w.tile.task
+        w.access = self._staged(tile, str(tile), lambda access: run_tile(task.kind, task.params, tile.coords,
+                                                                         access, self.ex.body_of))
+        w.phase = "commit"
+
+    def _staged(self, tile: _Tile, where: str, body) -> TileAccess:
+        """body(access) on the tile's operands, its reads checked for races and its writes staged; a
+        contract error or a numpy one becomes a one-line EtcError naming `where`."""
+        task = tile.task
         operands = {role: Operand(name, self.arrays[name], self.ex.buffers[name].element_type)
                     for role, name in task.reads + task.writes}
         access = TileAccess(operands, on_read=lambda role, index, ranges: self._on_read(tile, operands[role].buffer,
                                                                                         ranges))
         try:
-            run_tile(task.kind, task.params, tile.coords, access, self.ex.body_of)
+            body(access)
         except RaceError:
             raise
         except EtcError as e:
-            raise EtcError(f"{tile}: {e}") from None
+            raise EtcError(f"{where}: {e}") from None
         except (ValueError, TypeError, IndexError, KeyError) as e:
-            raise EtcError(f"{tile}: {type(e).__name__}: {e}") from None
-        w.access, w.phase = access, "commit"
+            raise EtcError(f"{where}: {type(e).__name__}: {e}") from None
+        return access
 
     def _commit(self, w: _Worker) -> None:
         tile = w.tile
@@ -429,17 +437,9 @@ class _Step:
     def _finish(self, w: _Worker) -> None:
         tile, task = w.tile, w.tile.task
         group, _ = contract.merge_group(task.kind, task.params)(tile.coords, self._extents(task))
-        operands = {role: Operand(name, self.arrays[name], self.ex.buffers[name].element_type)
-                    for role, name in task.reads + task.writes}
-        access = TileAccess(operands, on_read=lambda role, index, ranges: self._on_read(tile, operands[role].buffer,
-                                                                                        ranges))
-        try:
-            finish_group(task.kind, task.params, group, access)
-        except RaceError:
-            raise
-        except EtcError as e:
-            raise EtcError(f"{tile} (finishing its merge group {group}): {e}") from None
-        w.access, w.phase, w.finishing = access, "commit", True
+        w.access = self._staged(tile, f"{tile} (finishing its merge group {group})",
+                                lambda access: finish_group(task.kind, task.params, group, access))
+        w.phase, w.finishing = "commit", True
 
     def _signal(self, w: _Worker) -> None:
         for el in w.tile.signals:
