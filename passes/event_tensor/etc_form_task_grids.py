@@ -280,7 +280,8 @@ class _Former:
         group) merges (etc.tiles), and the merge grid goes. With merge-per-batch only one row does that: a
         symbolic batch keeps the merge grid for 2+ rows (grid (R, KVH * ind(R))), the partial grid writes a
         one-row copy of the output, and its one reader, a linear reading it as plain x (o_proj), reads that
-        copy at one row (prologue x_one_row); a fixed batch of 2+ rows keeps the merge grid alone."""
+        copy at one row (prologue x_one_row); a fixed batch of 2+ rows keeps the merge grid alone. An output
+        returned or read otherwise is merged in the last split at every batch."""
         for merge in [g for g in self.grids if g.kind == "attention_merge"]:
             out = merge.writes[0][1]
             partial = producer_of[merge.reads[0][1].name]

@@ -67,7 +67,7 @@ def _modules():
         def forward(self, ids):
             return self.embed(ids)
 
-    class Attention(nn.Module):  # decode attention over a KV cache (split-KV partials, then their merge)
+    class Attention(nn.Module):  # decode attention over a KV cache (split-KV partials, the last split merging)
         def __init__(self, heads, kv_heads):
             super().__init__()
             self.heads, self.kv_heads = heads, kv_heads

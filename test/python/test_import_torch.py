@@ -57,12 +57,15 @@ def test_grid_count_and_kinds(llama):
     c, module = llama
     grids = event_ir.task_grids(module.operation)
     kinds = collections.Counter(g.kind for g in grids)
-    # embedding; per layer q, k, v, o(+residual, with the attention merge folded in), gate/up(+silu*mul),
-    # down(+residual) and the attention split; the final norm folds into the LM head.
+    # embedding; per layer q, k, v, o(+residual), gate/up(+silu*mul), down(+residual) and the attention
+    # split, whose last split of each kv group merges into o_proj's x (attention-merge-last: no merge grid,
+    # no merge prologue); the final norm folds into the LM head.
     assert kinds == {"embedding": 1, "linear": 6 * c.num_layers + 1, "attention_partial": c.num_layers}
     prologues = collections.Counter(mlir.attr_to_python(g.op.attributes["params"]).get("prologue", "none")
                                     for g in grids if g.kind == "linear")
-    assert prologues["attention_merge"] == c.num_layers
+    assert prologues["attention_merge"] == 0
+    assert all(mlir.attr_to_python(g.op.attributes["params"])["write_roles"][-1] == "out"
+               for g in grids if g.kind == "attention_partial")
     epilogues = collections.Counter(tuple(mlir.attr_to_python(g.op.attributes["params"]).get("epilogue", []))
                                     for g in grids if g.kind == "linear")
     assert epilogues == {("rope",): 2, ("rope", "kv_append"): 2, ("kv_append",): 2, ("residual_add",): 4,

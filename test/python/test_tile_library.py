@@ -611,11 +611,13 @@ def test_llama_3_2_1b_tasks_lower_without_spills(fuse, stream):
     tasks = unique_tasks(program)
     lm_head = [t for t in tasks if t.kind == "linear" and t.params["out_features"] == 128256]
     assert lm_head and lm_head[0].params["tile_n"] == 976
-    # fused: o_proj merges the attention splits at one row (the merge grid has tiles at 2+ rows only)
+    # fused: each kv group's last split merges at one row, o_proj reading its copy (the merge grid has
+    # tiles at 2+ rows only)
     kinds = {"embedding", "linear", "attention_partial", "attention_merge"}
     unfused = {"rms_norm", "rope", "kv_append", "add", "silu_mul"}
     assert kinds | (set() if fuse else unfused) <= {t.kind for t in tasks}
-    assert fuse == any(t.params.get("prologue") == "attention_merge_one_row" for t in tasks)
+    assert fuse == any(t.params.get("prologue") == "x_one_row" for t in tasks)
+    assert fuse == any(t.params.get("merge_one_row") for t in tasks if t.kind == "attention_partial")
     report = _check_lowering(program, tasks, weight_stream=stream)
     if report and not stream:  # below the 255 limit (with streams the k_proj tile reaches 255, no spills) (one block per SM: registers do not cost occupancy; spills would)
         assert max(r["registers"] for f, r in report.items() if f.startswith("etc_check_")) < 255
