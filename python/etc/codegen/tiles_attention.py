@@ -393,15 +393,13 @@ def emit_attention_partial(t: Tile) -> None:
         t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
-    if merge and t.params.get("merge_one_row"):  # at one row only (at more rows a merge grid merges)
-        rows = t.shape("q")[0]
-        if not isinstance(rows, int):
+    if merge:
+        one_row, rows = t.params.get("merge_one_row"), t.shape("q")[0]  # one row only: a merge grid merges more
+        if one_row and not isinstance(rows, int):
             with b.when(b.cmp("eq", rows, 1)):  # block-uniform
                 _merge_if_last(t, KVH, last_flag)
-        elif rows == 1:
+        elif not one_row or rows == 1:
             _merge_if_last(t, KVH, last_flag)
-    elif merge:
-        _merge_if_last(t, KVH, last_flag)
     if W:  # a wide step's chunks past the KV length read nothing: the worker need not wait for q, k, v
         idle = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=t.weight_stream,
                        ring_bytes=t.ring_bytes)

@@ -133,7 +133,7 @@ def reference_outputs(program, task, sizes, arrays) -> dict[str, np.ndarray]:
     body_of = elementwise.resolver(program.module)
     written = list(task.writes)
     extents = task.grid_extents(sizes)
-    groups = {}  # the merge groups, in order (a merging attention split: the group's last tile merges it)
+    groups = []  # the merge groups, in order (a merging attention split: the group's last tile merges it)
     group_of = contract.merge_group(task.kind, task.params)
     for coords in itertools.product(*(range(e) for e in extents)):
         access = TileAccess(operands)
@@ -141,8 +141,8 @@ def reference_outputs(program, task, sizes, arrays) -> dict[str, np.ndarray]:
         written += [operands[w.role].buffer for w in access.writes if operands[w.role].buffer not in written]
         access.commit()
         group = group_of(coords, extents)[0] if group_of else None
-        if group is not None:
-            groups[group] = True
+        if group is not None and group not in groups:
+            groups.append(group)
     for group in groups:  # after every tile of the group, as its last to arrive does
         access = TileAccess(operands)
         finish_group(task.kind, task.params, group, access)
@@ -334,33 +334,25 @@ def extra_programs() -> dict[str, object]:
         splits = f"s1 ceildiv {chunk}"
         norm_buffers = [("qn", "weight", "bf16", f"{d}"), ("kn", "weight", "bf16", f"{d}"),
                         ("inv", "weight", "f32", f"{d // 2}")] if norm else []
-        progs[name] = program_of_text(program_text(
-            DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
+        buffers = [("q", "workspace", "bf16", f"s0, {heads * d}"),
                    ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
                    ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
                    *norm_buffers,
                    ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
-                   ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2")],
-            "attention_partial", f"s0, {kv_heads}, {splits}",
-            ["q", "kc", "vc", "pos"] + [n for n, *_ in norm_buffers], ["po", "ps"],
-            attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"]
-                    + (["q_norm_weight", "k_norm_weight", "inv_freq"] if norm else []),
-                    "write_roles": ["partial_out", "partial_stats"]}))
+                   ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2")]
+        reads = ["q", "kc", "vc", "pos"] + [n for n, *_ in norm_buffers]
+        read_roles = ["q", "k_cache", "v_cache", "positions"] + (["q_norm_weight", "k_norm_weight", "inv_freq"]
+                                                                if norm else [])
+        progs[name] = program_of_text(program_text(
+            DIMS, buffers, "attention_partial", f"s0, {kv_heads}, {splits}", reads, ["po", "ps"],
+            attn | {"read_roles": read_roles, "write_roles": ["partial_out", "partial_stats"]}))
         for suffix, one_row in (("_last", False), ("_last1", True)) if name in MERGE_LAST else ():
             # the same, its last split of each (row, kv group) merging into out (at one row only: _last1)
             progs[name + suffix] = program_of_text(program_text(
-                DIMS, [("q", "workspace", "bf16", f"s0, {heads * d}"),
-                       ("kc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"),
-                       ("vc", "kv_cache", "bf16", f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
-                       *norm_buffers,
-                       ("po", "workspace", "f32", f"s0, {heads}, {splits}, {d}"),
-                       ("ps", "workspace", "f32", f"s0, {heads}, {splits}, 2"),
-                       ("out", "workspace", "bf16", f"s0, {heads * d}")],
-                "attention_partial", f"s0, {kv_heads}, {splits}",
-                ["q", "kc", "vc", "pos"] + [n for n, *_ in norm_buffers], ["po", "ps", "out"],
-                attn | {"read_roles": ["q", "k_cache", "v_cache", "positions"]
-                        + (["q_norm_weight", "k_norm_weight", "inv_freq"] if norm else []),
-                        "write_roles": ["partial_out", "partial_stats", "out"]} | ({"merge_one_row": True} if one_row else {})))
+                DIMS, buffers + [("out", "workspace", "bf16", f"s0, {heads * d}")], "attention_partial",
+                f"s0, {kv_heads}, {splits}", reads, ["po", "ps", "out"],
+                attn | {"read_roles": read_roles, "write_roles": ["partial_out", "partial_stats", "out"]}
+                | ({"merge_one_row": True} if one_row else {})))
         if norm:
             continue
         progs[name + "_merge"] = program_of_text(program_text(
@@ -369,9 +361,9 @@ def extra_programs() -> dict[str, object]:
                    ("out", "workspace", "bf16", f"s0, {heads * d}")],
             "attention_merge", f"s0, {kv_heads}", ["po", "ps"], ["out"],
             attn | {"read_roles": ["partial_out", "partial_stats"], "write_roles": ["out"]}))
+    progs["o_proj_x_one_row"] = _o_proj_x_one_row(2048, 64)  # Qwen3-0.6B's o_proj, fewer columns
     # Qwen3-shaped split heads with a head_rms_norm: 4 tiles of 32 columns per head of 128, the last to
     # arrive normalizes the head (q: y; k: only the KV cache)
-    progs["o_proj_x_one_row"] = _o_proj_x_one_row(2048, 64)  # Qwen3-0.6B's o_proj, fewer columns
     progs["q_proj_split_norm"] = _linear("qn", 1024, 256, 32, epilogue=["head_rms_norm", "rope"], head_dim=128)
     progs["k_proj_split_norm"] = _linear("kn", 1024, 256, 32, epilogue=["head_rms_norm", "rope", "kv_append"],
                                          head_dim=128, cache_heads=2)
