@@ -185,6 +185,31 @@ def test_attention_tiles_with_kv_prefetch_match_the_reference(cases):
     assert prefetched >= 5 and not failures, (prefetched, failures)
 
 
+def test_prefetching_attention_takes_rope_cos_sin_from_its_issue_function(cases):
+    """With the q/k norm and RoPE in the attention tile and the K / V rows prefetched, RoPE's f64 cos and
+    sin are computed by the issue function before the waits (a table in shared memory) and not by the
+    tile function after them; the tile's values still match the reference (the table's rounding is
+    rope_cos_sin's). Without a weight stream the tile computes them itself."""
+    from etc.codegen.tiles_harness import harness_module_text as harness
+
+    case = next(c for c in cases if c.name.endswith("attention_norm_d128"))
+
+    def trig_by_function(text):
+        out = {}
+        for chunk in text.split("func.func @")[1:]:
+            name = chunk.split("(", 1)[0]
+            out[name] = chunk.count("math.cos") + chunk.count("math.sin")
+        return out
+    streamed = trig_by_function(harness(case.program, [case.task], weight_stream=True))
+    issue = [n for n in streamed if n.endswith("_issue")]
+    assert issue and streamed[issue[0]] == 2, streamed
+    assert sum(v for n, v in streamed.items() if n not in issue) == 0, streamed
+    plain = trig_by_function(harness(case.program, [case.task], weight_stream=False))
+    assert not any(n.endswith("_issue") for n in plain) and sum(plain.values()) > 0, plain
+    got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True)
+    assert not _mismatches(case, got)
+
+
 def test_bulk_copies_of_weights_and_kv_rows_are_evicted_first_from_l2(cases):
     """Every bulk copy a streamed linear or a prefetching attention tile makes (weights, K and V rows:
     read once a step) carries the L2 evict-first policy, so those bytes leave L2 before the code, the
