@@ -19,7 +19,7 @@ import pytest
 from etc import tiles as contract
 from etc.codegen import ptxas
 from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, _emitters, emit_tile_function, tile_shared_bytes
-from etc.codegen.tiles_cases import all_cases, extra_programs
+from etc.codegen.tiles_cases import all_cases, extra_programs, make_case
 from etc.codegen.tiles_harness import default_indices, harness_module_text, program_of_text, program_text, unique_tasks
 from etc.codegen.tiles_simt import simulate
 from etc.errors import EtcError
@@ -189,7 +189,8 @@ def test_prefetching_attention_takes_rope_cos_sin_from_its_issue_function(cases)
     """With the q/k norm and RoPE in the attention tile and the K / V rows prefetched, RoPE's f64 cos and
     sin are computed by the issue function before the waits (a table in shared memory) and not by the
     tile function after them; the tile's values still match the reference (the table's rounding is
-    rope_cos_sin's). Without a weight stream the tile computes them itself."""
+    rope_cos_sin's), also with a block of two warps, where warp 1 alone computes the 64 pairs of head_dim
+    128. Without a weight stream the tile computes them itself."""
     from etc.codegen.tiles_harness import harness_module_text as harness
 
     case = next(c for c in cases if c.name.endswith("attention_norm_d128"))
@@ -208,6 +209,11 @@ def test_prefetching_attention_takes_rope_cos_sin_from_its_issue_function(cases)
     assert not any(n.endswith("_issue") for n in plain) and sum(plain.values()) > 0, plain
     got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True)
     assert not _mismatches(case, got)
+    two_warps = dataclasses.replace(case.program, kernel=dataclasses.replace(case.program.kernel, block_size=64))
+    small = make_case("attention_norm_d128-block64", two_warps, two_warps.tasks[0], {"batch": 2, "kv_len": 700},
+                      seed=31, block=64)
+    got = simulate(small.program, small.task, small.sizes, small.arrays, 64, weight_stream=True)
+    assert not _mismatches(small, got)
 
 
 def test_bulk_copies_of_weights_and_kv_rows_are_evicted_first_from_l2(cases):

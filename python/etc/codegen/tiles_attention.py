@@ -478,18 +478,20 @@ def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
 
 def _rope_table(t: Tile, D: int, qt: str, offset: int) -> None:
     """The issue function's RoPE table: (cos, sin) at positions[r] of each rotate-half pair i < D / 2,
-    rounded as rope_cos_sin rounds them, as f32 pairs at `offset` in shared memory. Warp 0 skips it, so
-    thread 0 goes on to the tile's waits; the tile reads the table after the barrier that follows them.
-    The f64 cos and sin then leave the tile's path after its waits (Qwen3-0.6B: ~2-4% of a step)."""
+    rounded as rope_cos_sin rounds them, as f32 pairs at `offset` in shared memory. Warp 0 skips it (in
+    a block of more than one warp), so thread 0 goes on to the tile's waits; the tile reads the table
+    after the barrier that follows them. The f64 cos and sin then leave the tile's path after its waits
+    (Qwen3-0.6B: ~2-4% of a step)."""
     b = t.b
     r = t.coords[0]
     table = b.gep(t.smem_base(), offset, "i8")
-    i = b.sub(t.tid, WARP)
-    with b.when(b.land(b.cmp("ge", t.tid, WARP), b.cmp("lt", i, D // 2))):
+    first = WARP if t.block_max > WARP else 0  # the first thread that computes
+    with b.when(b.cmp("ge", t.tid, first)):
         pos = b.cast(t.load("positions", r), "f32")
-        cos, sin = rope_cos_sin(b, pos, t.load("inv_freq", i), qt)
-        b.store(cos, b.gep(table, b.mul(i, 2), "f32"), 4)
-        b.store(sin, b.gep(table, b.add(b.mul(i, 2), 1), "f32"), 4)
+        with b.loop(b.sub(t.tid, first), D // 2, b.sub(t.bd, first)) as i:
+            cos, sin = rope_cos_sin(b, pos, t.load("inv_freq", i), qt)
+            b.store(cos, b.gep(table, b.mul(i, 2), "f32"), 4)
+            b.store(sin, b.gep(table, b.add(b.mul(i, 2), 1), "f32"), 4)
 
 
 def emit_attention_merge(t: Tile) -> None:
