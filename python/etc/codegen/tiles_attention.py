@@ -166,8 +166,7 @@ def emit_attention_partial(t: Tile) -> None:
             items.append((ok, i, load(i), load(b.add(i, half)), t.load(weight_role, i),
                           t.load(weight_role, b.add(i, half)), None if rope_table else t.load("inv_freq", i)))
         if rope_table:  # computed before the waits (_rope_table)
-            css = [(b.load(b.gep(rope_table, b.mul(i, 2), "f32"), "f32"),
-                    b.load(b.gep(rope_table, b.add(b.mul(i, 2), 1), "f32"), "f32")) for _, i, *_ in items]
+            css = [tuple(b.load(_rope_entry(b, rope_table, i, k), "f32") for k in (0, 1)) for _, i, *_ in items]
         else:
             css = [rope_cos_sin(b, pos, freq, qt) for *_, freq in items]
         ss = b.f32(0.0)
@@ -419,9 +418,9 @@ def emit_attention_partial(t: Tile) -> None:
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
         t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
         issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes)
-        _issue_kv_prefetch(issue, KVH, D, C, W)
+        p_issue = _issue_kv_prefetch(issue, KVH, D, C, W)
         if rope_table is not None:
-            _rope_table(issue, D, qt, t.smem_offsets[rope_table.name])
+            _rope_table(issue, p_issue, D, qt, t.smem_offsets[rope_table.name])
         t.companions.append(issue.function_text(suffix="_issue"))
 
 
@@ -444,11 +443,11 @@ def _chunk_slots(t: Tile, C: int, W: int):
     return b.select(b.cmp("ge", rows, W), b.i64(2 * C), b.i64(C))
 
 
-def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
+def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> V:
     """The attention_partial tile's issue function (every thread calls it before the tile's waits; thread 0
     acts): leave positions[r] at POSITION_OFFSET, init the ring's first mbarrier and bulk-copy the K and V
     rows of the chunk's slots before positions[r] into the ring (K rows, then V rows 2 * C rows further
-    with wide chunks)."""
+    with wide chunks). Returns positions[r]."""
     b = t.b
     r, g, s = t.coords
     _, _, T, _ = t.shape("k_cache")
@@ -474,24 +473,28 @@ def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> None:
             b.copy_bulk(b.gep(base, RING_OFFSET, "i8"), t.elem_ptr("k_cache", at), nbytes, bar, policy)
             b.copy_bulk(b.gep(base, RING_OFFSET + cmax * D * eb, "i8"), t.elem_ptr("v_cache", at), nbytes, bar,
                         policy)
+    return p
 
 
-def _rope_table(t: Tile, D: int, qt: str, offset: int) -> None:
-    """The issue function's RoPE table: (cos, sin) at positions[r] of each rotate-half pair i < D / 2,
-    rounded as rope_cos_sin rounds them, as f32 pairs at `offset` in shared memory. Warp 0 skips it (in
+def _rope_table(t: Tile, p: V, D: int, qt: str, offset: int) -> None:
+    """The issue function's RoPE table: (cos, sin) at position p (positions[r]) of each rotate-half pair
+    i < D / 2, rounded as rope_cos_sin rounds them, as f32 pairs at `offset` in shared memory. Warp 0 skips it (in
     a block of more than one warp), so thread 0 goes on to the tile's waits; the tile reads the table
     after the barrier that follows them. The f64 cos and sin then leave the tile's path after its waits
     (Qwen3-0.6B: ~2-4% of a step)."""
     b = t.b
-    r = t.coords[0]
     table = b.gep(t.smem_base(), offset, "i8")
     first = WARP if t.block_max > WARP else 0  # the first thread that computes
     with b.when(b.cmp("ge", t.tid, first)):
-        pos = b.cast(t.load("positions", r), "f32")
+        pos = b.cast(p, "f32")
         with b.loop(b.sub(t.tid, first), D // 2, b.sub(t.bd, first)) as i:
-            cos, sin = rope_cos_sin(b, pos, t.load("inv_freq", i), qt)
-            b.store(cos, b.gep(table, b.mul(i, 2), "f32"), 4)
-            b.store(sin, b.gep(table, b.add(b.mul(i, 2), 1), "f32"), 4)
+            for k, value in enumerate(rope_cos_sin(b, pos, t.load("inv_freq", i), qt)):
+                b.store(value, _rope_entry(b, table, i, k), 4)
+
+
+def _rope_entry(b, table: V, i: V, k: int) -> V:
+    """Where the RoPE table keeps pair i's cos (k = 0) or sin (k = 1)."""
+    return b.gep(table, b.add(b.mul(i, 2), k), "f32")
 
 
 def emit_attention_merge(t: Tile) -> None:
