@@ -10,7 +10,9 @@ Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
     signals around each),
   - `gpu.func @etc_megakernel ... kernel`: each block is a worker that walks its static queue.
 The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
-dynamic shared memory the launch needs. Upstream passes then lower the gpu.module to
+dynamic shared memory the launch needs: the largest tile's, then the worker's run-time constants (sizes and
+buffer addresses), or, where those do not fit past the ring, between the tiles' scratch and the ring
+(kernel.SharedConstants). Upstream passes then lower the gpu.module to
 PTX (etc.pipeline.codegen_pipeline).
 With weight-stream=true (the default), linear tiles whose in_features is a multiple of 256 read their
 weights through shared memory: bulk copies (cp.async.bulk) fill a ring of stages that complete on
@@ -43,7 +45,7 @@ from mlir import ir
 
 from etc import mlir_adapter as mlir
 from etc.codegen import abi, kernel
-from etc.codegen.weight_stream import auto_ring_bytes, ring_option_problem
+from etc.codegen.weight_stream import RING_OFFSET, auto_ring_bytes, ring_option_problem
 from etc.errors import EtcError
 from etc.passes.base import Option, Pass
 from etc.sm_task_ir import SmTaskProgram
@@ -120,19 +122,20 @@ class LowerToGpu(Pass):
         # the launch needs this much dynamic shared memory: the largest tile's (a streaming tile's counts its
         # ring), then the worker's run-time constants (kernel.SharedConstants)
         own = max(kernel.shared_bytes(text) for text in tiles.values())
+        scratch = max(kernel.shared_bytes(text, "scratch_bytes") for text in tiles.values())
         if self.option("profile"):  # the tiles' phase stamp slots, past every tile's own memory
             if own > abi.PROFILE_PHASE_SMEM:
                 self.error(kernels[0], f"a tile uses {own} bytes of shared memory; the profiling build's "
                                        f"phase stamps need it below {abi.PROFILE_PHASE_SMEM}")
                 return
             own = abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
-        constants = kernel.SharedConstants.of(layout, own)
+        constants = kernel.SharedConstants.of(layout, own, scratch, RING_OFFSET)
         text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"), constants)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")
             module_op.regions[0].blocks[0].append(gpu_module.operation)
             module_op.attributes["gpu.container_module"] = ir.UnitAttr.get()
-            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(constants.end if constants else own)
+            kernels[0].attributes["shared_bytes"] = mlir.python_to_attr(constants.launch_bytes(own) if constants else own)
 
 
 def _add_profile_buffer(module_op, kernel_op) -> None:

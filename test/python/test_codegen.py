@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -10,6 +11,8 @@ import etc
 from etc.codegen import abi, ptxas
 from etc.errors import EtcError
 from etc.models.decoder import CONFIGS, build_model, dynamic_shapes_for, example_inputs
+
+LIT = pathlib.Path(__file__).parents[1] / "lit"
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +277,49 @@ def test_shared_constants_take_what_fits_past_the_tiles():
     assert (sizes_only.buffers, sizes_only.end) == (0, 229456)
     assert SharedConstants.of(_layout(1, 4), 9).offset == 16  # aligned for the i64 slots
     assert SharedConstants.of(_layout(2, 0), abi.MAX_SHARED_BYTES - 8) is None
+
+
+def test_shared_constants_go_below_the_ring_when_they_do_not_fit_past_it():
+    """Buffer addresses that do not fit past the ring (Qwen3-0.6B: 595 of them past 229456 bytes) go between
+    the tiles' scratch and the ring, sizes first; where the scratch leaves no room, or no tile uses a ring
+    (the scratch reaches the launch's end), only the sizes are kept past the tiles."""
+    from etc.codegen.kernel import SharedConstants
+    from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES
+
+    below = SharedConstants.of(_layout(2, 595), STREAM_SHARED_BYTES, 70001, RING_OFFSET)
+    assert (below.offset, below.symbols, below.buffers) == (70008, 2, 595)
+    assert below.end <= RING_OFFSET and below.launch_bytes(STREAM_SHARED_BYTES) == STREAM_SHARED_BYTES
+    no_room = SharedConstants.of(_layout(2, 595), STREAM_SHARED_BYTES, RING_OFFSET - 4000, RING_OFFSET)
+    assert (no_room.offset, no_room.buffers) == (STREAM_SHARED_BYTES, 0)
+    no_ring = SharedConstants.of(_layout(2, 595), 229456, 229456, RING_OFFSET)
+    assert (no_ring.offset, no_ring.buffers) == (229456, 0)
+    fits_past = SharedConstants.of(_layout(2, 295), 229440, 1000, RING_OFFSET)
+    assert (fits_past.offset, fits_past.buffers) == (229440, 295)  # past the tiles first, as before
+
+
+def test_buffer_addresses_that_do_not_fit_past_the_ring_go_below_it():
+    """etc-lower-to-gpu on a streaming linear tile's program with 400 more buffers (past the ring only the
+    sizes fit): the launch keeps the ring's shared memory, and the worker copies the sizes and all 405
+    buffer addresses into shared memory between the tiles' scratch and the ring, where the run functions
+    read them."""
+    from etc.codegen.weight_stream import RING_OFFSET, STREAM_SHARED_BYTES
+
+    source = (LIT / "passes" / "etc-lower-to-gpu-weight-stream.mlir").read_text().split("// -----")[0]
+    lines = [line for line in source.splitlines() if not line.startswith("//")]
+    at = next(k for k, line in enumerate(lines) if 'name = "y"' in line) + 1
+    lines[at:at] = [f'  %u{j} = "event_tensor.buffer"(%b) {{name = "u{j}", role = "workspace", element_type = bf16, '
+                    f'sizes = affine_map<()[s0] -> (s0, 64)>}} : (index) -> !event_tensor.buf' for j in range(400)]
+    module = etc.run_pipeline("\n".join(lines), "etc-lower-to-sm-task,etc-static-schedule{num-sms=2},etc-lower-to-gpu")
+    text = str(module)
+    launch = int(re.search(r'"sm_task.kernel".*shared_bytes = (\d+) : i64', text).group(1))
+    assert launch == STREAM_SHARED_BYTES
+    scratch = max(int(n) for n in re.findall(r"etc.scratch_bytes = (\d+)", text))
+    offset = -(-scratch // 8) * 8
+    kernel_text = text[text.index("gpu.func @etc_megakernel"):]
+    # the staging loops' bases: sizes at the offset, buffer addresses right after them (1 symbol)
+    assert f"[{offset}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8" in kernel_text
+    assert f"[{offset + 8}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8" in kernel_text
+    assert offset + 8 + 8 * 405 <= RING_OFFSET
 
 
 def test_kernel_copies_sizes_into_shared_memory_before_its_queue(tiny_bundle):

@@ -19,8 +19,10 @@ head_rms_norm counts its tiles' arrivals; etc.codegen.tiles_attention.merge_arri
 an attention group whose last split merges); no tile waits on them.
 
 Shared memory. The launch's dynamic shared memory is the largest tile's, then (8-aligned) the worker's copy of
-`sizes` and, where it fits below MAX_SHARED_BYTES, of `buffers` (etc.codegen.kernel.SharedConstants): run
-and tile functions read them there, since every wait invalidates the SM's L1.
+`sizes` and `buffers` (etc.codegen.kernel.SharedConstants): run and tile functions read them there, since
+every wait invalidates the SM's L1. Where the buffer addresses do not fit below MAX_SHARED_BYTES, both go
+between the tiles' scratch (their `etc.scratch_bytes`) and the weight stream's ring, if they fit there;
+else only `sizes` is copied, past the tiles.
 
 Tile functions. Each task gets `func.func @etc_tile_<id>(%buffers: !llvm.ptr, %sizes: !llvm.ptr,
 %c0: i64, %c1: i64, %c2: i64)`, run by every thread of the block for tile (c0, c1, c2) of the task's grid

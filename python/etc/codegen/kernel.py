@@ -135,10 +135,11 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
 
 @dataclasses.dataclass(frozen=True)
 class SharedConstants:
-    """Where the worker keeps its run-time constants: from `offset` in dynamic shared memory (past its tiles'
-    own), `sizes` and, where they fit, the buffer addresses, copied there when the kernel starts. Every wait
-    and every signal's fence invalidates the SM's L1 (an acquire compiles to CCTL.IVALL), so constants read
-    from global memory cost an L2 round trip per tile (about 1 us while the other SMs stream weights)."""
+    """Where the worker keeps its run-time constants: from `offset` in dynamic shared memory, `sizes` and,
+    where they fit, the buffer addresses, copied there when the kernel starts. Every wait and every
+    signal's fence invalidates the SM's L1 (an acquire compiles to CCTL.IVALL), so constants read from
+    global memory cost an L2 round trip per tile (about 1 us while the other SMs stream weights): a run
+    function's operand table, loaded before its issue function can start the tile's weight copies."""
     offset: int
     symbols: int
     buffers: int  # 0: the buffer addresses stay in global memory
@@ -149,24 +150,35 @@ class SharedConstants:
 
     @property
     def end(self) -> int:
-        """The dynamic shared memory the kernel launches with."""
         return self.buffers_offset + 8 * self.buffers
 
     @classmethod
-    def of(cls, layout: Layout, shared_bytes: int) -> SharedConstants | None:
-        """The constants past `shared_bytes`, without the buffer addresses if they do not fit below
-        abi.MAX_SHARED_BYTES; None if not even the sizes do."""
-        offset = -(-shared_bytes // 8) * 8
-        for buffers in (len(layout.buffers), 0):
-            constants = cls(offset, len(layout.symbols), buffers)
-            if constants.end <= abi.MAX_SHARED_BYTES:
-                return constants
-        return None
+    def of(cls, layout: Layout, shared_bytes: int, scratch_bytes: int | None = None,
+           ring_offset: int | None = None) -> SharedConstants | None:
+        """Place the constants: past the tiles' `shared_bytes` if sizes and buffer addresses fit below
+        abi.MAX_SHARED_BYTES; else, when the tiles use a ring from `ring_offset` and keep their scratch
+        (`scratch_bytes`) below it, in the gap between the two; else the sizes alone past the tiles;
+        None if not even they fit."""
+        def at(start: int, limit: int, buffers: int) -> SharedConstants | None:
+            constants = cls(-(-start // 8) * 8, len(layout.symbols), buffers)
+            return constants if constants.end <= limit else None
+
+        gap = ring_offset is not None and scratch_bytes is not None and scratch_bytes <= ring_offset < shared_bytes
+        return (at(shared_bytes, abi.MAX_SHARED_BYTES, len(layout.buffers))
+                or (gap and at(scratch_bytes, ring_offset, len(layout.buffers)))
+                or at(shared_bytes, abi.MAX_SHARED_BYTES, 0))
+
+    def launch_bytes(self, shared_bytes: int) -> int:
+        """The dynamic shared memory the kernel launches with: the tiles' and the constants'."""
+        return max(shared_bytes, self.end)
 
 
-def shared_bytes(tile_function_text: str) -> int:
-    """The dynamic shared memory a tile function declares (its etc.shared_bytes attribute)."""
-    m = re.search(r"etc\.shared_bytes = (\d+)", tile_function_text)
+def shared_bytes(tile_function_text: str, attribute: str = "shared_bytes") -> int:
+    """The dynamic shared memory a tile function declares (its etc.shared_bytes attribute; with
+    attribute="scratch_bytes", how much of it lies below the ring, its scratch)."""
+    m = re.search(rf"etc\.{attribute} = (\d+)", tile_function_text)
+    if m is None and attribute == "scratch_bytes":
+        return shared_bytes(tile_function_text)
     return int(m.group(1)) if m else 0
 
 

@@ -59,7 +59,10 @@ class Tile:
         self.coords = [V(f"%c{i}", "i64") for i in range(3)]
         self.block_max = max(WARP, int(program.kernel.block_size))
         self.max_sizes = program.default_sizes()
-        self.shared_bytes = 0
+        self.shared_bytes = 0  # the tile's scratch: smem() regions, bump allocated from 0
+        # where the tile's use of the weight stream's ring region ends (0: none); its scratch stays below
+        # the ring, so the kernel may keep its constants between the two (etc.codegen.kernel.SharedConstants)
+        self.ring_end = 0
         self._ptrs: dict[str, V] = {}
         self._syms: dict[str, V] = {}
         self._shapes: dict[str, list] = {}
@@ -273,6 +276,11 @@ class Tile:
         self.smem_offsets[region.name] = offset
         return region
 
+    @property
+    def launch_bytes(self) -> int:
+        """The dynamic shared memory the tile needs at launch: its scratch, and the ring's region if it uses it."""
+        return max(self.shared_bytes, self.ring_end)
+
     def scratch(self) -> V:
         """32 x 8 bytes of shared memory for block reductions (one slot per warp)."""
         if self._scratch is None:
@@ -316,10 +324,11 @@ class Tile:
         function returns (a companion's answer, e.g. `_idle`'s i1). noinline: a companion kept out of line
         too (one the tile calls, so that its registers do not add to the tile's)."""
         name = tile_function_name(self.task.id) + suffix
+        sizes = f"etc.shared_bytes = {self.launch_bytes} : i64, etc.scratch_bytes = {self.shared_bytes} : i64"
         keep = ', passthrough = ["noinline"]' if not suffix or noinline else ""
         returns = f" -> {result.type}" if result is not None else ""
         head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64){returns} "
-                f"attributes {{etc.shared_bytes = {self.shared_bytes} : i64, etc.tile_kind = \"{self.kind}\"{keep}}} {{")
+                f"attributes {{{sizes}, etc.tile_kind = \"{self.kind}\"{keep}}} {{")
         ret = f"  return {result} : {result.type}" if result is not None else "  return"
         return "\n".join([head, self.b.text(), ret, "}"] + self.companions) + "\n"
 
@@ -856,4 +865,4 @@ def tile_shared_bytes(task, program, buffer_index: dict[str, int] | None = None,
     """Bytes of dynamic shared memory the task's tile function uses (also its `etc.shared_bytes` attribute)."""
     buffer_index = buffer_index or {b.name: i for i, b in enumerate(program.buffers)}
     symbol_index = symbol_index or {d.name: i for i, d in enumerate(program.dims)}
-    return _build(task, program, buffer_index, symbol_index, weight_stream).shared_bytes
+    return _build(task, program, buffer_index, symbol_index, weight_stream).launch_bytes

@@ -416,7 +416,7 @@ def emit_attention_partial(t: Tile) -> None:
     if prefetch:
         with b.when(b.cmp("eq", t.tid, 0)):
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
-        t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
+        t.ring_end = STREAM_SHARED_BYTES
         issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes)
         p_issue = _issue_kv_prefetch(issue, KVH, D, C, W)
         if rope_table is not None:

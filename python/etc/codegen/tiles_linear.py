@@ -222,7 +222,7 @@ class Linear:
         if self.one_row_variant:
             t.companions.append(self.one_row_function())
         if self.stream:
-            t.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES)
+            t.ring_end = STREAM_SHARED_BYTES
             if not self.one_row:  # the tile's issue function serves its one-row variant as well
                 issue = self.companion_tile(weight_stream=True)
                 WeightStream(issue, self.stream.g).start()
@@ -422,6 +422,7 @@ class Linear:
         one = self.companion_tile(t.weight_stream, t.profile)
         Linear(one, one_row=True, parent_geometry=self.stream.g if self.stream else None).emit()
         t.shared_bytes = max(t.shared_bytes, one.shared_bytes)
+        t.ring_end = max(t.ring_end, one.ring_end)
         return one.function_text(suffix="_one_row")
 
     def col(self, c) -> V:
@@ -497,8 +498,8 @@ class Linear:
             xs = row.b.gep(base, t.smem_offsets[self.xs.name], "i8")
             partial = row.b.gep(base, t.smem_offsets[self.norm_partial.name], "i8")
         stage_rms_row(row, xs, partial, row.b.mul(row.coords[1], self.K), self.K, self.xt, eps, chunks)
-        # declares the tile function's shared memory (the stream's ring is added after this is emitted)
-        row.shared_bytes = max(t.shared_bytes, STREAM_SHARED_BYTES) if self.stream else t.shared_bytes
+        # declares the tile function's shared memory (its ring is marked after this is emitted)
+        row.shared_bytes, row.ring_end = t.shared_bytes, STREAM_SHARED_BYTES if self.stream else 0
         return row.function_text(suffix="_row")
 
     def stage_rms_spread(self, src: V, nr: V, eps: float) -> None:
