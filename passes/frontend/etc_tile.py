@@ -9,7 +9,10 @@ dividing head_dim, so a head's rotate-half pairs spread over several tiles, etc.
 attention (the KV length one split covers) and `wide_rows` (with wide-kv: the rows from which a split
 covers twice kv_chunk, ceildiv(num-sms, 2 * num_kv_heads), so that batches whose (row, kv head) pairs
 fill half the SMs run half the attention tiles, each twice as long), `tile_c` for row-wise elementwise
-kinds. Sizes need not divide evenly: the last tile is short.
+kinds. Sizes need not divide evenly: the last tile is short. A linear whose 16 rows of 16-bit x do not fit
+shared memory whole (the tile library stages them a segment of K at a time) and whose column sums would
+not fit beside a segment is narrowed to a whole number of rounds of the SMs (Qwen3-8B's LM head: 288
+columns, four rounds), so that its weights stream once per 16 rows.
 Guarantees: every tile kind's coverage rules hold (a per-head epilogue sees whole heads, a norm's dim
 divides its row, a linear's in_features allows 16-byte loads); a shape no tile can cover is an error
 at the op, never a silently wrong tiling.
@@ -105,6 +108,8 @@ class Tile(Pass):
                                      f"(a divisor of {unit} that is a multiple of {SPLIT_UNIT})")
                 return {"tile_n": parts[0] if parts else unit}
             tile_n = self.option("tile-n") or _round_up(want, unit)
+            if not steps and not self.option("tile-n"):
+                tile_n = self._segmentable(op, k, max(n, share), tile_n, params)
             if tile_n % unit:
                 raise ValueError(f"tile-n {tile_n} does not hold whole heads of {unit}" if steps else
                                  f"tile-n {tile_n} is not a multiple of 8 (16-byte bf16 loads)")
@@ -130,6 +135,24 @@ class Tile(Pass):
                 raise ValueError("the row length is symbolic")
             return {"tile_c": min(cols, self.option("row-tile"))}
         return {}
+
+
+    def _segmentable(self, op, k: int, features: int, tile_n: int, params: dict) -> int:
+        """tile_n, narrowed to a whole number of rounds of the SMs (features / (m * num-sms)) where 16 rows of
+        16-bit x do not fit shared memory whole and the tile's column sums would not fit beside a segment of
+        them (etc.codegen.tiles_linear.segment_sums_fit): unsegmented, such a tile streams its weights
+        once per 8 rows (Qwen3-8B's LM head, 1152 columns, twice at batch 16: 290 us of 7.4 ms)."""
+        from etc.codegen.tiles_linear import X_STAGE_BYTES, segment_sums_fit
+        from etc.codegen.weight_stream import SEGMENT_ROWS
+        x = T.tensor_type(T.tile_operand(op, "x"))
+        if x is None or x.dtype not in ("bf16", "f16") or SEGMENT_ROWS * k * 2 <= X_STAGE_BYTES:
+            return tile_n
+        roles = 2 if "silu_mul" in params.get("epilogue", []) else 1
+        rounds = 1
+        while not segment_sums_fit(tile_n, roles) and tile_n > 8:
+            rounds += 1
+            tile_n = _round_up(_ceildiv(features, rounds * self.option("num-sms")), 8)
+        return tile_n
 
 
 def _cols(value) -> int | None:

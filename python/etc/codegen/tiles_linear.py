@@ -76,6 +76,18 @@ ELEMENTWISE_STEPS = ("silu_mul", "gelu", "residual_add")
 HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
 
 
+SEGMENT_SCRATCH_SLACK = 2048  # a segmented tile's other scratch: norm partials, rstd, block reduction
+
+
+def segment_sums_fit(tile_n: int, roles: int) -> bool:
+    """Whether a segmented tile of tile_n columns (16-bit x) keeps its column sums (`acc`) below the ring
+    beside x's segment and the tensor-core dot's partial sums; where they do not, the tile does not segment
+    and its weights stream once per X_STAGE_BYTES of x rows, not per SEGMENT_ROWS (etc-tile narrows it)."""
+    red = 2 * MMA_WARPS * roles * 16 * 8 * 4
+    acc = -(-tile_n // MMA_WARPS) * red // 2 // MMA_WARPS
+    return X_STAGE_BYTES + red + acc + SEGMENT_SCRATCH_SLACK <= RING_OFFSET
+
+
 def emit_linear(t: Tile) -> None:
     Linear(t).emit()
 

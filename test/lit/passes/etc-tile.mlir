@@ -34,6 +34,23 @@ func.func @shapes(%x: !torch.vtensor<[?,2048],bf16>, %x2: !torch.vtensor<[?,2048
 
 // -----
 
+// Positive: a wide linear over rows of 4096 (Qwen3-8B's LM head) whose 16 rows of x do not fit shared
+// memory whole: 1152 columns a tile (one round of the 132 SMs) would leave no room for its column sums
+// beside a segment of x, so it gets 288, four rounds, and streams its weights once per 16 rows. No match:
+// the same columns over rows of 2048 (16 rows fit whole) keep one round; an f32 x never segments.
+// CHECK-LABEL: func.func @wide
+// CHECK: in_features = 4096 : i64, {{.*}}tile_n = 288 : i64}
+// CHECK: in_features = 2048 : i64, {{.*}}tile_n = 1152 : i64}
+// CHECK: in_features = 4096 : i64, {{.*}}tile_n = 1152 : i64}
+func.func @wide(%x: !torch.vtensor<[?,4096],bf16>, %w: !torch.vtensor<[151936,4096],bf16>, %x2: !torch.vtensor<[?,2048],bf16>, %w2: !torch.vtensor<[151936,2048],bf16>, %x3: !torch.vtensor<[?,4096],f32>, %w3: !torch.vtensor<[151936,4096],f32>) {
+  %0 = "etc.tile"(%x, %w) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 4096 : i64, out_features = 151936 : i64, has_bias = false}} : (!torch.vtensor<[?,4096],bf16>, !torch.vtensor<[151936,4096],bf16>) -> !torch.vtensor<[?,151936],bf16>
+  %1 = "etc.tile"(%x2, %w2) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 2048 : i64, out_features = 151936 : i64, has_bias = false}} : (!torch.vtensor<[?,2048],bf16>, !torch.vtensor<[151936,2048],bf16>) -> !torch.vtensor<[?,151936],bf16>
+  %2 = "etc.tile"(%x3, %w3) {kind = "linear", params = {operand_roles = ["x", "weight"], result_roles = ["y"], in_features = 4096 : i64, out_features = 151936 : i64, has_bias = false}} : (!torch.vtensor<[?,4096],f32>, !torch.vtensor<[151936,4096],f32>) -> !torch.vtensor<[?,151936],f32>
+  return
+}
+
+// -----
+
 // Positive: a projection with a per-head rms norm first (Qwen3's q_proj, heads of 128) splits its heads
 // too: the norm then gathers each head in its last tile (etc.tiles). A norm after rope keeps whole heads.
 // CHECK-LABEL: func.func @head_norm
