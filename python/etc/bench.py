@@ -133,9 +133,10 @@ def _graph(fn):
 
 
 class Hung(EtcError):
-    """A bundle's step hung (the runtime's watchdog raised StepTimeout): its kernel may still be running,
-    so nothing else can run on the GPU in this process. `rows` holds the rows measured so far (the hung
-    bundle's and the ones not run carry etc_error); the caller reports them and exits at once."""
+    """A bundle's step hung (the runtime's watchdog raised StepTimeout: its kernel may still be running) or
+    faulted on the GPU (GpuFault: the CUDA context is lost), so nothing else can run on the GPU in this
+    process. `rows` holds the rows measured so far (the failed bundle's and the ones not run carry
+    etc_error); the caller reports them and exits at once."""
 
     def __init__(self, message: str, rows: list[dict]):
         super().__init__(message)
@@ -153,20 +154,21 @@ def measure_instances(bundles: list, instances: int, measure) -> dict:
     instance's, with etc_ms the median of the instances' medians, etc_instances_ms those medians in order,
     etc_spread_ms the spread of all their steps and etc_rel_err / etc_vs_f32 the worst instance's; a
     failing instance gives the bundle etc_error (its first) and the other bundles still run, unless its
-    step hung (StepTimeout): then nothing more runs, the bundles not run get an etc_error that says so,
-    and out["hung"] holds the hang's message."""
-    from etc.runtime import StepTimeout
+    step hung (StepTimeout) or faulted on the GPU (GpuFault: the CUDA context is lost): then nothing more
+    runs, the bundles not run get an etc_error that says so, and out["hung"] holds the message."""
+    from etc.runtime import GpuFault, StepTimeout
 
     firsts, medians, steps, errors = {}, {p: [] for p in bundles}, {p: [] for p in bundles}, {}
-    hung = None
+    hung, stopped = None, "hung"
     for _ in range(instances):
         for path in bundles:
             if path in errors or hung:
                 continue
             try:
                 fields, times = measure(path)
-            except StepTimeout as e:  # the GPU may still run the hung kernel: run nothing after it
-                errors[path] = hung = str(e).splitlines()[0]
+            except (StepTimeout, GpuFault) as e:  # the hung kernel may still run, or the context is lost:
+                errors[path] = hung = str(e).splitlines()[0]  # run nothing after it
+                stopped = "hung" if isinstance(e, StepTimeout) else "failed on the GPU"
                 continue
             except EtcError as e:  # one bundle that does not load or run must not hide the others
                 errors[path] = str(e).splitlines()[0]
@@ -181,7 +183,7 @@ def measure_instances(bundles: list, instances: int, measure) -> dict:
     for path in bundles:
         row = dict(firsts.get(path, {}))
         if hung and path not in errors and len(medians[path]) < instances:
-            errors[path] = "not run: an earlier bundle's step hung (restart the process)"
+            errors[path] = f"not run: an earlier bundle's step {stopped} (restart the process)"
         if medians[path] and path not in errors:
             row.update(etc_ms=statistics.median(medians[path]), etc_spread_ms=spread(steps[path]),
                        etc_instances_ms=[round(m, 4) for m in medians[path]])

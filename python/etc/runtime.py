@@ -43,6 +43,15 @@ class StepTimeout(EtcError):
     """A step did not finish within its timeout; the message lists what each stuck worker waits on."""
 
 
+class GpuFault(EtcError):
+    """A step faulted on the GPU (e.g. a misaligned address): the CUDA context is lost, so nothing else can
+    run on this GPU in this process."""
+
+
+# how the C++ runtime's message for a faulted step ends (runtime/src/runtime.cpp, Runtime::wait_locked)
+CONTEXT_LOST = "the CUDA context is unusable from now on"
+
+
 # ------------------------------------------------------------------ finding and building the library
 
 
@@ -162,6 +171,8 @@ def _check(lib, status: int) -> None:
     if status == OK:
         return
     message = (lib.etc_rt_last_error() or b"").decode("utf-8", errors="replace") or f"status {status}"
+    if status == ERROR and message.endswith(CONTEXT_LOST):
+        raise GpuFault(message)
     raise {NO_DRIVER: RuntimeUnavailable, TIMEOUT: StepTimeout}.get(status, EtcError)(message)
 
 
@@ -445,6 +456,9 @@ class Megakernel:
         except StepTimeout:
             self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
             raise
+        except GpuFault:
+            self._failed = f"step {self._rt.epoch} faulted on the GPU and the CUDA context is lost (restart the process)"
+            raise
 
     def wait(self) -> None:
         """Wait for the last launched step under the watchdog (StepTimeout)."""
@@ -452,6 +466,9 @@ class Megakernel:
             self._rt.wait(self.timeout_s)
         except StepTimeout:
             self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
+            raise
+        except GpuFault:
+            self._failed = f"step {self._rt.epoch} faulted on the GPU and the CUDA context is lost (restart the process)"
             raise
 
     def step(self, inputs: Mapping[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
