@@ -136,7 +136,6 @@ class Tile(Pass):
             return {"tile_c": min(cols, self.option("row-tile"))}
         return {}
 
-
     def _segmentable(self, op, k: int, features: int, tile_n: int, params: dict) -> int:
         """tile_n, narrowed to a whole number of rounds of the SMs (features / (m * num-sms)) where 16 rows of
         16-bit x do not fit shared memory whole and the tile's column sums would not fit beside a segment of
