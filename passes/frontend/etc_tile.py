@@ -139,16 +139,15 @@ class Tile(Pass):
     def _segmentable(self, op, k: int, features: int, tile_n: int, params: dict) -> int:
         """tile_n, narrowed to a whole number of rounds of the SMs (features / (m * num-sms)) where 16 rows of
         16-bit x do not fit shared memory whole and the tile's column sums would not fit beside a segment of
-        them (etc.codegen.tiles_linear.segment_sums_fit): unsegmented, such a tile streams its weights
+        them (etc.codegen.tiles_linear.streams_per_row_group): unsegmented, such a tile streams its weights
         once per 8 rows (Qwen3-8B's LM head, 1152 columns, twice at batch 16: 290 us of 7.4 ms)."""
-        from etc.codegen.tiles_linear import X_STAGE_BYTES, segment_sums_fit
-        from etc.codegen.weight_stream import SEGMENT_ROWS
+        from etc.codegen.tiles_linear import streams_per_row_group
         x = T.tensor_type(T.tile_operand(op, "x"))
-        if x is None or x.dtype not in ("bf16", "f16") or SEGMENT_ROWS * k * 2 <= X_STAGE_BYTES:
+        if x is None or x.dtype not in ("bf16", "f16"):
             return tile_n
         roles = 2 if "silu_mul" in params.get("epilogue", []) else 1
         rounds = 1
-        while not segment_sums_fit(tile_n, roles) and tile_n > 8:
+        while streams_per_row_group(k, tile_n, roles) and tile_n > 8:
             rounds += 1
             tile_n = _round_up(_ceildiv(features, rounds * self.option("num-sms")), 8)
         return tile_n

@@ -12,6 +12,7 @@ No MLIR here (nor in etc.bundle): GPU machines have none.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -448,22 +449,22 @@ class Megakernel:
         import torch
 
         stream = torch.cuda.current_stream(self.device).cuda_stream
-        try:
+        with self._lost_on_failure():
             if wait:
                 self._rt.step(sizes, stream, self.timeout_s)
             else:
                 self._rt.launch(sizes, stream, self.timeout_s)
-        except StepTimeout:
-            self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
-            raise
-        except GpuFault:
-            self._failed = f"step {self._rt.epoch} faulted on the GPU and the CUDA context is lost (restart the process)"
-            raise
 
     def wait(self) -> None:
         """Wait for the last launched step under the watchdog (StepTimeout)."""
-        try:
+        with self._lost_on_failure():
             self._rt.wait(self.timeout_s)
+
+    @contextlib.contextmanager
+    def _lost_on_failure(self):
+        """A step that hangs (StepTimeout) or faults (GpuFault) makes this Megakernel unusable (_usable)."""
+        try:
+            yield
         except StepTimeout:
             self._failed = f"step {self._rt.epoch} timed out and its kernel may still be running (restart the process)"
             raise

@@ -79,13 +79,16 @@ HEAD_STEPS = ("head_rms_norm", "rope", "kv_append")
 SEGMENT_SCRATCH_SLACK = 2048  # a segmented tile's other scratch: norm partials, rstd, block reduction
 
 
-def segment_sums_fit(tile_n: int, roles: int) -> bool:
-    """Whether a segmented tile of tile_n columns (16-bit x) keeps its column sums (`acc`) below the ring
-    beside x's segment and the tensor-core dot's partial sums; where they do not, the tile does not segment
-    and its weights stream once per X_STAGE_BYTES of x rows, not per SEGMENT_ROWS (etc-tile narrows it)."""
+def streams_per_row_group(in_features: int, tile_n: int, roles: int) -> bool:
+    """Whether a linear tile over 16-bit x would stream its weights once per RB rows, not per SEGMENT_ROWS:
+    SEGMENT_ROWS rows of x do not fit X_STAGE_BYTES whole, and its column sums (`acc`) would not fit below
+    the ring beside x's segment and the tensor-core dot's partial sums, so it cannot segment (etc-tile
+    narrows such a tile)."""
+    if SEGMENT_ROWS * in_features * 2 <= X_STAGE_BYTES:
+        return False
     red = 2 * MMA_WARPS * roles * 16 * 8 * 4
     acc = -(-tile_n // MMA_WARPS) * red // 2 // MMA_WARPS
-    return X_STAGE_BYTES + red + acc + SEGMENT_SCRATCH_SLACK <= RING_OFFSET
+    return X_STAGE_BYTES + red + acc + SEGMENT_SCRATCH_SLACK > RING_OFFSET
 
 
 def emit_linear(t: Tile) -> None:
