@@ -308,6 +308,11 @@ def fold_affine(expr: ir.AffineExpr, constant: Callable, dim: Callable, symbol: 
     return binary(next(k for cls, k in _BINARY_KINDS if isinstance(expr, cls)), lhs, rhs)
 
 
+def uses_dim(expr: ir.AffineExpr, position: int) -> bool:
+    """Whether the expression depends on dim `position` (the bindings have no is_function_of_dim)."""
+    return fold_affine(expr, lambda v: False, lambda i: i == position, lambda i: False, lambda k, a, b: a or b)
+
+
 _PY_BINARY = {"add": "({} + {})", "mul": "({} * {})", "floordiv": "({} // {})", "ceildiv": "(-((-{}) // {}))",
               "mod": "({} % {})"}  # Python's // and % round toward negative infinity, as affine maps do
 

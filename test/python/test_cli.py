@@ -47,11 +47,12 @@ def test_the_attention_merge_is_in_the_last_split_at_one_row_unless_asked(tmp_pa
 @pytest.mark.parametrize("flags, wide", [([], True), (["--no-wide-kv"], False)])
 def test_wide_attention_chunks_unless_asked(tmp_path, flags, wide):
     """By default attention tiles take twice kv_chunk slots at batches of many rows, and the kernel asks
-    each attention tile's `_idle` companion whether it can skip the waits; --no-wide-kv builds neither."""
+    each attention tile's `_idle` companion whether another tile stands in for it (an empty chunk, then
+    skipped); --no-wide-kv builds neither."""
     out = tmp_path / "b"
     assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", *flags, "--out", str(out)]) == 0
     ptx = (out / "kernel.ptx").read_text()
-    assert ("_idle(" in ptx) == wide
+    assert ("_idle(" in ptx) == wide and ("_signal_count(" in ptx) == wide
 
 
 def test_generate_without_a_gpu_is_a_one_line_error(tmp_path, capsys):

@@ -11,7 +11,7 @@ Skipped without CUDA. The GPU machine has no MLIR, so bundles come prebuilt from
 (made where MLIR is installed with `etc compile --model NAME --out DIR/NAME.static`, `--schedule dynamic`
 for NAME.dynamic, `--no-fuse attention-merge-per-batch` for NAME.last, `--no-fuse attention-merge-last`
 for NAME.per-batch, `--no-fuse attention-merge-last --no-fuse attention-merge-per-batch` for NAME.folded; tiny-qwen3-split: `etc compile --model tiny-qwen3
---tile-n 16 --no-fuse head-norm-attention`); with MLIR present and no such directory,
+--tile-n 16 --no-fuse head-norm-attention`; tiny-qwen3-wide: `--model tiny-qwen3 --num-sms 8 --kv-chunk 16`); with MLIR present and no such directory,
 the test compiles them itself. Results go to $ETC_GPU_RESULTS (a JSON lines file) when set.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from etc.models.decoder import CONFIGS, build_model, make_kv_caches
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 STEPS = 32
-MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "tiny-qwen3-split"]
+MODELS = ["tiny-llama", "tiny-qwen3", "tiny-gpt", "tiny-qwen3-split", "tiny-qwen3-wide"]
 # the static schedule merges attention in each kv group's last split at batch 1 and in a merge grid at more
 # rows (the default); "last": in the last split at every batch (--no-fuse attention-merge-per-batch);
 # "per-batch": folded into o_proj at batch 1, a merge grid at more rows (--no-fuse attention-merge-last);
@@ -40,7 +40,10 @@ MERGES = {"last": ("attention-merge-per-batch",), "per-batch": ("attention-merge
 # bundle variants: name -> (reference model, etc compile options); tiny-qwen3-split keeps the per-head q/k
 # norm in the projections and splits its heads of 32 over two tiles of 16, so the norm is gathered by the
 # last tile of each head (tiny-qwen3 itself does the norm in the attention tile)
-VARIANTS = {"tiny-qwen3-split": ("tiny-qwen3", {"tile_n": 16, "no_fuse": ("head-norm-attention",)})}
+# tiny-qwen3-wide: 8 workers and chunks of 16 slots, so that from 2 rows on a split covers 32 slots and
+# the splits past 64 slots are empty: each is skipped, its stand-in split writing its outputs and signalling
+VARIANTS = {"tiny-qwen3-split": ("tiny-qwen3", {"tile_n": 16, "no_fuse": ("head-norm-attention",)}),
+            "tiny-qwen3-wide": ("tiny-qwen3", {"num_sms": 8, "kv_chunk": 16})}
 
 
 def bundle_dir(name: str, schedule: str, tmp_root: Path) -> Path:

@@ -185,6 +185,26 @@ def test_attention_tiles_with_kv_prefetch_match_the_reference(cases):
     assert prefetched >= 5 and not failures, (prefetched, failures)
 
 
+def test_a_wide_steps_empty_chunks_are_skipped_and_written_by_the_chunks_that_stand_in(cases):
+    """At a wide step the chunks E = ceildiv(T, 2 kv_chunk) .. S - 1 hold no slot. The harness skips a tile
+    whose `_idle` companion says so, as a worker does, so the empty chunks' outputs (and, merging by the
+    last split, the group's merge, which needs every split's arrival) are there only if split s - E
+    writes them and arrives for them; the tile's signals then count 2 (`_signal_count`)."""
+    selected = [c for c in cases if c.task.kind == "attention_partial" and c.task.params.get("wide_rows")]
+    skipped, failures = 0, []
+    for case in selected:
+        text = harness_module_text(case.program, [case.task])
+        assert "_idle(" in text and "_signal_count(" in text, case.name
+        p = case.task.params
+        rows, T = case.sizes["batch"], case.sizes["kv_len"]
+        S, E = -(-T // p["kv_chunk"]), -(-T // (2 * p["kv_chunk"]))
+        if rows >= p["wide_rows"]:
+            skipped += S - E
+        failures += _mismatches(case, simulate(case.program, case.task, case.sizes, case.arrays, case.block))
+    merging = [c for c in selected if any(b.name == "out" or "out" in b.name for b in c.program.buffers)]
+    assert skipped >= 10 and merging and not failures, (skipped, failures)
+
+
 def test_prefetching_attention_takes_rope_cos_sin_from_its_issue_function(cases):
     """With the q/k norm and RoPE in the attention tile and the K / V rows prefetched, RoPE's f64 cos and
     sin are computed by the issue function before the waits (a table in shared memory) and not by the

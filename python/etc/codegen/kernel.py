@@ -6,13 +6,14 @@ Worker loop (block w = worker w, etc.codegen.abi has the parameters):
     for each (task, first, stride) in w's static queue:      # parametric: tile counts from `sizes`
                                                              # (the next entry is loaded before this one runs)
       for tile = first; tile < tile_count(task); tile += stride:
-        thread 0: record progress; unless the tile's `_idle` companion says it reads nothing this step,
-                  poll until every counter element the tile waits on reaches (epoch << 32) + target (one
-                  wait: acquire loads; several: relaxed loads of all at once, then an acquire fence;
-                  a word seen met for an earlier tile of this entry is not polled again)
+        (skipped whole where the tile's `_idle` companion says another tile stands in for it this step)
+        thread 0: record progress; poll until every counter element the tile waits on reaches
+                  (epoch << 32) + target (one wait: acquire loads; several: relaxed loads of all at once,
+                  then an acquire fence; a word seen met for an earlier tile of this entry is not polled
+                  again)
         barrier; run the tile function (every thread); barrier
         thread 0: release fence; for each counter element the tile signals: atomicMax(epoch << 32),
-                  atomicAdd(1)
+                  atomicAdd(1, or the tile's `_signal_count`: 1 + the tiles it stands in for)
 Only thread 0 orders memory at device scope: the barriers order the other threads' accesses before its
 release fence and after its acquire loads (the leader-fence pattern of CUTLASS's generic barrier), so a
 tile pays one fence, not one per thread. The release fence is explicit because LLVM 22 drops release
@@ -117,17 +118,18 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
     a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
     A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
-    called by every thread before the tile's waits; one that carries `@<name>_idle` gets its waits
-    skipped where that returns true. constants: where the worker keeps its run-time
-    constants in shared memory (None: they stay in global memory)."""
-    from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, has_idle_function, has_issue_function
+    called by every thread before the tile's waits; one that carries `@<name>_idle` is skipped whole where
+    that returns true, and one that carries `@<name>_signal_count` signals that many at once. constants:
+    where the worker keeps its run-time constants in shared memory (None: they stay in global memory)."""
+    from etc.codegen.tile_library import (DYNAMIC_SHARED_DECL, has_idle_function, has_issue_function,
+                                          has_signal_count_function)
 
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
     for t in program.tasks:
         name = tile_of_task[t.id]
         text = tile_functions[name]
         parts.append(_run_function(t, program, layout, name, has_issue_function(text, name), spin_sleep_ns,
-                                   has_idle_function(text, name)))
+                                   has_idle_function(text, name), has_signal_count_function(text, name)))
     parts.append(_kernel(program, layout, spin_sleep_ns, constants))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
@@ -190,10 +192,14 @@ POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : 
 
 
 def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
-                  issue: bool = False, spin_sleep_ns: int = 32, idle: bool = False) -> str:
+                  issue: bool = False, spin_sleep_ns: int = 32, idle: bool = False,
+                  signal_count: bool = False) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
-    task: the one tile `first`, popped ready, so it does not wait). idle: thread 0 asks the tile's
-    `_idle` companion first and skips the waits of a tile that reads nothing this step."""
+    task: the one tile `first`, popped ready, so it does not wait). idle: the tile's `_idle` companion
+    says first whether another tile of the task stands in for this one this step (writes its outputs and
+    signals for it), and then the worker skips it: no copies, waits, run or signals. signal_count: each
+    of the tile's signals adds what its `_signal_count` companion returns (1 + the tiles it stands in
+    for), not 1."""
     e = Emitter()
     operands = operand_index(task)
     arrivals = task.id in layout.arrival_offset
@@ -235,6 +241,10 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     waits = [] if dynamic else [(c, m) for c, m in zip(task.waits, task.wait_maps)]
     signals = [(c, m) for c, m in zip(task.signals, task.signal_maps)]
     args = f"({table}, %sizes, {coords[0]}, {coords[1]}, {coords[2]}) : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()"
+    head = len(loop.lines)  # the tile's coordinates: the rest of the loop body is skipped with the tile (idle)
+    count = None  # what each signal adds; asked up front by every thread, off the tail before the signals
+    if signal_count and signals:
+        count = loop.emit(f"func.call @{tile_function}_signal_count{args.replace('-> ()', '-> i64')}")
     if layout.profile_offset:  # the profiling build: when the worker reached the tile ...
         reached = loop.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     if issue:  # all threads, before thread 0 waits: the first weight blocks stream in during the waits
@@ -253,12 +263,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         word = _counter_word(lead, layout, name, elem)
         target = _target(lead, program, layout, name, elem, shifted_epoch)
         pending.append((word, target, slot))
-    if idle and pending:  # a tile that reads nothing this step need not wait
-        busy = lead.child(lead.fresh()[1:] + "i")
-        _wait_all(busy, worker64, pending, spin_sleep_ns)
-        _if(lead, _not(lead, lead.emit(f"func.call @{tile_function}_idle{args.replace('-> ()', '-> i1')}")), busy)
-    else:
-        _wait_all(lead, worker64, pending, spin_sleep_ns)
+    _wait_all(lead, worker64, pending, spin_sleep_ns)
     _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
         _stamp(lead, layout, profile, task.id, "%tile", 0, worker64, reached=(reached, polled))
@@ -266,17 +271,18 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     signal = loop.child("s")
     if signals:  # the block's writes (ordered before thread 0 by the barrier) happen before the signals
         signal.line('llvm.fence syncscope("device") release')
+    count = count or signal.const(1)
     for name, m in signals:
         elem = signal.affine_map(m, coords[:m.n_dims], symbols)
         word = _counter_word(signal, layout, name, elem)
         ptr = signal.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
         signal.emit(f"llvm.atomicrmw umax {ptr}, {shifted_epoch} monotonic : !llvm.ptr, i64")
-        before = signal.emit(f"llvm.atomicrmw add {ptr}, {signal.const(1)} monotonic : !llvm.ptr, i64")
+        before = signal.emit(f"llvm.atomicrmw add {ptr}, {count} monotonic : !llvm.ptr, i64")
         consumers = [(d, wm) for d in program.tasks if d.schedule == "dynamic"
                      for c, wm in zip(d.waits, d.wait_maps) if c == name]
         if consumers:  # the last signal of the element pushes the dynamic tiles it completes
             target = _target(signal, program, layout, name, elem, shifted_epoch)
-            last = signal.emit(f"arith.cmpi eq, {signal.binary('addi', before, signal.const(1))}, {target} : i64")
+            last = signal.emit(f"arith.cmpi eq, {signal.binary('addi', before, count)}, {target} : i64")
             push = signal.child(f"p{len(signal.lines)}_")
             push.line('llvm.fence syncscope("device") acq_rel')
             for consumer, wait_map in consumers:
@@ -288,6 +294,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         _stamp(signal, layout, profile, task.id, "%tile", 1, None, phases=True)
     _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
     call = f"func.call @{tile_function}{args}"
+    coord_lines, loop.lines = loop.lines[:head], loop.lines[head:]
     loop_body = loop.body("      ") + f"""
       scf.if {is_leader} {{
 {lead.body("        ")}
@@ -298,6 +305,14 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
       scf.if {is_leader} {{
 {signal.body("        ")}
       }}"""
+    if idle:  # block-uniform: every thread asks; a tile another one stands in for is skipped whole
+        skip = f"%skip{task.id}"
+        loop_body = f"""
+      {skip} = func.call @{tile_function}_idle{args.replace('-> ()', '-> i1')}
+      scf.if {skip} {{
+      }} else {{""" + loop_body.replace("\n", "\n  ") + """
+      }"""
+    loop_body = "\n".join("      " + line for line in coord_lines) + loop_body
     return f"""func.func @etc_run_{task.id}({_RUN_ARGS}) {{
 {chr(10).join("    " + l for l in lines)}
     scf.for %tile = %first to {upper} step %stride : i64 {{

@@ -850,9 +850,15 @@ def emit_tile_function(task, program, buffer_index: dict[str, int], symbol_index
 
 
 def has_idle_function(tile_text: str, name: str) -> bool:
-    """Whether the tile function text carries `@<name>_idle` (-> i1: this tile reads nothing this step,
-    so its waits may be skipped)."""
+    """Whether the tile function text carries `@<name>_idle` (-> i1: another tile of the task stands in
+    for this one this step, so the worker skips it)."""
     return f"func.func @{name}_idle(" in tile_text
+
+
+def has_signal_count_function(tile_text: str, name: str) -> bool:
+    """Whether the tile function text carries `@<name>_signal_count` (-> i64: how much each of the tile's
+    signals adds, 1 + the tiles it stands in for)."""
+    return f"func.func @{name}_signal_count(" in tile_text
 
 
 def has_issue_function(tile_text: str, name: str) -> bool:

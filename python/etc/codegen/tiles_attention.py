@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 
+from etc import mlir_adapter as mlir
 from etc.codegen import abi
 from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import WARP, Tile, rope_cos_sin, rope_pair
@@ -121,6 +122,7 @@ def emit_attention_partial(t: Tile) -> None:
         t.fail(f"{G} heads of {D} need {t.shared_bytes} bytes of shared memory for the warps' partial sums")
 
     head0 = b.mul(g, G)
+    partner = _empty_partner(t, C, W) if W else None  # early: its size loads then overlap the tile's
     # q's A fragments first: their loads overlap positions[r]'s, on which the rest waits
     quad, pair = b.shr(t.lane, 2), b.and_(t.lane, 3)
     zero = b.i32(0)
@@ -206,20 +208,20 @@ def emit_attention_partial(t: Tile) -> None:
                               lambda e, v: b.store(b.cast(v, qt), b.gep(q_stage, b.add(b.mul(h, D), e), qt)))
     t1 = b.min(b.min(T, b.add(t0, chunk)), b.add(p, 1))
 
-    def stats_at(h, k: int):
-        return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), s), 2), k)
+    def stats_at(h, k: int, split=s):
+        return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), split), 2), k)
 
-    def out_at(h, d):
-        return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), s), D), d)
+    def out_at(h, d, split=s):
+        return b.add(b.mul(b.add(b.mul(b.add(b.mul(r, H), b.add(head0, h)), S), split), D), d)
 
-    def empty():
+    def empty(split=s):
         def one(i):
-            t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), b.f32(0.0))
+            t.store("partial_out", out_at(b.div(i, D), b.rem(i, D), split), b.f32(0.0))
         t.thread_loop(G * D, one)
 
         def stat(h):
-            t.store("partial_stats", stats_at(h, 0), b.round_to(b.f32(float("-inf")), mt))
-            t.store("partial_stats", stats_at(h, 1), b.f32(0.0))
+            t.store("partial_stats", stats_at(h, 0, split), b.round_to(b.f32(float("-inf")), mt))
+            t.store("partial_stats", stats_at(h, 1, split), b.f32(0.0))
         t.thread_loop(G, stat)
 
     def visible():
@@ -400,19 +402,31 @@ def emit_attention_partial(t: Tile) -> None:
         t.phase(2)  # outputs stored
 
     b.if_(b.cmp("gt", t1, t0), [], visible, empty)
+    if partner is not None:  # the empty chunk this tile stands in for: its outputs (the worker skips it)
+        covers, other = partner
+        with b.when(covers):
+            empty(other)
     if merge:
         one_row, rows = t.params.get("merge_one_row"), t.shape("q")[0]  # one row only: a merge grid merges more
         if one_row and not isinstance(rows, int):
             with b.when(b.cmp("eq", rows, 1)):  # block-uniform
-                _merge_if_last(t, KVH, last_flag)
+                _merge_if_last(t, KVH, last_flag, partner)
         elif not one_row or rows == 1:
-            _merge_if_last(t, KVH, last_flag)
-    if W:  # a wide step's chunks past the KV length read nothing: the worker need not wait for q, k, v
+            _merge_if_last(t, KVH, last_flag, partner)
+    if W:  # a wide step's chunks past the KV length are skipped: a tile of a chunk below stands in for each
+        for signal_map in t.task.signal_maps:
+            if any(mlir.uses_dim(expr, 2) for expr in signal_map.results):
+                t.fail("a wide-chunk attention grid must signal per (row, kv group), not per split: a tile "
+                       "signals for the empty split it stands in for")
         idle = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=t.weight_stream,
                        ring_bytes=t.ring_bytes)
         _, _, s_idle = idle.coords
         past = idle.b.cmp("ge", idle.b.mul(s_idle, _chunk_slots(idle, C, W)), idle.shape("k_cache")[2])
         t.companions.append(idle.function_text(suffix="_idle", result=past))
+        count = type(t)(t.task, t.program, t.buffer_index, t.symbol_index)
+        covers, _ = _empty_partner(count, C, W)
+        t.companions.append(count.function_text(suffix="_signal_count", result=count.b.select(
+            covers, count.b.i64(2), count.b.i64(1))))
     if prefetch:
         with b.when(b.cmp("eq", t.tid, 0)):
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
@@ -422,6 +436,20 @@ def emit_attention_partial(t: Tile) -> None:
         if rope_table is not None:
             _rope_table(issue, p_issue, D, qt, t.smem_offsets[rope_table.name])
         t.companions.append(issue.function_text(suffix="_issue"))
+
+
+def _empty_partner(t: Tile, C: int, W: int) -> tuple[V, V]:
+    """(whether this tile stands in for an empty chunk, that chunk's split): at a wide step the chunks
+    E = ceildiv(T, 2 C) .. S - 1 hold no slot, and split s < S - E writes split s + E's empty outputs and
+    signals (and arrives) for it, so its worker skips it (S <= 2 E: at most one chunk per tile)."""
+    b = t.b
+    s = t.coords[2]
+    T, S = t.shape("k_cache")[2], t.shape("partial_out")[2]
+    E = b.div(b.add(T, b.i64(2 * C - 1)), b.i64(2 * C))
+    other = b.add(s, E)
+    rows = t.shape("q")[0]
+    wide = b.cmp("ge", b.i64(rows) if isinstance(rows, int) else rows, b.i64(W))
+    return b.land(wide, b.cmp("lt", other, S)), other
 
 
 def _sum_all(b, pv: list[list[V]]) -> V:
@@ -514,11 +542,12 @@ def merge_arrival_words(params: dict, grid_extents: tuple[int, ...]) -> int:
     return (1 if params.get("merge_one_row") else int(grid_extents[0])) * int(grid_extents[1])
 
 
-def _merge_if_last(t: Tile, KVH: int, flag: V) -> None:
+def _merge_if_last(t: Tile, KVH: int, flag: V, partner: tuple[V, V] | None = None) -> None:
     """After the tile's partials are stored: thread 0 releases them and counts the tile in its (row, kv
-    group)'s arrival counter; the S-th to arrive (S: the splits this step) acquires the others' partials,
-    resets the counter for the next step (every split of this step has arrived) and the whole block
-    merges the group into out. The tiles signal as usual after this, so a wait for all S splits sees out."""
+    group)'s arrival counter (and the empty chunk it stands in for, `partner`); the S-th to arrive (S: the
+    splits this step) acquires the others' partials, resets the counter for the next step (every split of
+    this step has arrived) and the whole block merges the group into out. The tiles signal as usual after
+    this, so a wait for all S splits sees out."""
     b = t.b
     r, g = t.coords[0], t.coords[1]
     S = t.shape("partial_out")[2]
@@ -526,8 +555,9 @@ def _merge_if_last(t: Tile, KVH: int, flag: V) -> None:
     with b.when(b.cmp("eq", t.tid, 0)):
         b.fence("release")
         counter = b.gep(t.arrival_counters(), b.add(b.mul(r, KVH), g), "i64")
-        before = b.atomic_add(counter, b.i64(1))
-        last = b.cmp("eq", b.add(before, 1), S)
+        arrivals = b.i64(1) if partner is None else b.select(partner[0], b.i64(2), b.i64(1))
+        before = b.atomic_add(counter, arrivals)
+        last = b.cmp("eq", b.add(before, arrivals), S)
         with b.when(last):
             b.fence("acquire")
             b.store(b.i64(0), counter)

@@ -8,6 +8,8 @@ with a barrier around each call as the megakernel's workers do. `%buffers` holds
 """
 from __future__ import annotations
 
+import contextlib
+
 from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, Tile, emit_tile_function
 
@@ -23,8 +25,9 @@ def default_indices(program) -> tuple[dict[str, int], dict[str, int]]:
     return ({b.name: i for i, b in enumerate(program.buffers)}, {d.name: i for i, d in enumerate(program.dims)})
 
 
-def check_kernel_text(task, program, buffer_index, symbol_index, issue: bool = False) -> str:
-    """issue: call the tile's weight-stream issue function before the tile, as a worker does."""
+def check_kernel_text(task, program, buffer_index, symbol_index, issue: bool = False, idle: bool = False) -> str:
+    """issue: call the tile's weight-stream issue function before the tile, as a worker does; idle: skip a
+    tile whose `_idle` companion says another tile stands in for it, as a worker does."""
     t = Tile(task, program, buffer_index, symbol_index)
     b = t.b
     with b.at_entry():
@@ -40,9 +43,12 @@ def check_kernel_text(task, program, buffer_index, symbol_index, issue: bool = F
         c0 = b.div(rest, extents[1])
         b.barrier()
         args = f"(%buffers, %sizes, {c0}, {c1}, {c2}) : (!llvm.ptr, !llvm.ptr, i64, i64, i64) -> ()"
-        if issue:
-            b.stmt(f"func.call @{tile_function_name(task.id)}_issue{args}")
-        b.stmt(f"func.call @{tile_function_name(task.id)}{args}")
+        if idle:
+            skip = b.emit(f"func.call @{tile_function_name(task.id)}_idle{args.replace('-> ()', '-> i1')}", "i1")
+        with b.when(b.cmp("eq", b.zext(skip, "i64"), 0)) if idle else contextlib.nullcontext():
+            if issue:
+                b.stmt(f"func.call @{tile_function_name(task.id)}_issue{args}")
+            b.stmt(f"func.call @{tile_function_name(task.id)}{args}")
         b.barrier()
     return "\n".join([f"gpu.func @{check_kernel_name(task.id)}(%buffers: !llvm.ptr, %sizes: !llvm.ptr) kernel {{",
                       b.text(), "  gpu.return", "}"])
@@ -54,7 +60,7 @@ def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, we
     ring_bytes of the ring (its ring-kib; None: all of it); profile: tiles stamp their phases (as its
     profile)."""
     from etc.codegen.abi import tile_function_name
-    from etc.codegen.tile_library import has_issue_function
+    from etc.codegen.tile_library import has_idle_function, has_issue_function
 
     if buffer_index is None or symbol_index is None:
         buffer_index, symbol_index = default_indices(program)
@@ -62,8 +68,9 @@ def harness_module_text(program, tasks, buffer_index=None, symbol_index=None, we
     for task in tasks:
         text = emit_tile_function(task, program, buffer_index, symbol_index, weight_stream, profile, ring_bytes)
         parts.append(text)
-        issue = has_issue_function(text, tile_function_name(task.id))
-        parts.append(check_kernel_text(task, program, buffer_index, symbol_index, issue))
+        name = tile_function_name(task.id)
+        parts.append(check_kernel_text(task, program, buffer_index, symbol_index, has_issue_function(text, name),
+                                       has_idle_function(text, name)))
     body = "\n".join(parts)
     return f"module attributes {{gpu.container_module}} {{\ngpu.module @etc {{\n{DYNAMIC_SHARED_DECL}\n{body}\n}}\n}}\n"
 

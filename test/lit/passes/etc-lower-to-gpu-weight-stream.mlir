@@ -99,20 +99,28 @@ func.func @attention_prefetch() {
 // -----
 
 // Positive: wide chunks (wide_rows 2): the tile's `_idle` companion answers whether its chunk (kv_chunk or,
-// from 2 rows on, twice that) starts past the KV length; thread 0 asks it before the waits and polls q's
-// counter only when it is false.
+// from 2 rows on, twice that) starts past the KV length, and `_signal_count` whether the tile stands in for
+// such an empty chunk (2) or not (1). Every thread asks both first; an idle tile is skipped whole (no
+// copies, waits, run or signal), and the others' signals add the count.
 // CHECK-LABEL: func.func @etc_tile_1_idle(
 // CHECK-SAME: -> i1
 // CHECK: arith.select
 // CHECK: %[[PAST:.*]] = arith.cmpi sge
 // CHECK: return %[[PAST]] : i1
+// CHECK-LABEL: func.func @etc_tile_1_signal_count(
+// CHECK-SAME: -> i64
+// CHECK: %[[TWO:.*]] = arith.select %{{.*}}, %c2_i64, %c1_i64 : i64
+// CHECK: return %[[TWO]] : i64
 // CHECK-LABEL: func.func @etc_run_1(
-// CHECK: call @etc_tile_1_issue
 // CHECK: %[[IDLE:.*]] = func.call @etc_tile_1_idle(
-// CHECK: %[[BUSY:.*]] = arith.xori %[[IDLE]], %true
-// CHECK: scf.if %[[BUSY]] {
+// CHECK-NEXT: scf.if %[[IDLE]] {
+// CHECK-NEXT: } else {
+// CHECK-NEXT: %[[COUNT:.*]] = func.call @etc_tile_1_signal_count(
+// CHECK-NEXT: call @etc_tile_1_issue
 // CHECK: scf.while
 // CHECK: call @etc_tile_1(
+// CHECK: llvm.fence syncscope("device") release
+// CHECK: llvm.atomicrmw add %{{.*}}, %[[COUNT]] monotonic
 func.func @attention_wide() {
   %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 4 : i64} : () -> index
   %t = "event_tensor.dim"() {name = "kv_len", min = 2 : i64, max = 256 : i64} : () -> index
@@ -125,7 +133,8 @@ func.func @attention_wide() {
   %s = "event_tensor.buffer"(%b, %t) {name = "ps", role = "output", element_type = f32, sizes = affine_map<()[s0, s1] -> (s0, 4, s1 ceildiv 64, 2)>, output_index = 1 : i64} : (index, index) -> !event_tensor.buf
   %e = "event_tensor.event_tensor"(%b, %t) {name = "q.done", shape = affine_map<()[s0, s1] -> (1)>, wait_count = affine_map<(d0)[s0, s1] -> (s0)>} : (index, index) -> !event_tensor.event
   "event_tensor.task_grid"(%b, %t, %x, %q, %e) {operandSegmentSizes = array<i32: 2, 1, 1, 0, 1>, name = "act", kind = "gelu", schedule = "static", grid = affine_map<()[s0, s1] -> (s0, 1)>, wait_maps = [], notify_maps = [affine_map<(d0, d1)[s0, s1] -> (0)>], params = {tile_c = 256 : i64, approximate = "tanh", read_roles = ["x"], write_roles = ["y"]}} : (index, index, !event_tensor.buf, !event_tensor.buf, !event_tensor.event) -> ()
-  "event_tensor.task_grid"(%b, %t, %q, %k, %v, %p, %o, %s, %e) {operandSegmentSizes = array<i32: 2, 4, 2, 1, 0>, name = "attn", kind = "attention_partial", grid = affine_map<()[s0, s1] -> (s0, 2, s1 ceildiv 64)>, wait_maps = [affine_map<(d0, d1, d2)[s0, s1] -> (0)>], notify_maps = [], params = {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, kv_chunk = 64 : i64, wide_rows = 2 : i64, scale = 0.125 : f64, read_roles = ["q", "k_cache", "v_cache", "positions"], write_roles = ["partial_out", "partial_stats"]}} : (index, index, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.event) -> ()
+  %f = "event_tensor.event_tensor"(%b, %t) {name = "attn.done", shape = affine_map<()[s0, s1] -> (s0, 2)>, wait_count = affine_map<(d0, d1)[s0, s1] -> (s1 ceildiv 64)>} : (index, index) -> !event_tensor.event
+  "event_tensor.task_grid"(%b, %t, %q, %k, %v, %p, %o, %s, %e, %f) {operandSegmentSizes = array<i32: 2, 4, 2, 1, 1>, name = "attn", kind = "attention_partial", grid = affine_map<()[s0, s1] -> (s0, 2, s1 ceildiv 64)>, wait_maps = [affine_map<(d0, d1, d2)[s0, s1] -> (0)>], notify_maps = [affine_map<(d0, d1, d2)[s0, s1] -> (d0, d1)>], params = {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 64 : i64, kv_chunk = 64 : i64, wide_rows = 2 : i64, scale = 0.125 : f64, read_roles = ["q", "k_cache", "v_cache", "positions"], write_roles = ["partial_out", "partial_stats"]}} : (index, index, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.buf, !event_tensor.event, !event_tensor.event) -> ()
   return
 }
 
