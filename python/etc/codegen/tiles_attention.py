@@ -21,10 +21,12 @@ Outputs partial_out[r, h, s, :] = o (unnormalized), partial_stats[r, h, s, :] = 
 visible slot gives (-inf, 0) and o = 0. (Exact f32 arithmetic would match the reference's
 max / exp / sum over the chunk; the warps' merge and P's ~16-bit weights differ from it by rounding.)
 
-Wide chunks (param wide_rows > 0): at a step of R >= wide_rows rows the chunk is 2 * kv_chunk slots (so
-the chunks past ceildiv(T, 2 * kv_chunk) are empty: they store (-inf, 0) and o = 0 at once); the KV
-prefetch then sizes the ring for 2 * kv_chunk slots. The companion `@<tile>_idle` (-> i1) tells the
-worker that a chunk starts past the KV length, so it skips the waits.
+Wide chunks (param wide_rows > 0): at a step of R >= wide_rows rows the chunk is 2 * kv_chunk slots, so
+the chunks E = ceildiv(T, 2 * kv_chunk) .. S - 1 are empty; the KV prefetch then sizes the ring for
+2 * kv_chunk slots. The worker skips an empty chunk's tile whole (the companion `@<tile>_idle` -> i1 says
+so), and the tile of chunk s - E stands in for it: it stores the empty chunk's (-inf, 0) and o = 0, its
+signals count 2 (the companion `@<tile>_signal_count` -> i64) and it arrives for it in a last-split merge.
+The grid's events must therefore not tell its splits apart (checked).
 
 KV prefetch (with weight streams, when the K and V rows of the longest chunk fit the stream's ring): the
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
