@@ -427,8 +427,7 @@ def emit_attention_partial(t: Tile) -> None:
         t.companions.append(idle.function_text(suffix="_idle", result=past))
         count = type(t)(t.task, t.program, t.buffer_index, t.symbol_index)
         covers, _ = _empty_partner(count, C, W)
-        t.companions.append(count.function_text(suffix="_signal_count", result=count.b.select(
-            covers, count.b.i64(2), count.b.i64(1))))
+        t.companions.append(count.function_text(suffix="_signal_count", result=_tiles_counted(count.b, covers)))
     if prefetch:
         with b.when(b.cmp("eq", t.tid, 0)):
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
@@ -452,6 +451,11 @@ def _empty_partner(t: Tile, C: int, W: int) -> tuple[V, V]:
     rows = t.shape("q")[0]
     wide = b.cmp("ge", b.i64(rows) if isinstance(rows, int) else rows, b.i64(W))
     return b.land(wide, b.cmp("lt", other, S)), other
+
+
+def _tiles_counted(b, covers: V) -> V:
+    """The tiles a tile signals or arrives for: itself, and the empty chunk it stands in for if `covers`."""
+    return b.select(covers, b.i64(2), b.i64(1))
 
 
 def _sum_all(b, pv: list[list[V]]) -> V:
@@ -557,7 +561,7 @@ def _merge_if_last(t: Tile, KVH: int, flag: V, partner: tuple[V, V] | None = Non
     with b.when(b.cmp("eq", t.tid, 0)):
         b.fence("release")
         counter = b.gep(t.arrival_counters(), b.add(b.mul(r, KVH), g), "i64")
-        arrivals = b.i64(1) if partner is None else b.select(partner[0], b.i64(2), b.i64(1))
+        arrivals = b.i64(1) if partner is None else _tiles_counted(b, partner[0])
         before = b.atomic_add(counter, arrivals)
         last = b.cmp("eq", b.add(before, arrivals), S)
         with b.when(last):
