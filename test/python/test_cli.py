@@ -114,3 +114,18 @@ def test_the_merge_is_folded_at_every_batch_under_a_ready_queue(tmp_path, capsys
                              dynamic_shapes=dynamic_shapes_for(config), schedule="dynamic", num_sms=8,
                              fuse={"attention-merge-per-batch": True})
     assert str(info.value) == "attention-merge-per-batch needs the static schedule, not 'dynamic'"
+
+
+def test_a_larger_block_gets_a_kernel_whose_registers_fit_it(tmp_path, capsys):
+    """A worker block of 512 threads: the PTX declares the block (.maxntid, one a SM), so ptxas fits the
+    registers to the SM's 64K (128 a thread), which a kernel built for 256 threads (up to 255) would
+    exceed at launch."""
+    out = tmp_path / "b"
+    assert cli.main(["compile", "--model", "tiny-qwen3", "--num-sms", "8", "--block-size", "512",
+                     "--out", str(out)]) == 0
+    assert "8 workers x 512 threads" in capsys.readouterr().out
+    ptx = (out / "kernel.ptx").read_text()
+    assert ".maxntid 512, 1, 1" in ptx and ".minnctapersm 1" in ptx  # one block a SM: not two blocks' worth
+    from etc.codegen.ptxas import ptxas_path
+    if ptxas_path():
+        assert json.loads((out / "bundle.json").read_text())["kernel_resources"]["registers"] * 512 <= 65536

@@ -19,6 +19,9 @@ release fence and after its acquire loads (the leader-fence pattern of CUTLASS's
 tile pays one fence, not one per thread. The release fence is explicit because LLVM 22 drops release
 ordering on atomicrmw (TOOLCHAIN.md).
 Queues list tasks in topological order, so the loop cannot deadlock (see etc-static-schedule).
+The kernel declares its block (.maxntid block_size, .minnctapersm 1), so ptxas fits the registers to one
+block of block_size threads a SM: without it a block of more than 256 threads could not launch (255
+registers a thread), and with .maxntid alone ptxas aims at two blocks a SM and spills.
 """
 from __future__ import annotations
 
@@ -523,7 +526,8 @@ def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32,
       }}""" for t in program.tasks if t.schedule == "static")
     params = ", ".join(f"%{p}: {'i64' if p == 'epoch' else '!llvm.ptr'}" for p in abi.KERNEL_PARAMS)
     dynamic = [t for t in program.tasks if t.schedule == "dynamic"]
-    return f"""gpu.func @{abi.KERNEL_NAME}({params}) kernel {{
+    bounds = f"nvvm.maxntid = array<i32: {program.kernel.block_size}, 1, 1>, nvvm.minctasm = 1 : i32"
+    return f"""gpu.func @{abi.KERNEL_NAME}({params}) kernel attributes {{{bounds}}} {{
     %w = gpu.block_id x
     %w64 = arith.index_cast %w : index to i64
     %one = arith.constant 1 : i64
