@@ -751,7 +751,31 @@ def test_unsupported_params_are_one_line_errors(params, message):
 def test_attention_shapes_the_tensor_cores_cannot_take_are_one_line_errors(heads, kv_heads, d, kv_type, message):
     """The attention tile runs on mma.sync m16n8k16: head_dim a multiple of 16, at most 16 heads a kv group
     (the A rows), and q / K / V of one 16-bit float type; anything else is refused at compile time."""
-    program = program_of_text(program_text(
+    program = _attention_program(heads, kv_heads, d, kv_type)
+    buffer_index, symbol_index = default_indices(program)
+    with pytest.raises(EtcError, match=message) as info:
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("block,fits", [(1024, False), (256, True)])
+def test_attention_scratch_that_does_not_fit_its_block_is_a_one_line_error(block, fits):
+    """The attention tile's shared memory (each warp's partial sums and V rows) grows with the block: two
+    heads of 128 a kv group, their K and V rows prefetched into the ring, fit below it with 8 warps, not with
+    32, which are refused at compile time with the count."""
+    program = _attention_program(4, 2, 128, "bf16")
+    program = dataclasses.replace(program, kernel=dataclasses.replace(program.kernel, block_size=block))
+    buffer_index, symbol_index = default_indices(program)
+    if fits:
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index, weight_stream=True)
+        return
+    with pytest.raises(EtcError, match=r"2 heads of 128 need \d+ bytes of shared memory for the partial sums "
+                                       r"and V rows of 32 warps \(at most \d+; fewer threads a block need less\)"):
+        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index, weight_stream=True)
+
+
+def _attention_program(heads: int, kv_heads: int, d: int, kv_type: str):
+    return program_of_text(program_text(
         [("batch", 1, 8), ("kv_len", 2, 512)],
         [("q", "workspace", "bf16", f"s0, {heads * d}"), ("kc", "kv_cache", kv_type, f"s0, {kv_heads}, s1, {d}"),
          ("vc", "kv_cache", kv_type, f"s0, {kv_heads}, s1, {d}"), ("pos", "input", "i64", "s0"),
@@ -760,10 +784,6 @@ def test_attention_shapes_the_tensor_cores_cannot_take_are_one_line_errors(heads
         "attention_partial", f"s0, {kv_heads}, s1 ceildiv 64", ["q", "kc", "vc", "pos"], ["po", "ps"],
         {"head_dim": d, "kv_chunk": 64, "num_heads": heads, "num_kv_heads": kv_heads,
          "read_roles": ["q", "k_cache", "v_cache", "positions"], "write_roles": ["partial_out", "partial_stats"]}))
-    buffer_index, symbol_index = default_indices(program)
-    with pytest.raises(EtcError, match=message) as info:
-        emit_tile_function(program.tasks[0], program, buffer_index, symbol_index)
-    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("epilogue", [["rope", "head_rms_norm"], ["head_rms_norm", "rope", "head_rms_norm"]])

@@ -120,8 +120,10 @@ def emit_attention_partial(t: Tile) -> None:
             bar = b.gep(base, BARRIER_OFFSET, "i8")
     merge = t.has("out")  # the group's last split merges (etc.tiles)
     last_flag = t.smem(4) if merge else None  # whether this tile arrived last, for the whole block
-    if t.shared_bytes > (RING_OFFSET if prefetch else abi.MAX_SHARED_BYTES):
-        t.fail(f"{G} heads of {D} need {t.shared_bytes} bytes of shared memory for the warps' partial sums")
+    limit = RING_OFFSET if prefetch else abi.MAX_SHARED_BYTES
+    if t.shared_bytes > limit:  # the scratch grows with the warps: fewer threads a block fit
+        t.fail(f"{G} heads of {D} need {t.shared_bytes} bytes of shared memory for the partial sums and V rows "
+               f"of {WARPS} warps (at most {limit}; fewer threads a block need less)")
 
     head0 = b.mul(g, G)
     partner = _empty_partner(t, C, W) if W else None  # early: its size loads then overlap the tile's
