@@ -29,8 +29,8 @@ from etc.errors import EtcError
 if TYPE_CHECKING:
     import torch
 
-ABI_VERSION = 2
-OK, ERROR, NO_DRIVER, TIMEOUT = range(4)
+ABI_VERSION = 3
+OK, ERROR, NO_DRIVER, TIMEOUT, FAULT = range(5)
 PROGRESS_WORDS = 5  # = etc.codegen.abi.PROGRESS_WORDS
 _SOURCE = Path(__file__).resolve().parents[2] / "runtime"
 _LIB_NAME = "libetc_runtime.so"
@@ -47,10 +47,6 @@ class StepTimeout(EtcError):
 class GpuFault(EtcError):
     """A step faulted on the GPU (e.g. a misaligned address): the CUDA context is lost, so nothing else can
     run on this GPU in this process."""
-
-
-# how the C++ runtime's message for a faulted step ends (runtime/src/runtime.cpp, Runtime::wait_locked)
-CONTEXT_LOST = "the CUDA context is unusable from now on"
 
 
 # ------------------------------------------------------------------ finding and building the library
@@ -172,9 +168,7 @@ def _check(lib, status: int) -> None:
     if status == OK:
         return
     message = (lib.etc_rt_last_error() or b"").decode("utf-8", errors="replace") or f"status {status}"
-    if status == ERROR and message.endswith(CONTEXT_LOST):
-        raise GpuFault(message)
-    raise {NO_DRIVER: RuntimeUnavailable, TIMEOUT: StepTimeout}.get(status, EtcError)(message)
+    raise {NO_DRIVER: RuntimeUnavailable, TIMEOUT: StepTimeout, FAULT: GpuFault}.get(status, EtcError)(message)
 
 
 def _array(ctype, values):

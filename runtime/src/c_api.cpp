@@ -24,6 +24,9 @@ int guard(Body body) {
   } catch (const etc::StepTimeout& e) {
     last_error = e.what();
     return ETC_RT_TIMEOUT;
+  } catch (const etc::GpuFault& e) {
+    last_error = e.what();
+    return ETC_RT_FAULT;
   } catch (const etc::CudaError& e) {
     last_error = e.what();
     return last_error.rfind("no CUDA driver", 0) == 0 ? ETC_RT_NO_DRIVER : ETC_RT_ERROR;

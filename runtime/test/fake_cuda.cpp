@@ -6,6 +6,7 @@
 //                 tile 3, the rest are done; the step's event never completes
 //   jit_error     cuModuleLoadDataEx fails with a JIT error log
 //   other_arch    a cubin (an ELF image) is for another architecture: CUDA_ERROR_NO_BINARY_FOR_GPU
+//   fault         the step faults: its event reports CUDA_ERROR_MISALIGNED_ADDRESS
 // Each launch appends a line to $FAKE_CUDA_LOG: epoch, grid, block, shared bytes, buffer table, sizes;
 // each host-to-device copy a line "upload N bytes".
 // Build: c++ -std=c++17 -shared -fPIC -o libcuda.so.1 fake_cuda.cpp
@@ -17,7 +18,8 @@
 
 namespace {
 using CUdeviceptr = unsigned long long;
-constexpr int kSuccess = 0, kInvalidValue = 1, kNoBinary = 209, kInvalidPtx = 218, kNotFound = 500, kNotReady = 600;
+constexpr int kSuccess = 0, kInvalidValue = 1, kNoBinary = 209, kInvalidPtx = 218, kNotFound = 500, kNotReady = 600,
+              kMisaligned = 716;
 bool hung = false;
 
 std::string mode() {
@@ -48,11 +50,12 @@ int cuGetErrorName(int status, const char** name) {
     case kNoBinary: *name = "CUDA_ERROR_NO_BINARY_FOR_GPU"; return kSuccess;
     case kNotFound: *name = "CUDA_ERROR_NOT_FOUND"; return kSuccess;
     case kNotReady: *name = "CUDA_ERROR_NOT_READY"; return kSuccess;
+    case kMisaligned: *name = "CUDA_ERROR_MISALIGNED_ADDRESS"; return kSuccess;
     default: return kInvalidValue;
   }
 }
 int cuGetErrorString(int status, const char** text) {
-  *text = status == kInvalidPtx ? "a PTX JIT compilation failed" : "fake error";
+  *text = status == kInvalidPtx ? "a PTX JIT compilation failed" : status == kMisaligned ? "misaligned address" : "fake error";
   return kSuccess;
 }
 int cuDevicePrimaryCtxRetain(void** ctx, int) { static int c; *ctx = &c; return kSuccess; }
@@ -109,7 +112,7 @@ int cuStreamQuery(void*) { return kSuccess; }
 int cuEventCreate(void** e, unsigned) { static int ev; *e = &ev; return kSuccess; }
 int cuEventDestroy_v2(void*) { return kSuccess; }
 int cuEventRecord(void*, void*) { return kSuccess; }
-int cuEventQuery(void*) { return hung ? kNotReady : kSuccess; }
+int cuEventQuery(void*) { return hung ? kNotReady : mode() == "fault" ? kMisaligned : kSuccess; }
 
 // Kernel parameters (etc.codegen.abi): buffers, sizes, counters, queue_offsets, queue_entries, ready,
 // progress, epoch. $FAKE_CUDA_BUFFERS / $FAKE_CUDA_SYMBOLS / $FAKE_CUDA_COUNTERS say how many to log.

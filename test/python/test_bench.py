@@ -90,29 +90,28 @@ def test_a_hung_step_stops_every_later_measurement():
 
 
 def test_a_gpu_fault_stops_every_later_measurement():
-    """A step that faults on the GPU (the runtime's message ends with runtime.CONTEXT_LOST) loses the CUDA
-    context: like a hang, nothing runs after it, so that etc bench reports the rows and the fault as one
-    line instead of dying in the next PyTorch call with a traceback (seen on the H200: a misaligned
-    address)."""
+    """A step that faults on the GPU (the runtime's status FAULT) loses the CUDA context: like a hang,
+    nothing runs after it, so that etc bench reports the rows and the fault as one line instead of dying in
+    the next PyTorch call with a traceback (seen on the H200: a misaligned address)."""
     from etc import runtime
     fault = ("step 1 failed on the GPU (cuEventQuery after the kernel): CUDA_ERROR_MISALIGNED_ADDRESS (716): "
-             f"misaligned address; {runtime.CONTEXT_LOST}")
+             "misaligned address; the CUDA context is unusable from now on")
 
     class Lib:
         @staticmethod
         def etc_rt_last_error():
             return fault.encode()
     with pytest.raises(runtime.GpuFault):
+        runtime._check(Lib, runtime.FAULT)
+    with pytest.raises(runtime.EtcError) as other:  # any other error leaves the context usable, whatever it says
         runtime._check(Lib, runtime.ERROR)
-    with pytest.raises(runtime.EtcError) as other:  # any other error leaves the context usable
-        runtime._check(type("L", (), {"etc_rt_last_error": staticmethod(lambda: b"cuMemAlloc failed")}), runtime.ERROR)
     assert not isinstance(other.value, runtime.GpuFault)
     calls = []
 
     def measure(path):
         calls.append(path)
         if path == "faults":
-            runtime._check(Lib, runtime.ERROR)
+            runtime._check(Lib, runtime.FAULT)
         return {"image": "cubin"}, [1.0, 1.0]
 
     rows = bench.measure_instances(["a", "faults", "b"], 2, measure)

@@ -163,6 +163,11 @@ FAKE_DRIVER_SCRIPT = textwrap.dedent("""
         R.Runtime(b, 0)
     except R.EtcError as e:
         print("JIT", json.dumps(str(e)))
+    os.environ["FAKE_CUDA_MODE"] = "fault"
+    try:
+        rt.step([3, 10], 0, 1.0)
+    except R.GpuFault as e:
+        print("FAULT", json.dumps(str(e)))
     os.environ["FAKE_CUDA_MODE"] = "hang"
     try:
         rt.step([3, 10], 0, 0.2)
@@ -217,11 +222,16 @@ def test_host_side_with_a_fake_driver(runtime_lib, tmp_path):
     assert jit.startswith("cuModuleLoadDataEx (JIT of the kernel's PTX for device 0 (Fake GPU)) failed: "
                           "CUDA_ERROR_INVALID_PTX (218): a PTX JIT compilation failed\nJIT log:\nptxas fatal: line 3")
 
+    # a faulted step: the runtime's own status, so Python raises GpuFault whatever the message says
+    assert json.loads(out["FAULT"]) == ("step 4 failed on the GPU (cuEventQuery after the kernel): "
+                                        "CUDA_ERROR_MISALIGNED_ADDRESS (716): misaligned address; the CUDA "
+                                        "context is unusable from now on")
+
     report = json.loads(out["TIMEOUT"]).splitlines()
-    assert report[0] == ("step 4 did not finish within 0.2 s; its kernel may still be running, so this runtime "
+    assert report[0] == ("step 5 did not finish within 0.2 s; its kernel may still be running, so this runtime "
                          "launches nothing more (restart the process). 2 of 4 workers are stuck (2 done, 0 idle):")
     assert report[1] == ("  worker 0: waiting in task 2 'lm_head' tile 5 on counter word 5 = 'b'[1, 1]: "
-                         "value epoch 4 count 1, needs epoch 4 count >= 4")
+                         "value epoch 5 count 1, needs epoch 5 count >= 4")
     assert report[2] == "  worker 1: running task 1 'attn' tile 3 (inside its tile function)"
-    assert out["AFTER"].startswith("EtcError step 4 timed out and its kernel may still be running")
+    assert out["AFTER"].startswith("EtcError step 5 timed out and its kernel may still be running")
     assert "CLOSED" in done.stdout

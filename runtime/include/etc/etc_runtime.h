@@ -13,13 +13,14 @@
 extern "C" {
 #endif
 
-#define ETC_RT_ABI_VERSION 2
+#define ETC_RT_ABI_VERSION 3
 
 enum {
   ETC_RT_OK = 0,
   ETC_RT_ERROR = 1,     /* any failure; the message names the CUDA call and error where there is one */
   ETC_RT_NO_DRIVER = 2, /* libcuda.so.1 could not be loaded: "no CUDA driver: ..." */
   ETC_RT_TIMEOUT = 3,   /* a step did not finish in time: the message lists the stuck workers */
+  ETC_RT_FAULT = 4,     /* a step faulted on the GPU: the CUDA context is lost for this process */
 };
 
 typedef struct etc_rt etc_rt;

@@ -19,6 +19,12 @@ class StepTimeout : public CudaError {
   explicit StepTimeout(const std::string& what) : CudaError(what) {}
 };
 
+// A step that faulted on the GPU (e.g. a misaligned address): the CUDA context is unusable from then on.
+class GpuFault : public CudaError {
+ public:
+  explicit GpuFault(const std::string& what) : CudaError(what) {}
+};
+
 struct KernelSpec {
   std::string ptx;
   std::string cubin;  // optional ELF image for this device's architecture; preferred over the PTX
