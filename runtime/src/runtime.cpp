@@ -314,7 +314,7 @@ void Runtime::wait_locked(double timeout_s) {
   pending_ = false;
   if (status != CUDA_SUCCESS)
     throw GpuFault("step " + std::to_string(epoch_) + " failed on the GPU (cuEventQuery after the kernel): " +
-                    cu_.describe(status) + "; the CUDA context is unusable from now on");
+                   cu_.describe(status) + "; the CUDA context is unusable from now on");
 }
 
 std::vector<uint32_t> Runtime::progress() {

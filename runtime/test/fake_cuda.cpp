@@ -55,7 +55,9 @@ int cuGetErrorName(int status, const char** name) {
   }
 }
 int cuGetErrorString(int status, const char** text) {
-  *text = status == kInvalidPtx ? "a PTX JIT compilation failed" : status == kMisaligned ? "misaligned address" : "fake error";
+  *text = status == kInvalidPtx   ? "a PTX JIT compilation failed"
+          : status == kMisaligned ? "misaligned address"
+                                  : "fake error";
   return kSuccess;
 }
 int cuDevicePrimaryCtxRetain(void** ctx, int) { static int c; *ctx = &c; return kSuccess; }
