@@ -6,9 +6,12 @@ Produces: `gpu.module @etc` (and `gpu.container_module` on the module) with
   - one tile function per distinct tile (`@etc_tile_<id>` of the first task using it, from the tile
     library: arith/math/scf/llvm/nvvm/gpu ops); it reaches buffers through its task's operand table,
     so the 16 layers of a model share their tile functions,
-  - one run function per task (`@etc_run_<id>`: the worker's tiles of the task, with counter waits and
-    signals around each),
-  - `gpu.func @etc_megakernel ... kernel`: each block is a worker that walks its static queue.
+  - run functions (the worker's tiles of a task, with counter waits and signals around each): tasks whose
+    run functions differ only in their buffers, counters and id (a model's layers) share one,
+    `@etc_run_shared_<id>`, which reads them from the task's descriptor (`@etc_run_desc`, constant
+    memory); the others, and every task of a dynamic schedule, get their own, `@etc_run_<id>`,
+  - `gpu.func @etc_megakernel ... kernel`: each block is a worker that walks its static queue (the run
+    function of an entry, and its descriptor, from the task id's word of `@etc_run_dispatch`).
 The sm_task function stays: it is the bundle's metadata; sm_task.kernel gets `shared_bytes`, the
 dynamic shared memory the launch needs: the largest tile's, then the worker's run-time constants (sizes and
 buffer addresses), or, where those do not fit past the ring, between the tiles' scratch and the ring

@@ -140,6 +140,41 @@ def test_tile_functions_stay_functions(tiny_bundle):
     assert len(calls) > len(tiles)  # the tiny model's layers share their tile functions
 
 
+def _const_array(ptx: str, name: str, width: int) -> list[int]:
+    """The little-endian words of `.const ... name[N] = {bytes}` in the PTX."""
+    m = re.search(rf"\.const \.align \d+ \.b8 {name}\[(\d+)\] = \{{([^}}]*)\}}", ptx)
+    assert m, f"no .const {name} in the PTX"
+    data = [int(x) for x in m.group(2).split(",")] + [0] * int(m.group(1))  # PTX may omit trailing zeros
+    data = bytes(data[:int(m.group(1))])
+    return [int.from_bytes(data[i:i + width], "little") for i in range(0, len(data), width)]
+
+
+def test_layers_share_run_functions_through_task_descriptors(tiny_bundle):
+    """Tasks whose run functions differ only in their buffers, counters and ids (a layer after the first
+    and the one before it) share one run function; the worker loop dispatches on the task's dispatch word
+    and the shared function reads the task's own integers from its descriptor in constant memory. Each
+    shared task's descriptor holds its id and the first word of the counter it signals (<name>.done)."""
+    meta = json.loads((tiny_bundle / "bundle.json").read_text())
+    ptx = (tiny_bundle / "kernel.ptx").read_text()
+    runs = [name for name in functions(ptx) if name.startswith("etc_run_")]
+    assert len(runs) < len(meta["tasks"]) and any(name.startswith("etc_run_shared_") for name in runs)
+    desc, dispatch = _const_array(ptx, "etc_run_desc", 4), _const_array(ptx, "etc_run_dispatch", 8)
+    units: dict[int, list[int]] = {}
+    for t in meta["tasks"]:
+        units.setdefault(dispatch[t["id"]] >> 32, []).append(t["id"])
+    starts = sorted({dispatch[i] & 0xFFFFFFFF for ids in units.values() if len(ids) > 1 for i in ids}) + [len(desc)]
+    offsets = {c["name"]: c["offset"] for c in meta["counters"]}
+    shared = [(t, dispatch[t["id"]] & 0xFFFFFFFF) for t in meta["tasks"] if len(units[dispatch[t["id"]] >> 32]) > 1]
+    assert len(shared) >= 4
+    for t, start in shared:
+        words = desc[start:starts[starts.index(start) + 1]]
+        assert t["id"] in words and offsets[t["name"] + ".done"] in words, (t["name"], words)
+    for ids in units.values():  # one unit's tasks read descriptors of one length
+        if len(ids) > 1:
+            lengths = {starts[starts.index(dispatch[i] & 0xFFFFFFFF) + 1] - (dispatch[i] & 0xFFFFFFFF) for i in ids}
+            assert len(lengths) == 1
+
+
 @pytest.mark.skipif(ptxas.ptxas_path() is None, reason="ptxas is not installed")
 def test_the_cubin_keeps_each_tile_function_once(tiny_bundle):
     """ptxas leaves every tile function a function of its own (code counted once, not per call site)."""

@@ -1,5 +1,8 @@
 """The persistent megakernel: scheduled sm_task IR -> one `gpu.module` (MLIR text) holding the worker
-loop (`gpu.func @etc_megakernel`), one run function per task and the tile library's tile functions.
+loop (`gpu.func @etc_megakernel`), the run functions and the tile library's tile functions. A run function
+runs a worker's tiles of one task; tasks whose run functions differ only in their buffers, counters and id
+(the layers of a model) share one, which reads those integers from the task's descriptor in constant
+memory (run_units).
 
 Worker loop (block w = worker w, etc.codegen.abi has the parameters):
     copy `sizes` (and the buffer addresses, where they fit) into shared memory (SharedConstants); barrier
@@ -119,7 +122,8 @@ def operand_index(task: Task) -> dict[str, int]:
 def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile_of_task: dict[int, str],
                     layout: Layout, spin_sleep_ns: int = 32, constants: SharedConstants | None = None) -> str:
     """MLIR text of `gpu.module @etc` for a statically scheduled program: the tile functions (by name),
-    a run function per task calling its tile function `tile_of_task[id]`, and the worker-loop kernel.
+    the run functions (run_units) calling each task's tile function `tile_of_task[id]`, with the shared
+    ones' descriptor and dispatch tables, and the worker-loop kernel.
     A tile function text that carries an issue function (`@<name>_issue`, the weight stream's) gets it
     called by every thread before the tile's waits; one that carries `@<name>_idle` is skipped whole where
     that returns true, and one that carries `@<name>_signal_count` signals that many at once. constants:
@@ -128,12 +132,29 @@ def emit_gpu_module(program: SmTaskProgram, tile_functions: dict[str, str], tile
                                           has_signal_count_function)
 
     parts = [DYNAMIC_SHARED_DECL, POPPED_DECL] + list(tile_functions.values())
-    for t in program.tasks:
-        name = tile_of_task[t.id]
-        text = tile_functions[name]
-        parts.append(_run_function(t, program, layout, name, has_issue_function(text, name), spin_sleep_ns,
-                                   has_idle_function(text, name), has_signal_count_function(text, name)))
-    parts.append(_kernel(program, layout, spin_sleep_ns, constants))
+
+    def run_function(t: Task, consts: RunConstants | None = None, name: str | None = None) -> str:
+        tile = tile_of_task[t.id]
+        text = tile_functions[tile]
+        return _run_function(t, program, layout, tile, has_issue_function(text, tile), spin_sleep_ns,
+                             has_idle_function(text, tile), has_signal_count_function(text, tile), consts, name)
+
+    units = run_units(program, run_function)
+    for unit in units:
+        parts.append(unit.text)
+    shared = [u for u in units if u.shared]
+    if shared:  # the shared run functions' descriptors, and per task id its run unit and descriptor
+        desc, dispatch = [], [0] * (max(t.id for t in program.tasks) + 1)
+        for k, unit in enumerate(units):
+            for task_id, values in unit.tasks:
+                dispatch[task_id] = (k << 32) | len(desc)
+                desc += values
+        if max(desc, default=0) >= 1 << 32 or len(desc) >= 1 << 32:
+            raise EtcError("a task's buffer index, counter word or profile record does not fit its 32-bit "
+                           "descriptor word")
+        parts.append(_const_table(DESC_TABLE, desc, "i32"))
+        parts.append(_const_table(DISPATCH_TABLE, dispatch, "i64"))
+    parts.append(_kernel(program, layout, spin_sleep_ns, constants, units if shared else None))
     body = "\n\n".join(parts)
     return f"gpu.module @{abi.GPU_MODULE} {{\n{body}\n}}"
 
@@ -194,21 +215,112 @@ _RUN_TYPES = "(!llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, !llvm.ptr, i64, i64, 
 POPPED_DECL = "llvm.mlir.global internal @etc_popped() {addr_space = 3 : i32} : i32"
 
 
+DESC_TABLE = "etc_run_desc"  # shared run functions' task descriptors (i32 words, constant memory)
+DISPATCH_TABLE = "etc_run_dispatch"  # per task id: (run unit << 32) | its descriptor's first word
+
+
+@dataclasses.dataclass
+class RunUnit:
+    """A run function of the gpu.module: one task's own (`tasks` holds it alone, no descriptor), or one
+    shared by every task in `tasks` ((task id, descriptor words) each) whose run function has that text."""
+    name: str
+    text: str
+    tasks: list[tuple[int, list[int]]]
+    shared: bool
+
+
+def run_units(program: SmTaskProgram, run_function) -> list[RunUnit]:
+    """The run functions: static tasks whose run functions differ only in their RunConstants (the layers of
+    a model) share one, so that the kernel holds one copy of each task kind's wait / signal / issue code,
+    not one per layer: Qwen3-0.6B's kernel body 1.22 -> 0.33 MB of SASS, its codegen and ptxas 78 -> 9 s
+    (with a run function per task, Nsight Compute saw ~16% of a step's warp samples wait on instruction
+    fetch). A program with dynamic tasks keeps one run function per task (their pushes name the consumer
+    tasks). run_function(task, consts, name) renders a task's run function text."""
+    if any(t.schedule == "dynamic" for t in program.tasks):
+        return [RunUnit(f"etc_run_{t.id}", run_function(t), [(t.id, [])], False) for t in program.tasks]
+    by_text: dict[str, list[tuple[Task, list[int]]]] = {}
+    for t in program.tasks:
+        consts = RunConstants(shared=True)
+        by_text.setdefault(run_function(t, consts, "RUN"), []).append((t, consts.values))
+    units = []
+    for members in by_text.values():
+        if len(members) == 1:
+            t = members[0][0]
+            units.append(RunUnit(f"etc_run_{t.id}", run_function(t), [(t.id, [])], False))
+        else:
+            first = members[0][0]
+            name = f"etc_run_shared_{first.id}"
+            units.append(RunUnit(name, run_function(first, RunConstants(shared=True), name),
+                                 [(t.id, values) for t, values in members], True))
+    return units
+
+
+def _const_table(name: str, values: list[int], ty: str) -> str:
+    """An llvm.mlir.global of `values` in constant memory (addr space 4)."""
+    values = values or [0]
+    return (f"llvm.mlir.global internal constant @{name}(dense<[{', '.join(map(str, values))}]> : "
+            f"tensor<{len(values)}x{ty}>) {{addr_space = 4 : i32}} : !llvm.array<{len(values)} x {ty}>")
+
+
+class RunConstants:
+    """The integers that tell one task's run function from another of the same shape: the buffer index of
+    each operand slot, each counter's first word, the task id, the first profile record, the arrival
+    counters' offset. Immediate (the default), they are constants of the task's own run function. Shared,
+    each is a placeholder (%rc<k>) that a run function serving every task of that text loads from the
+    task's descriptor, words `values` of DESC_TABLE (constant memory) from the run function's %desc."""
+
+    def __init__(self, shared: bool = False):
+        self.shared = shared
+        self.values: list[int] = []  # the task's descriptor words, in order of first use
+        self._slot: dict = {}
+
+    def value(self, e: Emitter, key: tuple, value: int, ty: str = "i64") -> str:
+        """The SSA value of the task's integer `key` (an i64 or i32 constant, or its placeholder)."""
+        if not self.shared:
+            return e.const(value, ty)
+        if key not in self._slot:
+            self._slot[key] = len(self.values)
+            self.values.append(value)
+        return f"%rc{self._slot[key]}" + ("_i32" if ty == "i32" else "")
+
+    def index(self, key: tuple, value: int) -> tuple[str, str]:
+        """(GEP index, GEP operand types) of integer `key` as a getelementptr index: a literal, or the
+        placeholder (a dynamic index)."""
+        if not self.shared:
+            return str(value), "(!llvm.ptr)"
+        return self.value(Emitter(), key, value), "(!llvm.ptr, i64)"
+
+    def prologue(self) -> list[str]:
+        """The shared run function's first lines: every placeholder loaded from the descriptor (u32 words
+        in constant memory, which the waits' fences do not invalidate, unlike L1)."""
+        lines = [f"%rc_table = llvm.mlir.addressof @{DESC_TABLE} : !llvm.ptr<4>",
+                 f"%rc_desc = llvm.getelementptr %rc_table[%desc] : (!llvm.ptr<4>, i64) -> !llvm.ptr<4>, i32"]
+        for k in range(len(self.values)):
+            lines += [f"%rc{k}_at = llvm.getelementptr %rc_desc[{k}] : (!llvm.ptr<4>) -> !llvm.ptr<4>, i32",
+                      f"%rc{k}_i32 = llvm.load %rc{k}_at : !llvm.ptr<4> -> i32",
+                      f"%rc{k} = arith.extui %rc{k}_i32 : i32 to i64"]
+        return lines
+
+
 def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_function: str,
                   issue: bool = False, spin_sleep_ns: int = 32, idle: bool = False,
-                  signal_count: bool = False) -> str:
+                  signal_count: bool = False, consts: RunConstants | None = None,
+                  function_name: str | None = None) -> str:
     """func.func @etc_run_<id>: run this worker's tiles first, first+stride, ... of one task (a dynamic
     task: the one tile `first`, popped ready, so it does not wait). idle: the tile's `_idle` companion
     says first whether another tile of the task stands in for this one this step (writes its outputs and
     signals for it), and then the worker skips it: no copies, waits, run or signals. signal_count: each
     of the tile's signals adds what its `_signal_count` companion returns (1 + the tiles it stands in
-    for), not 1."""
+    for), not 1. consts: shared (RunConstants), the function is `function_name`, takes the task's descriptor
+    offset %desc last and reads the task's integers from it, so it serves every task of the same text."""
+    consts = consts or RunConstants()
     e = Emitter()
     operands = operand_index(task)
     arrivals = task.id in layout.arrival_offset
     table = e.emit(f"llvm.alloca {e.const(len(operands) + int(arrivals))} x i64 : (i64) -> !llvm.ptr")
     for name, slot in operands.items():  # the task's operand table: addresses from the kernel's buffer table
-        src = e.emit(f"llvm.getelementptr %buffers[{layout.buffers.index(name)}] : (!llvm.ptr) -> !llvm.ptr, i64")
+        at, types = consts.index(("slot", slot), layout.buffers.index(name))
+        src = e.emit(f"llvm.getelementptr %buffers[{at}] : {types} -> !llvm.ptr, i64")
         dst = e.emit(f"llvm.getelementptr {table}[{slot}] : (!llvm.ptr) -> !llvm.ptr, i64")
         e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr")
     if arrivals:  # then the address of its arrival counters (Tile.arrival_counters)
@@ -217,7 +329,7 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         slot = e.emit(f"llvm.alloca {e.const(1)} x i64 : (i64) -> !llvm.ptr")
         e.line(f"llvm.store {e.emit('llvm.ptrtoint %counters : !llvm.ptr to i64')}, {slot} : i64, !llvm.ptr")
         base = e.emit(f"llvm.load volatile {slot} : !llvm.ptr -> i64")
-        src = e.binary("addi", base, e.const(8 * layout.arrival_offset[task.id]))
+        src = e.binary("addi", base, consts.value(e, ("arrivals",), 8 * layout.arrival_offset[task.id]))
         dst = e.emit(f"llvm.getelementptr {table}[{len(operands)}] : (!llvm.ptr) -> !llvm.ptr, i64")
         e.line(f"llvm.store {src}, {dst} : i64, !llvm.ptr")
     symbols = layout.symbol_indices(task.symbols)
@@ -256,20 +368,23 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
         polled = loop.emit("nvvm.read.ptx.sreg.globaltimer : i64")
     # thread 0: progress and waits
     lead = loop.child("w")
-    _progress(lead, worker64, abi.PROGRESS_WAITING, task.id, "%tile")
+    task32 = consts.value(e, ("task",), task.id, "i32")
+    _progress(lead, worker64, abi.PROGRESS_WAITING, task32, "%tile")
     met = [e.emit("llvm.alloca %s x i64 : (i64) -> !llvm.ptr" % e.const(1)) for _ in waits]
     for slot in met:  # the counter word of this wait that this call has seen met (none yet)
         e.line(f"llvm.store {e.const(-1)}, {slot} : i64, !llvm.ptr")
     pending = []
     for (name, m), slot in zip(waits, met):
         elem = lead.affine_map(m, coords[:m.n_dims], symbols)  # the counter element this tile waits on
-        word = _counter_word(lead, layout, name, elem)
+        first_word = consts.value(lead, ("counter", name), layout.counter_offset[name])
+        word = _counter_word(lead, layout, name, elem, first_word)
         target = _target(lead, program, layout, name, elem, shifted_epoch)
         pending.append((word, target, slot))
     _wait_all(lead, worker64, pending, spin_sleep_ns)
-    _progress(lead, worker64, abi.PROGRESS_RUNNING, task.id, "%tile")
+    _progress(lead, worker64, abi.PROGRESS_RUNNING, task32, "%tile")
     if layout.profile_offset:  # the profiling build: %globaltimer when the tile's waits are met
-        _stamp(lead, layout, profile, task.id, "%tile", 0, worker64, reached=(reached, polled))
+        _stamp(lead, profile, consts.value(lead, ("profile",), layout.profile_offset[task.id]), "%tile", 0,
+               worker64, reached=(reached, polled))
         _phase_slots(lead, lambda e, slot, k: e.line(f"llvm.store {e.const(0)}, {slot} : i64, !llvm.ptr<3>"))
     signal = loop.child("s")
     if signals:  # the block's writes (ordered before thread 0 by the barrier) happen before the signals
@@ -277,7 +392,8 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
     count = count or signal.const(1)
     for name, m in signals:
         elem = signal.affine_map(m, coords[:m.n_dims], symbols)
-        word = _counter_word(signal, layout, name, elem)
+        word = _counter_word(signal, layout, name, elem,
+                             consts.value(signal, ("counter", name), layout.counter_offset[name]))
         ptr = signal.emit(f"llvm.getelementptr %counters[{word}] : (!llvm.ptr, i64) -> !llvm.ptr, i64")
         signal.emit(f"llvm.atomicrmw umax {ptr}, {shifted_epoch} monotonic : !llvm.ptr, i64")
         before = signal.emit(f"llvm.atomicrmw add {ptr}, {count} monotonic : !llvm.ptr, i64")
@@ -294,8 +410,9 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
             signal.lines += ["  " + line for line in push.lines]
             signal.line("}")
     if layout.profile_offset:  # ... and when it has signalled, with the phases the tile stamped
-        _stamp(signal, layout, profile, task.id, "%tile", 1, None, phases=True)
-    _progress(signal, worker64, abi.PROGRESS_DONE, task.id, "%tile")
+        _stamp(signal, profile, consts.value(signal, ("profile",), layout.profile_offset[task.id]), "%tile", 1,
+               None, phases=True)
+    _progress(signal, worker64, abi.PROGRESS_DONE, task32, "%tile")
     call = f"func.call @{tile_function}{args}"
     coord_lines, loop.lines = loop.lines[:head], loop.lines[head:]
     loop_body = loop.body("      ") + f"""
@@ -309,14 +426,17 @@ def _run_function(task: Task, program: SmTaskProgram, layout: Layout, tile_funct
 {signal.body("        ")}
       }}"""
     if idle:  # block-uniform: every thread asks; a tile another one stands in for is skipped whole
-        skip = f"%skip{task.id}"
+        skip = "%skip"
         loop_body = f"""
       {skip} = func.call @{tile_function}_idle{args.replace('-> ()', '-> i1')}
       scf.if {skip} {{
       }} else {{""" + loop_body.replace("\n", "\n  ") + """
       }"""
     loop_body = "\n".join("      " + line for line in coord_lines) + loop_body
-    return f"""func.func @etc_run_{task.id}({_RUN_ARGS}) {{
+    if consts.shared:
+        lines[:0] = consts.prologue()
+    args = _RUN_ARGS + (", %desc: i64" if consts.shared else "")
+    return f"""func.func @{function_name or f'etc_run_{task.id}'}({args}) {{
 {chr(10).join("    " + l for l in lines)}
     scf.for %tile = %first to {upper} step %stride : i64 {{
 {loop_body}
@@ -336,9 +456,10 @@ def _delinearize(e: Emitter, index: str, extents: list[str]) -> list[str]:
     return list(reversed(coords))
 
 
-def _counter_word(e: Emitter, layout: Layout, name: str, elem: list[str]) -> str:
-    """The u64 word index of element `elem` of counter `name`; strides from the counter's max extents."""
-    word = e.const(layout.counter_offset[name])
+def _counter_word(e: Emitter, layout: Layout, name: str, elem: list[str], first: str) -> str:
+    """The u64 word index of element `elem` of counter `name`, whose first word is `first` (SSA); strides
+    from the counter's max extents."""
+    word = first
     strides = []
     acc = 1
     for x in reversed(layout.counter_extents[name]):
@@ -461,13 +582,14 @@ def _profile_base(e: Emitter, layout: Layout) -> str:
     return e.emit(f"llvm.inttoptr {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')} : i64 to !llvm.ptr")
 
 
-def _stamp(e: Emitter, layout: Layout, base: str, task_id: int, tile: str, field: int, worker: str | None,
+def _stamp(e: Emitter, base: str, first_record: str, tile: str, field: int, worker: str | None,
            phases: bool = False, reached: tuple[str, str] | None = None) -> None:
-    """Profile record of (task, tile) (abi.PROFILE_RECORD_WORDS i64 words) in the profile buffer at `base`
-    (_profile_base): write %globaltimer at `field`, the worker at word 2 if given, with `phases` the tile's
-    phase slots at words 3..., and the (reached, polled) times if given in the last two words."""
+    """Profile record of tile `tile` of a task whose records start at `first_record` (SSA), each
+    abi.PROFILE_RECORD_WORDS i64 words, in the profile buffer at `base` (_profile_base): write
+    %globaltimer at `field`, the worker at word 2 if given, with `phases` the tile's phase slots at words
+    3..., and the (reached, polled) times if given in the last two words."""
     now = e.emit("nvvm.read.ptx.sreg.globaltimer : i64")
-    record = e.binary("muli", e.binary("addi", tile, e.const(layout.profile_offset[task_id])),
+    record = e.binary("muli", e.binary("addi", tile, first_record),
                       e.const(abi.PROFILE_RECORD_WORDS))
 
     def store(k: int, value: str) -> None:
@@ -494,9 +616,10 @@ def _phase_slots(e: Emitter, each) -> None:
         each(e, e.emit(f"llvm.getelementptr {base}[{offset}] : (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i8"), k)
 
 
-def _progress(e: Emitter, worker: str, state: int, task_id: int, tile: str) -> None:
+def _progress(e: Emitter, worker: str, state: int, task32: str, tile: str) -> None:
+    """Record the worker's state, task id (`task32`, i32 SSA) and tile for the watchdog."""
     base = e.binary("muli", worker, e.const(abi.PROGRESS_WORDS))
-    for k, value in enumerate((e.const(state, "i32"), e.const(task_id, "i32"),
+    for k, value in enumerate((e.const(state, "i32"), task32,
                                e.emit(f"arith.trunci {tile} : i64 to i32"))):
         idx = e.binary("addi", base, e.const(k))
         ptr = e.emit(f"llvm.getelementptr %progress[{idx}] : (!llvm.ptr, i64) -> !llvm.ptr, i32")
@@ -512,18 +635,72 @@ def _progress_word(e: Emitter, worker: str, word: str, target: str) -> None:
 
 
 def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32,
-            constants: SharedConstants | None = None) -> str:
-    """The worker loop: this block's static queue (a switch on the task id picks the run function), then,
-    when the program has dynamic tasks, popping the ready queue until every dynamic tile has run. The next
-    queue entry is loaded before the current one runs (its latency hides behind the tiles); with
-    `constants`, the run functions read sizes and buffer addresses from shared memory."""
+            constants: SharedConstants | None = None, units: list[RunUnit] | None = None) -> str:
+    """The worker loop: this block's static queue (a switch on the task id picks the run function; with
+    shared run functions, `units`, a switch on the run unit that DISPATCH_TABLE gives for the task id,
+    which also gives the task's descriptor), then, when the program has dynamic tasks, popping the ready
+    queue until every dynamic tile has run. The next queue entry (and its dispatch word) is loaded before
+    the current one runs (its latency hides behind the tiles); with `constants`, the run functions read
+    sizes and buffer addresses from shared memory."""
     staging, buffers, sizes = _stage_constants(constants)
     call = (f"func.call @etc_run_{{id}}({buffers}, {sizes}, %counters, %progress, %ready, %epoch, {{first}}, "
             f"{{stride}}) : {_RUN_TYPES} -> ()")
-    static_cases = "\n".join(f"""      case {t.id} {{
+    if units:
+        def unit_call(unit: RunUnit) -> str:
+            desc = (", %desc", ", i64") if unit.shared else ("", "")
+            return (f"func.call @{unit.name}({buffers}, {sizes}, %counters, %progress, %ready, %epoch, %first, "
+                    f"%stride{desc[0]}) : {_RUN_TYPES[:-1]}{desc[1]}) -> ()")
+        cases = "\n".join(f"""      case {k} {{
+        {unit_call(unit)}
+        scf.yield
+      }}""" for k, unit in enumerate(units))
+        # entries two ahead: the dispatch word of the next entry is loaded from its task id, which arrived
+        # during the previous iteration, so neither load waits
+        loop = f"""%c32 = arith.constant 32 : i64
+    %low = arith.constant 4294967295 : i64
+    %six = arith.constant 6 : i64
+    %e0:3 = {_load_entry("%any", "%start", "a")}
+    %start1 = arith.addi %start, %three : i64
+    %any1 = arith.cmpi slt, %start1, %end : i64
+    %e1:3 = {_load_entry("%any1", "%start1", "c")}{_dispatch_word("%e0#0", "a", "    ")}
+    %last:7 = scf.for %entry = %start to %end step %three iter_args(%task32 = %e0#0, %f32 = %e0#1, %st32 = %e0#2,
+        %d64 = %adw, %ntask = %e1#0, %nf = %e1#1, %nst = %e1#2) -> (i32, i32, i32, i64, i32, i32, i32) : i64 {{
+      %next2 = arith.addi %entry, %six : i64
+      %more = arith.cmpi slt, %next2, %end : i64
+      %n:3 = {_load_entry("%more", "%next2", "b")}{_dispatch_word("%ntask", "b", "      ")}
+      %first = arith.extsi %f32 : i32 to i64
+      %stride = arith.extsi %st32 : i32 to i64
+      %unit64 = arith.shrui %d64, %c32 : i64
+      %desc = arith.andi %d64, %low : i64
+      %unit = arith.index_cast %unit64 : i64 to index
+      scf.index_switch %unit
+{cases}
+      default {{
+        scf.yield
+      }}
+      scf.yield %ntask, %nf, %nst, %bdw, %n#0, %n#1, %n#2 : i32, i32, i32, i64, i32, i32, i32
+    }}"""
+    else:
+        static_cases = "\n".join(f"""      case {t.id} {{
         {call.format(id=t.id, first="%first", stride="%stride")}
         scf.yield
       }}""" for t in program.tasks if t.schedule == "static")
+        loop = f"""%e0:3 = {_load_entry("%any", "%start", "a")}
+    %last:3 = scf.for %entry = %start to %end step %three iter_args(%task32 = %e0#0, %f32 = %e0#1, %st32 = %e0#2)
+        -> (i32, i32, i32) : i64 {{
+      %next = arith.addi %entry, %three : i64
+      %more = arith.cmpi slt, %next, %end : i64
+      %n:3 = {_load_entry("%more", "%next", "b")}
+      %first = arith.extsi %f32 : i32 to i64
+      %stride = arith.extsi %st32 : i32 to i64
+      %task = arith.index_cast %task32 : i32 to index
+      scf.index_switch %task
+{static_cases}
+      default {{
+        scf.yield
+      }}
+      scf.yield %n#0, %n#1, %n#2 : i32, i32, i32
+    }}"""
     params = ", ".join(f"%{p}: {'i64' if p == 'epoch' else '!llvm.ptr'}" for p in abi.KERNEL_PARAMS)
     dynamic = [t for t in program.tasks if t.schedule == "dynamic"]
     bounds = f"nvvm.maxntid = array<i32: {program.kernel.block_size}, 1, 1>, nvvm.minctasm = 1 : i32"
@@ -541,25 +718,19 @@ def _kernel(program: SmTaskProgram, layout: Layout, spin_sleep_ns: int = 32,
     %end = arith.extsi %e32 : i32 to i64
 {staging}
     %any = arith.cmpi slt, %start, %end : i64
-    %e0:3 = {_load_entry("%any", "%start", "a")}
-    %last:3 = scf.for %entry = %start to %end step %three iter_args(%task32 = %e0#0, %f32 = %e0#1, %st32 = %e0#2)
-        -> (i32, i32, i32) : i64 {{
-      %next = arith.addi %entry, %three : i64
-      %more = arith.cmpi slt, %next, %end : i64
-      %n:3 = {_load_entry("%more", "%next", "b")}
-      %first = arith.extsi %f32 : i32 to i64
-      %stride = arith.extsi %st32 : i32 to i64
-      %task = arith.index_cast %task32 : i32 to index
-      scf.index_switch %task
-{static_cases}
-      default {{
-        scf.yield
-      }}
-      scf.yield %n#0, %n#1, %n#2 : i32, i32, i32
-    }}
+    {loop}
 {_dynamic_loop(program, layout, dynamic, call, spin_sleep_ns) if dynamic else ""}
     gpu.return
   }}"""
+
+
+def _dispatch_word(task32: str, tag: str, indent: str) -> str:
+    """Lines loading DISPATCH_TABLE's word for task id `task32` (i32) into %<tag>dw."""
+    return "".join(f"\n{indent}{line}" for line in (
+        f"%{tag}dt = llvm.mlir.addressof @{DISPATCH_TABLE} : !llvm.ptr<4>",
+        f"%{tag}t64 = arith.extui {task32} : i32 to i64",
+        f"%{tag}dp = llvm.getelementptr %{tag}dt[%{tag}t64] : (!llvm.ptr<4>, i64) -> !llvm.ptr<4>, i64",
+        f"%{tag}dw = llvm.load %{tag}dp : !llvm.ptr<4> -> i64"))
 
 
 def _load_entry(valid: str, entry: str, tag: str) -> str:

@@ -14,10 +14,10 @@
 // CHECK: func.func @etc_tile_0_row({{.*}}etc.shared_bytes = 229440
 // CHECK: func.func @etc_tile_0_issue(
 // CHECK-NOT: func.func @etc_tile_1
-// CHECK-LABEL: func.func @etc_run_0(
+// The two tasks also share one run function, which reads their buffers from each task's descriptor.
+// CHECK-LABEL: func.func @etc_run_shared_0(
 // CHECK: call @etc_tile_0(
-// CHECK-LABEL: func.func @etc_run_1(
-// CHECK: call @etc_tile_0(
+// CHECK-NOT: func.func @etc_run_1(
 func.func @long_rows() {
   %b = "event_tensor.dim"() {name = "batch", min = 1 : i64, max = 8 : i64} : () -> index
   %x = "event_tensor.buffer"(%b) {name = "x", role = "input", element_type = bf16, sizes = affine_map<()[s0] -> (s0, 4096)>} : (index) -> !event_tensor.buf
