@@ -278,17 +278,20 @@ class RunConstants:
         """The SSA value of the task's integer `key` (an i64 or i32 constant, or its placeholder)."""
         if not self.shared:
             return e.const(value, ty)
-        if key not in self._slot:
-            self._slot[key] = len(self.values)
-            self.values.append(value)
-        return f"%rc{self._slot[key]}" + ("_i32" if ty == "i32" else "")
+        return self._placeholder(key, value) + ("_i32" if ty == "i32" else "")
 
     def index(self, key: tuple, value: int) -> tuple[str, str]:
         """(GEP index, GEP operand types) of integer `key` as a getelementptr index: a literal, or the
         placeholder (a dynamic index)."""
         if not self.shared:
             return str(value), "(!llvm.ptr)"
-        return self.value(Emitter(), key, value), "(!llvm.ptr, i64)"
+        return self._placeholder(key, value), "(!llvm.ptr, i64)"
+
+    def _placeholder(self, key: tuple, value: int) -> str:
+        if key not in self._slot:
+            self._slot[key] = len(self.values)
+            self.values.append(value)
+        return f"%rc{self._slot[key]}"
 
     def prologue(self) -> list[str]:
         """The shared run function's first lines: every placeholder loaded from the descriptor (u32 words
