@@ -243,14 +243,13 @@ def run_units(program: SmTaskProgram, run_function) -> list[RunUnit]:
         consts = RunConstants(shared=True)
         by_text.setdefault(run_function(t, consts, "RUN"), []).append((t, consts.values))
     units = []
-    for members in by_text.values():
+    for text, members in by_text.items():
+        first = members[0][0]
         if len(members) == 1:
-            t = members[0][0]
-            units.append(RunUnit(f"etc_run_{t.id}", run_function(t), [(t.id, [])], False))
-        else:
-            first = members[0][0]
+            units.append(RunUnit(f"etc_run_{first.id}", run_function(first), [(first.id, [])], False))
+        else:  # the grouping text itself, named
             name = f"etc_run_shared_{first.id}"
-            units.append(RunUnit(name, run_function(first, RunConstants(shared=True), name),
+            units.append(RunUnit(name, text.replace("func.func @RUN(", f"func.func @{name}(", 1),
                                  [(t.id, values) for t, values in members], True))
     return units
 
