@@ -159,3 +159,60 @@ def test_ncu_hot_instructions_of_one_region(tmp_path, capsys):
     assert lines[0] == "region 0x30: 3 instructions, 95 samples"
     assert [line.split()[0] for line in lines[1:]] == ["0x30", "0x40"]  # the unsampled RET is left out
     assert lines[2].split()[1:3] == ["92", "7"] and lines[2].rstrip().endswith("long_sb:90 no_inst:2")
+
+
+def _tool(name):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "gpu", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rec(name, kind, tile, start, end, phases=(0, 0, 0), reached=None):
+    """A tile record as `etc profile` writes records.json (us -> ns)."""
+    ns = [int(x * 1000) for x in (start, end)]
+    return {"name": name, "kind": kind, "tile": tile, "worker": tile, "start_ns": ns[0], "end_ns": ns[1],
+            "phases": [int(p * 1000) for p in phases],
+            "reached_ns": int((start if reached is None else reached) * 1000), "polled_ns": ns[0]}
+
+
+def test_profile_stages_spans_and_gaps_per_layer():
+    """tools/gpu/profile_stages.py: a stage spans its first waits met to its last signal, its gap runs from
+    the previous stage's last signal (the previous layer's down_proj for q/k/v)."""
+    ps = _tool("profile_stages")
+    recs = []
+    for layer, t0 in ((1, 0.0), (2, 30.0)):
+        p = f"model.layers.{layer}."
+        attention = f"attention.partial.{layer + 1}"  # the (layer + 1)-th attention grid
+        recs += [_rec(p + "self_attn.q_proj", "linear", 0, t0, t0 + 3),
+                 _rec(p + "self_attn.v_proj", "linear", 0, t0 + 1, t0 + 4),
+                 _rec(attention, "attention_partial", 0, t0 + 5, t0 + 9, (t0 + 6, t0 + 7, t0 + 8)),
+                 _rec(p + "self_attn.o_proj", "linear", 0, t0 + 10, t0 + 12),
+                 _rec(p + "mlp.gate_proj", "linear", 0, t0 + 13, t0 + 20),
+                 _rec(p + "mlp.down_proj", "linear", 0, t0 + 22, t0 + 26)]
+    assert [ps.layer_of(r["name"]) for r in recs[:6]] == [1] * 6
+    out = ps.stages(recs, 1, 2).splitlines()
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out[2:7]}
+    assert rows["q/k/v"] == [4.0, 4.0, 3.0]  # span 0 -> 4; gap from layer 1's down (26) to layer 2's q (30)
+    assert rows["attention"] == [4.0, 1.0, 4.0] and rows["gate_proj"] == [7.0, 1.0, 7.0]
+    assert out[-1].startswith("layer: 30.00")
+
+
+def test_profile_stages_attention_split_tails():
+    """The attention splits: per split index its times, and which split of a group ended last (it merges)."""
+    ps = _tool("profile_stages")
+    recs = []
+    for g in range(2):  # kv groups of 2 splits; split 1 of group 0 and split 0 of group 1 end last
+        for s in range(2):
+            last = (g, s) in ((0, 1), (1, 0))
+            recs.append(_rec("attention.partial.3", "attention_partial", 2 * g + s, 10.0, 16.0 if last else 14.0,
+                             (11.0, 12.0, 13.0), reached=9.0))
+    out = ps.attention_splits(recs, 0, 5, 2)
+    assert "last split of a group: 3.00 us" in out and "other split of a group: 1.00 us" in out
+    split_rows = [line.split() for line in out.splitlines()[2:4]]
+    assert [row[-1] for row in split_rows] == ["1", "1"]
+    assert split_rows[0][1:4] == ["0.00", "1.00", "1.00"]  # reach, waits met (from the first reach), q staged
