@@ -169,20 +169,30 @@ def test_attention_tiles_with_kv_prefetch_match_the_reference(cases):
     slots before positions[r] (written in earlier steps) into shared memory from its issue function, before
     its waits, and copies slot positions[r] (appended this step) after them: every attention case (rows at
     different positions, chunks past a row's position, head_dim 64 and 128, wide chunks) matches the
-    reference; a chunk whose rows do not fit (600 slots) reads them from global memory."""
+    reference; a chunk whose rows do not fit (600 slots) reads them from global memory. Where a chunk's K
+    rows are 32 KiB or more (head_dim 128, chunks of 128) the issue function copies only K and the tile
+    copies V after its waits, on a barrier of its own."""
     from etc.codegen.tiles_harness import harness_module_text as harness
 
     selected = [c for c in cases if c.task.kind == "attention_partial"]
-    prefetched, failures = 0, []
+    prefetched, v_after, failures = 0, 0, []
+    copy = "nvvm.cp.async.bulk.shared.cluster.global"
     for case in selected:
         text = harness(case.program, [case.task], weight_stream=True)
         p = case.task.params
         fits = 2 * p["kv_chunk"] * (2 if p.get("wide_rows") else 1) * p["head_dim"] * 2 <= 128 * 1024
         assert ("nvvm.cp.async.bulk" in text) == fits, case.name
         prefetched += "nvvm.cp.async.bulk" in text
+        if fits:  # K (and V) before the waits, V after them from 32 KiB of K rows a chunk
+            functions = dict(re.findall(r"func\.func @(etc_tile_\d+\w*)\((.*?)(?=func\.func|\Z)", text, re.S))
+            issue = next(body for name, body in functions.items() if name.endswith("_issue"))
+            tile = next(body for name, body in functions.items() if re.fullmatch(r"etc_tile_\d+", name))
+            after = p["kv_chunk"] * p["head_dim"] * 2 >= 32 * 1024
+            assert (issue.count(copy), tile.count(copy)) == ((1, 1) if after else (2, 0)), case.name
+            v_after += after
         got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True)
         failures += _mismatches(case, got)
-    assert prefetched >= 5 and not failures, (prefetched, failures)
+    assert prefetched >= 5 and v_after >= 3 and not failures, (prefetched, v_after, failures)
 
 
 def test_a_wide_steps_empty_chunks_are_skipped_and_written_by_the_chunks_that_stand_in(cases):

@@ -33,7 +33,11 @@ slots before positions[r] were written in earlier steps, so an issue function, r
 the tile's waits, bulk-copies them (K and V rows: one copy each, under the weights' L2 evict-first policy)
 into shared memory on an mbarrier. After the waits the tile copies only slot positions[r] (appended this
 step) and reads K and V from shared memory; the issue function also leaves positions[r] in shared memory
-(POSITION_OFFSET), so the tile does not load it after its waits. Without it the warps read K rows and
+(POSITION_OFFSET), so the tile does not load it after its waits. Where a chunk's K rows reach
+V_AFTER_WAITS_BYTES (head_dim 128 at chunks of 128 slots) the issue function copies only K, and the tile
+copies V on a barrier of its own right after its waits, waiting for it just before the first P @ V: the
+worker's poll and the tile's first loads then queue behind half the bytes at the stage boundary (one SM
+takes in ~32-45 GB/s while every SM streams), and V lands during the q staging and the scores. Without it the warps read K rows and
 stage V rows from global memory. The q rows are loaded before positions[r] is known, so their round trip
 overlaps its.
 
@@ -68,6 +72,11 @@ LAST_MERGE_UNROLL = 8  # ... in the last split's merge: context 1024 in chunks o
 # barrier the prefetch uses: the tile then reads it from shared memory, not with a global round trip after
 # its waits (positions are an input, constant during the step).
 POSITION_OFFSET = BARRIER_OFFSET + 8
+V_BARRIER_OFFSET = BARRIER_OFFSET + 16  # the V rows' barrier, where their copies start after the waits
+# A chunk's K rows from this size on (kv_chunk x head_dim x element bytes) leave its V rows' copies until
+# after the tile's waits (measured on the H200: Qwen3-0.6B's 32 KiB 1.6 / 3.7 / 4.9% faster at batch 1 / 4 /
+# 16; Llama-3.2-1B's 16 KiB 2% slower at batch 1)
+V_AFTER_WAITS_BYTES = 32 * 1024
 STEP = 16  # slots a warp takes at once: two 8-slot tiles of scores, one k-step of P @ V
 QUAD = (1, 2)  # shuffle offsets within a quad of lanes (lanes 4q .. 4q + 3: one head row's slots)
 
@@ -118,6 +127,7 @@ def emit_attention_partial(t: Tile) -> None:
             ks = b.gep(base, RING_OFFSET, "i8")
             vs = b.gep(base, RING_OFFSET + CMAX * D * eb, "i8")
             bar = b.gep(base, BARRIER_OFFSET, "i8")
+            vbar = b.gep(base, V_BARRIER_OFFSET, "i8") if _v_after_waits(C, D, eb) else None
     merge = t.has("out")  # the group's last split merges (etc.tiles)
     last_flag = t.smem(4) if merge else None  # whether this tile arrived last, for the whole block
     limit = RING_OFFSET if prefetch else abi.MAX_SHARED_BYTES
@@ -231,6 +241,9 @@ def emit_attention_partial(t: Tile) -> None:
     def visible():
         kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
         p_row = b.mul(b.add(kv_row0, p), D)  # slot p's K / V row
+        if prefetch and vbar is not None:  # V rows of slots t0 .. p - 1, needed only after the scores
+            with b.when(b.cmp("eq", t.tid, 0)):
+                _copy_rows(t, "v_cache", vs, vbar, b.sub(t1, t0), p, t0, kv_row0, D, eb)
         if norm:
             def finish_k_row(to_smem: bool) -> None:
                 """The last warp normalizes and rotates slot p's K row (appended raw this step; volatile
@@ -330,6 +343,8 @@ def emit_attention_partial(t: Tile) -> None:
             # the warp stages its step's V rows (past the chunk: the last slot again, weighted 0) with their
             # 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8) where rows hold 8k chunks), so
             # ldmatrix's eight rows of one matrix hit eight different banks (rows 128k bytes apart)
+            if prefetch and vbar is not None:
+                b.mbarrier_wait(vbar, b.i32(0))
             b.warp_sync()  # the previous step's ldmatrix is done with the stage
             with b.loop(t.lane, STEP * per_row, WARP) as i:
                 j, c = b.div(i, per_row), b.rem(i, per_row)
@@ -358,6 +373,8 @@ def emit_attention_partial(t: Tile) -> None:
         init = [ninf] * rows + [b.f32(0.0)] * rows + [b.f32(0.0)] * (D // 8 * 4)
         out = b.for_(b.add(t0, b.mul(t.warp, STEP)), t1, b.mul(t.nwarps, STEP), init, one_step)
         m, l, o = out[:rows], out[rows:2 * rows], out[2 * rows:]
+        if prefetch and vbar is not None:  # landed before the tile ends, even where a warp had no step
+            b.mbarrier_wait(vbar, b.i32(0))
         l = [b.warp_reduce(x, b.add, QUAD) for x in l]
 
         # every warp's (o, m, l) -> red; a lane holds o[quad (+ 8)][8 n + 2 (l%4) + {0, 1}]
@@ -433,6 +450,8 @@ def emit_attention_partial(t: Tile) -> None:
     if prefetch:
         with b.when(b.cmp("eq", t.tid, 0)):
             b.mbarrier_inval(bar)  # waited on (or armed with no bytes, for an empty chunk): idle
+            if vbar is not None:
+                b.mbarrier_inval(vbar)  # waited on, or never armed (an empty chunk)
         t.ring_end = STREAM_SHARED_BYTES
         issue = type(t)(t.task, t.program, t.buffer_index, t.symbol_index, weight_stream=True, ring_bytes=t.ring_bytes)
         p_issue = _issue_kv_prefetch(issue, KVH, D, C, W)
@@ -498,18 +517,39 @@ def _issue_kv_prefetch(t: Tile, KVH: int, D: int, C: int, W: int) -> V:
     with b.when(b.cmp("eq", t.tid, 0)):
         b.store(p, b.gep(base, POSITION_OFFSET, "i8"), 8)  # for the tile (POSITION_OFFSET)
         b.mbarrier_init(bar, 1)
+        v_after = _v_after_waits(C, D, eb)
+        if v_after:  # armed by the tile, after its waits
+            b.mbarrier_init(b.gep(base, V_BARRIER_OFFSET, "i8"), 1)
         b.fence_proxy_async()  # the bulk copies see the initialized barrier (and the ring is free)
         nbytes = b.cast(b.mul(old, D * eb), "i32")
-        b.mbarrier_expect_tx(bar, b.mul(nbytes, 2))
+        b.mbarrier_expect_tx(bar, nbytes if v_after else b.mul(nbytes, 2))
         with b.when(b.cmp("gt", old, 0)):
             # evict-first, as the weights: a step reads each K and V row once, and the caches (117 MB for
             # Qwen3-0.6B at batch 1, context 1024) would push the code and the reused data out of L2
             policy = b.l2_evict_first()
             at = b.mul(b.add(b.mul(b.add(b.mul(r, KVH), g), T), t0), D)
             b.copy_bulk(b.gep(base, RING_OFFSET, "i8"), t.elem_ptr("k_cache", at), nbytes, bar, policy)
-            b.copy_bulk(b.gep(base, RING_OFFSET + cmax * D * eb, "i8"), t.elem_ptr("v_cache", at), nbytes, bar,
-                        policy)
+            if not v_after:
+                b.copy_bulk(b.gep(base, RING_OFFSET + cmax * D * eb, "i8"), t.elem_ptr("v_cache", at), nbytes, bar,
+                            policy)
     return p
+
+
+def _v_after_waits(C: int, D: int, eb: int) -> bool:
+    """Whether a prefetching tile copies its V rows after its waits (K rows of V_AFTER_WAITS_BYTES or more)."""
+    return C * D * eb >= V_AFTER_WAITS_BYTES
+
+
+def _copy_rows(t: Tile, role: str, dst: V, bar: V, visible: V, p: V, t0: V, kv_row0: V, D: int, eb: int) -> None:
+    """Thread 0: arm `bar` and bulk-copy the `role` rows of slots t0 .. p - 1 (those of the chunk's
+    `visible` slots written in earlier steps) to `dst`, evict-first."""
+    b = t.b
+    old = b.max(b.min(visible, b.sub(p, t0)), 0)
+    nbytes = b.cast(b.mul(old, D * eb), "i32")
+    b.fence_proxy_async()  # the copy's destination is free of the earlier tiles' generic accesses
+    b.mbarrier_expect_tx(bar, nbytes)
+    with b.when(b.cmp("gt", old, 0)):
+        b.copy_bulk(dst, t.elem_ptr(role, b.mul(b.add(kv_row0, t0), D)), nbytes, bar, b.l2_evict_first())
 
 
 def _rope_table(t: Tile, p: V, D: int, qt: str, offset: int) -> None:

@@ -308,7 +308,8 @@ func.func private @int_mix(%x: f32, %i: i64) -> f32 {
 
 
 # attention cases also built merging by the last split (etc-form-task-grids merge-last-split)
-MERGE_LAST = ("attention_d128", "attention_wide", "attention_g12", "attention_norm_d128", "attention_subchunks")
+MERGE_LAST = ("attention_d128", "attention_wide", "attention_g12", "attention_norm_d128", "attention_subchunks",
+              "attention_norm_d128_c128")
 
 
 def extra_programs() -> dict[str, object]:
@@ -327,6 +328,9 @@ def extra_programs() -> dict[str, object]:
                                                            "attention_g12": (24, 2, 64, 64, 0, False),
                                                            "attention_g16_d48": (32, 2, 48, 64, 0, False),
                                                            "attention_norm_d128": (8, 2, 128, 64, 0, True),
+                                                           # Qwen3-0.6B's chunks: 32 KiB of K rows, V copied
+                                                           # after the waits (V_AFTER_WAITS_BYTES)
+                                                           "attention_norm_d128_c128": (8, 2, 128, 128, 0, True),
                                                            "attention_norm_wide": (4, 2, 64, 64, 2, True)}.items():
         attn = {"head_dim": d, "kv_chunk": chunk, "num_heads": heads, "num_kv_heads": kv_heads,
                 "scale": 1.0 / math.sqrt(d)} | ({"wide_rows": wide} if wide else {}) \
@@ -483,7 +487,7 @@ def all_cases(*, models=("tiny-llama", "tiny-qwen3", "tiny-gpt"), llama=True, ex
             cases.append(make_case(f"extra/{name}", program, program.tasks[0], sizes, seed=11))
         # one row: chunks of kv_chunk slots; the last split merging at one row only, and x_one_row read
         for name in ("attention_wide", "attention_wide_d128", "attention_norm_wide", "attention_d128_last1",
-                     "attention_norm_d128_last1", "o_proj_x_one_row"):
+                     "attention_norm_d128_last1", "attention_norm_d128_c128_last1", "o_proj_x_one_row"):
             cases.append(make_case(f"extra/{name}-b1", progs[name], progs[name].tasks[0], {"batch": 1, "kv_len": 700},
                                    seed=25))
         short = progs["linear_stream_short"]  # K 1024, 2 rows: the norm spreads both rows over the warps
