@@ -37,9 +37,9 @@ step) and reads K and V from shared memory; the issue function also leaves posit
 V_AFTER_WAITS_BYTES (head_dim 128 at chunks of 128 slots) the issue function copies only K, and the tile
 copies V on a barrier of its own right after its waits, waiting for it just before the first P @ V: the
 worker's poll and the tile's first loads then queue behind half the bytes at the stage boundary (one SM
-takes in ~32-45 GB/s while every SM streams), and V lands during the q staging and the scores. Without it the warps read K rows and
-stage V rows from global memory. The q rows are loaded before positions[r] is known, so their round trip
-overlaps its.
+takes in ~32-45 GB/s while every SM streams), and V lands during the q staging and the scores. Without
+the prefetch the warps read K rows and stage V rows from global memory. The q rows are loaded before
+positions[r] is known, so their round trip overlaps its.
 
 Merge by the last split (out among the grid's writes): after storing its partials each tile counts
 itself in its (row, kv group)'s arrival counter; the last of the step's S splits to arrive merges the
@@ -121,6 +121,7 @@ def emit_attention_partial(t: Tile) -> None:
     prefetch = t.weight_stream and 2 * CMAX * D * eb <= RING_BYTES
     # RoPE's (cos, sin) at positions[r] for each rotate-half pair (f32), left by the issue function
     rope_table = t.smem(D * 4) if norm and prefetch else None
+    vbar = None  # the V rows' barrier, where the tile copies them after its waits
     if prefetch:  # K and V rows in the stream's ring, landing on its first barrier
         base = t.smem_base()
         with b.at_entry():
@@ -241,7 +242,7 @@ def emit_attention_partial(t: Tile) -> None:
     def visible():
         kv_row0 = b.mul(b.add(b.mul(r, KVH), g), T)  # slot 0 of this (row, kv head), in rows of D
         p_row = b.mul(b.add(kv_row0, p), D)  # slot p's K / V row
-        if prefetch and vbar is not None:  # V rows of slots t0 .. p - 1, needed only after the scores
+        if vbar is not None:  # V rows of slots t0 .. p - 1, needed only after the scores
             with b.when(b.cmp("eq", t.tid, 0)):
                 _copy_rows(t, "v_cache", vs, vbar, b.sub(t1, t0), p, t0, kv_row0, D, eb)
         if norm:
@@ -343,7 +344,7 @@ def emit_attention_partial(t: Tile) -> None:
             # the warp stages its step's V rows (past the chunk: the last slot again, weighted 0) with their
             # 16-byte chunks swizzled (chunk c of row j at c ^ (j % 8) where rows hold 8k chunks), so
             # ldmatrix's eight rows of one matrix hit eight different banks (rows 128k bytes apart)
-            if prefetch and vbar is not None:
+            if vbar is not None:
                 b.mbarrier_wait(vbar, b.i32(0))
             b.warp_sync()  # the previous step's ldmatrix is done with the stage
             with b.loop(t.lane, STEP * per_row, WARP) as i:
@@ -373,7 +374,7 @@ def emit_attention_partial(t: Tile) -> None:
         init = [ninf] * rows + [b.f32(0.0)] * rows + [b.f32(0.0)] * (D // 8 * 4)
         out = b.for_(b.add(t0, b.mul(t.warp, STEP)), t1, b.mul(t.nwarps, STEP), init, one_step)
         m, l, o = out[:rows], out[rows:2 * rows], out[2 * rows:]
-        if prefetch and vbar is not None:  # landed before the tile ends, even where a warp had no step
+        if vbar is not None:  # landed before the tile ends, even where a warp had no step
             b.mbarrier_wait(vbar, b.i32(0))
         l = [b.warp_reduce(x, b.add, QUAD) for x in l]
 
