@@ -133,6 +133,10 @@ class LowerToGpu(Pass):
                 return
             own = abi.PROFILE_PHASE_SMEM + 8 * abi.PROFILE_PHASES
         constants = kernel.SharedConstants.of(layout, own, scratch, RING_OFFSET)
+        if constants is None and any("etc.reads_epoch" in text for text in tiles.values()):
+            self.error(kernels[0], f"the tiles use {own} bytes of shared memory; the step's epoch, which an "
+                                   "attention merge reads, needs 8 bytes more past them")
+            return
         text = kernel.emit_gpu_module(program, tiles, tile_of_task, layout, self.option("spin-sleep"), constants)
         with module_op.context, module_op.location:
             gpu_module = ir.Operation.parse(text, source_name="<etc-lower-to-gpu>")

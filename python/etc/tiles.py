@@ -67,10 +67,11 @@ Kinds (grid; reads -> writes; params):
                   positions[r] does the same to that K row (k_norm_weight) and writes it back (in place,
                   not a result: it finishes the step's append, and no other tile reads that slot).
                   With out[R,H*D] among its writes (merged by the last split; etc-form-task-grids
-                  merge-last-split): the last of the S tiles of (r, g) to finish its partials merges the
-                  group's S partials into out[r, g*G*D : (g+1)*G*D] as attention_merge does (which tile is
-                  last is decided at run time: merge_group(kind, params) says which tiles count together).
-                  Every tile still signals after its own work, so a wait for all S tiles of (r, g) sees out.
+                  merge-last-split): once every tile of (r, g) has its partials, the group's S partials
+                  are merged into out[r, g*G*D : (g+1)*G*D] as attention_merge does, before the tiles'
+                  signals (merge_group(kind, params) says which tiles make a group; on the GPU the tile
+                  holding positions[r] merges, etc.codegen.tiles_attention). Every tile signals after its
+                  own work, so a wait for all S tiles of (r, g) sees out.
                   With param merge_one_row (etc-form-task-grids merge-per-batch) that happens at one row
                   only: at more rows no tile counts and out is not written (an attention_merge grid merges).
   attention_merge (R, KVH)        partial_out, partial_stats -> out[R,H*D]          same as attention_partial
@@ -227,11 +228,22 @@ def split_head_tiles(params: dict) -> int:
 
 
 def merge_group(kind: str, params: dict):
-    """For a grid whose last tile of a group to finish merges the group's work (attention_partial writing
-    out): a function from a tile's coordinates and the grid extents to (its group, the group's size), or
-    (None, 0) where the tile counts in no group this step; None for every other grid."""
+    """For a grid whose tiles merge their group's work (attention_partial writing out): a function from a
+    tile's coordinates and the grid extents to (its group, the group's size), or (None, 0) where the tile
+    counts in no group this step; None for every other grid."""
     if kind == "attention_partial" and "out" in params.get("write_roles", ()):
         one_row = bool(params.get("merge_one_row"))  # at more rows no tile counts: (None, 0)
         return lambda coords, extents: (None, 0) if one_row and extents[0] != 1 else (tuple(coords[:2]), extents[2])
     return None
+
+
+def merges_group(params: dict, coords: tuple, extents: tuple, position: int) -> bool:
+    """Whether attention_partial tile `coords` (of a merge_group grid) merges its group: the split whose
+    chunk holds positions[r] (`position`). It merges once the group's splits before it have their
+    partials; the splits after it hold no visible slot."""
+    chunk = int(params["kv_chunk"])
+    wide = int(params.get("wide_rows", 0))
+    if wide and extents[0] >= wide:
+        chunk *= 2
+    return coords[2] * chunk <= position < (coords[2] + 1) * chunk
 

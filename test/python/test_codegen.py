@@ -1,6 +1,7 @@
 """etc.compile: a tiny model to a bundle; the PTX keeps the memory ordering the counters need."""
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
 import re
@@ -221,28 +222,51 @@ def test_split_head_norm_gets_arrival_counters_after_the_event_counters(tmp_path
         assert meta["counter_words"] == max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
 
 
-def test_attention_merged_by_the_last_split_gets_an_arrival_counter_per_row_and_kv_group(tmp_path):
-    """With attention-merge-last each layer's attention tiles count their arrivals per (row, kv group) past
-    the event counters: by default at one row only (merge-per-batch: more rows have a merge grid), so
-    tiny-qwen3 (2 layers, 2 kv heads) adds 2 * 2 words; at every batch (up to 64 rows) 2 * 64 * 2, with no
-    merge grid. Its attention tile function counts with an atomic add; without the fusion there are none."""
+def test_attention_merge_gets_published_words_per_row_kv_group_and_split(tmp_path):
+    """With attention-merge-last each layer's attention tiles publish their partials past the event
+    counters, G x (m, l, o[0 .. D)) 64-bit words per (row, kv group, split): by default at one row only
+    (merge-per-batch: more rows have a merge grid), so tiny-qwen3 (2 layers, 2 kv groups of 2 heads of 32,
+    one split of its 64 slots) adds 2 * 2 * 2 * 34 words; at every batch (up to 64 rows) 64 times as many,
+    with no merge grid. The words carry the step's epoch, not a count: the tiles store them as relaxed
+    device-scope stores (no atomics), and the merge loads them in a loop until every one carries it. At one
+    row only, the publishing code is in the noinline `_one_row` companion and the tile function proper
+    (more rows) has none of it. Without the fusion there are no words."""
     from etc.cli import compile_reference
 
+    def attention_bodies(bundle):
+        meta = json.loads((bundle / "bundle.json").read_text())
+        attention = {t["id"] for t in meta["tasks"] if t["kind"] == "attention_partial"}
+        bodies = {name: body for name, body in functions((bundle / "kernel.ptx").read_text()).items()
+                  if name.startswith("etc_tile_") and int(name.split("_")[2]) in attention}
+        assert not [name for name, body in bodies.items() if re.search(r"\b(atom|red)\.", body)]
+        by_suffix = collections.defaultdict(list)
+        for name, body in bodies.items():
+            by_suffix[re.sub(r"^etc_tile_\d+", "", name)].append(body)
+        return by_suffix
+
+    publishes = re.compile(r"st\.relaxed\.gpu\.global\.[bu]64")
+    spins = re.compile(r"ld\.relaxed\.gpu\.global\.[bu]64.*\n(?:.*\n)*?.*@%p\d+ bra")
+    words = 2 * 2 * 2 * (2 + 32)
     every = compile_reference("tiny-qwen3", tmp_path / "every", num_sms=8, no_fuse=("attention-merge-per-batch",))
     meta = json.loads((every / "bundle.json").read_text())
     events = max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
-    assert meta["counter_words"] == events + 2 * 64 * 2
+    assert meta["counter_words"] == events + 64 * words
     assert not [t for t in meta["tasks"] if t["kind"] == "attention_merge"]
+    bodies = attention_bodies(every)
+    assert bodies[""] and all(publishes.search(body) for body in bodies[""])
+    assert "_one_row" not in bodies
+    assert bodies["_merge"] and all(spins.search(body) for body in bodies["_merge"])
+
     out = compile_reference("tiny-qwen3", tmp_path / "last", num_sms=8)
     meta = json.loads((out / "bundle.json").read_text())
     events = max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
-    assert meta["counter_words"] == events + 2 * 2
+    assert meta["counter_words"] == events + words
     assert len([t for t in meta["tasks"] if t["kind"] == "attention_merge"]) == 2
-    attention = {t["id"] for t in meta["tasks"] if t["kind"] == "attention_partial"}
-    bodies = functions((out / "kernel.ptx").read_text())
-    counted = [name for name, body in bodies.items() if name.startswith("etc_tile_") and not name.endswith(("_issue", "_idle"))
-               and int(name.split("_")[2]) in attention and ("atom.global.add.u64" in body or "atom.add.u64" in body)]
-    assert counted
+    bodies = attention_bodies(out)
+    assert bodies[""] and not [body for body in bodies[""] if publishes.search(body)]
+    assert all(re.search(r"call\.uni\s+etc_tile_\d+_one_row,", body) for body in bodies[""])
+    assert bodies["_one_row"] and all(publishes.search(body) for body in bodies["_one_row"])
+    assert bodies["_merge"] and all(spins.search(body) for body in bodies["_merge"])
     other = compile_reference("tiny-qwen3", tmp_path / "merge", num_sms=8, no_fuse=("attention-merge-last",))
     meta = json.loads((other / "bundle.json").read_text())
     assert meta["counter_words"] == max(c["offset"] + max(1, _product(c["extents"])) for c in meta["counters"])
@@ -300,16 +324,17 @@ def _layout(symbols: int, buffers: int):
 
 
 def test_shared_constants_take_what_fits_past_the_tiles():
-    """The worker's copy of the sizes and buffer addresses goes past the tiles' shared memory (8-aligned):
-    both where they fit below the opt-in limit (Llama-3.2-1B: 2 symbols, 295 buffers past a 229440-byte
-    ring), the sizes alone where the buffers do not (Qwen3-0.6B: 567), nothing where not even they do."""
+    """The worker's copy of the sizes (then the step's epoch) and buffer addresses goes past the tiles' shared
+    memory (8-aligned): both where they fit below the opt-in limit (Llama-3.2-1B: 2 symbols, 295 buffers
+    past a 229440-byte ring), the sizes alone where the buffers do not (Qwen3-0.6B: 567), nothing where not
+    even they do."""
     from etc.codegen.kernel import SharedConstants
 
     both = SharedConstants.of(_layout(2, 295), 229440)
     assert (both.offset, both.symbols, both.buffers) == (229440, 2, 295)
-    assert both.buffers_offset == 229456 and both.end == 229456 + 8 * 295 <= abi.MAX_SHARED_BYTES
+    assert both.buffers_offset == 229440 + 8 * 3 and both.end == 229464 + 8 * 295 <= abi.MAX_SHARED_BYTES
     sizes_only = SharedConstants.of(_layout(2, 567), 229440)
-    assert (sizes_only.buffers, sizes_only.end) == (0, 229456)
+    assert (sizes_only.buffers, sizes_only.end) == (0, 229464)
     assert SharedConstants.of(_layout(1, 4), 9).offset == 16  # aligned for the i64 slots
     assert SharedConstants.of(_layout(2, 0), abi.MAX_SHARED_BYTES - 8) is None
 
@@ -351,10 +376,10 @@ def test_buffer_addresses_that_do_not_fit_past_the_ring_go_below_it():
     scratch = max(int(n) for n in re.findall(r"etc.scratch_bytes = (\d+)", text))
     offset = -(-scratch // 8) * 8
     kernel_text = text[text.index("gpu.func @etc_megakernel"):]
-    # the staging loops' bases: sizes at the offset, buffer addresses right after them (1 symbol)
+    # the staging loops' bases: sizes at the offset, buffer addresses after them (1 symbol, then the epoch)
     assert f"[{offset}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8" in kernel_text
-    assert f"[{offset + 8}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8" in kernel_text
-    assert offset + 8 + 8 * 405 <= RING_OFFSET
+    assert f"[{offset + 16}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8" in kernel_text
+    assert offset + 16 + 8 * 405 <= RING_OFFSET
 
 
 def test_kernel_copies_sizes_into_shared_memory_before_its_queue(tiny_bundle):

@@ -105,7 +105,7 @@ def prepare(outdir: str, cases=None) -> None:
     from etc.codegen import ptxas
     from etc.codegen.tile_library import tile_shared_bytes
     from etc.codegen.tiles_cases import all_cases
-    from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
+    from etc.codegen.tiles_harness import ARRIVAL_WORDS, HARNESS_EPOCH, check_kernel_name, default_indices, harness_module_text
     from etc.codegen.tiles_simt import to_storage
 
     os.makedirs(os.path.join(outdir, "ptx"), exist_ok=True)
@@ -151,7 +151,7 @@ def prepare(outdir: str, cases=None) -> None:
             # the table slot after the buffers: zeroed arrival counters (tiles_harness)
             buffers.append({"name": "arrivals", "index": len(buffer_index), "etype": "i64", "shape": [ARRIVAL_WORDS],
                             "init": save(np.zeros(ARRIVAL_WORDS, np.int64)), "fill": None, "expected": None})
-            sizes = [0] * len(symbol_index)
+            sizes = [0] * len(symbol_index) + [HARNESS_EPOCH]  # the sizes, then the step's epoch
             for sym, k in symbol_index.items():
                 sizes[k] = int(case.sizes.get(sym, 1))
             manifest["cases"].append({

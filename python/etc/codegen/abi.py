@@ -14,13 +14,13 @@ Kernel. One `gpu.func @etc_megakernel` in `gpu.module @etc`, launched with `num_
 Counters. Counter c, element e (row-major over the counter's MAX extents) is u64 word
 `counter_offset[c] + e`. In step `epoch` a signal is atomicMax(word, epoch << 32) then atomicAdd(word, 1),
 after a release fence; a wait spins on an acquire load until word >= (epoch << 32) + target. After the event
-counters come tile-private arrival counters (etc.codegen.tiles_linear.arrival_words: a split head's
-head_rms_norm counts its tiles' arrivals; etc.codegen.tiles_attention.merge_arrival_words: the splits of
-an attention group whose last split merges); no tile waits on them.
+counters come tile-private arrival words (etc.codegen.tiles_linear.arrival_words: a split head's
+head_rms_norm counts its tiles' arrivals; etc.codegen.tiles_attention.merge_arrival_words: the partials
+an attention split publishes for its group's merge, tagged with the epoch); no worker waits on them.
 
 Shared memory. The launch's dynamic shared memory is the largest tile's, then (8-aligned) the worker's copy of
-`sizes` and `buffers` (etc.codegen.kernel.SharedConstants): run and tile functions read them there, since
-every wait invalidates the SM's L1. Where the buffer addresses do not fit below MAX_SHARED_BYTES, both go
+`sizes` with the epoch after it, and `buffers` (etc.codegen.kernel.SharedConstants): run and tile functions
+read them there, since every wait invalidates the SM's L1 (a tile reads the epoch as sizes[num_symbols]). Where the buffer addresses do not fit below MAX_SHARED_BYTES, both go
 between the tiles' scratch (their `etc.scratch_bytes`) and the weight stream's ring, if they fit there;
 else only `sizes` is copied, past the tiles.
 

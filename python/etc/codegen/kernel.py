@@ -167,12 +167,12 @@ class SharedConstants:
     global memory cost an L2 round trip per tile (about 1 us while the other SMs stream weights): a run
     function's operand table, loaded before its issue function can start the tile's weight copies."""
     offset: int
-    symbols: int
+    symbols: int  # then the step's epoch (the slot tiles read with Tile.epoch_tag)
     buffers: int  # 0: the buffer addresses stay in global memory
 
     @property
     def buffers_offset(self) -> int:
-        return self.offset + 8 * self.symbols
+        return self.offset + 8 * (self.symbols + 1)
 
     @property
     def end(self) -> int:
@@ -774,6 +774,9 @@ def _stage_constants(constants: SharedConstants | None) -> tuple[str, str, str]:
         dst = e.emit(f"llvm.getelementptr {slots}[{i}] : (!llvm.ptr<3>, i64) -> !llvm.ptr<3>, i64")
         e.line(f"llvm.store {e.emit(f'llvm.load {src} : !llvm.ptr -> i64')}, {dst} : i64, !llvm.ptr<3>")
         e.line("}")
+        if source == "%sizes":  # the epoch after the sizes (every thread stores the same value)
+            at = e.emit(f"llvm.getelementptr {slots}[{count}] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i64")
+            e.line(f"llvm.store %epoch, {at} : i64, !llvm.ptr<3>")
         names[source] = f"{source}_s"
         casts.append(f"{names[source]} = llvm.addrspacecast {slots} : !llvm.ptr<3> to !llvm.ptr")
     e.line("gpu.barrier")

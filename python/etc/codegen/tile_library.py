@@ -72,6 +72,7 @@ class Tile:
         self.weight_stream = weight_stream  # linear tiles stream their weights (etc.codegen.weight_stream)
         self.ring_bytes = ring_bytes  # of the weight ring's space, the bytes a weight stream's stages use (None: all)
         self.companions: list[str] = []  # more functions of the tile (a linear tile's issue function)
+        self.reads_epoch = False  # reads the step's epoch (epoch_tag): the kernel must keep it after `sizes`
         self.smem_offsets: dict[str, int] = {}  # smem() region name -> its byte offset
         self.profile = profile  # the profiling build: phase() stamps %globaltimer
 
@@ -148,6 +149,17 @@ class Tile:
                 addr = b.load(slot, "i64")
                 self._ptrs["%arrivals"] = b.emit(f"llvm.inttoptr {addr} : i64 to {GLOBAL}", GLOBAL)
         return self._ptrs["%arrivals"]
+
+    def epoch_tag(self) -> V:
+        """The step's epoch, low 32 bits, in the upper half of an i64 (a tag for words published this step).
+        The epoch is the i64 after the symbols' in `sizes` (etc.codegen.abi)."""
+        if "%epoch" not in self._syms:
+            b = self.b
+            with b.at_entry():
+                slot = b.gep(V("%sizes", "!llvm.ptr"), len(self.symbol_index), "i64")
+                self._syms["%epoch"] = b.shl(b.load(slot, "i64"), b.i64(32))
+            self.reads_epoch = True
+        return self._syms["%epoch"]
 
     def sym(self, name: str) -> V:
         if name not in self._syms:
@@ -325,6 +337,8 @@ class Tile:
         too (one the tile calls, so that its registers do not add to the tile's)."""
         name = tile_function_name(self.task.id) + suffix
         sizes = f"etc.shared_bytes = {self.launch_bytes} : i64, etc.scratch_bytes = {self.shared_bytes} : i64"
+        if self.reads_epoch:
+            sizes += ", etc.reads_epoch"
         keep = ', passthrough = ["noinline"]' if not suffix or noinline else ""
         returns = f" -> {result.type}" if result is not None else ""
         head = (f"func.func @{name}(%buffers: !llvm.ptr, %sizes: !llvm.ptr, %c0: i64, %c1: i64, %c2: i64){returns} "

@@ -318,9 +318,17 @@ class Builder:
         inv = " invariant" if invariant else ""
         return self.emit(f"llvm.load {vol}{p}{inv}{attr} : {p.type} -> {t}", t)
 
-    def store(self, v: V, p: V, align: int | None = None) -> None:
+    def store(self, v: V, p: V, align: int | None = None, relaxed: bool = False) -> None:
+        """relaxed: a relaxed device-scope atomic store (st.relaxed.gpu), for a word other SMs load while it
+        may happen (with load_relaxed: a morally strong pair, so an aligned word is seen whole)."""
         attr = f" {{alignment = {align} : i64}}" if align else ""
-        self.stmt(f"llvm.store {v}, {p}{attr} : {v.type}, {p.type}")
+        atomic = ' atomic syncscope("device") monotonic' if relaxed else ""
+        self.stmt(f"llvm.store {v}, {p}{atomic}{attr} : {v.type}, {p.type}")
+
+    def load_relaxed(self, p: V, t: str, align: int) -> V:
+        """A relaxed device-scope atomic load (ld.relaxed.gpu: past L1, not hoisted out of a loop)."""
+        return self.emit(f'llvm.load {p} atomic syncscope("device") monotonic {{alignment = {align} : i64}} : '
+                         f'{p.type} -> {t}', t)
 
     def copy_async_16(self, dst: V, src: V) -> None:
         """cp.async of 16 bytes global -> shared (bypassing L1); completes at wait_async."""

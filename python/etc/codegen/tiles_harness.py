@@ -4,7 +4,8 @@
 function and a kernel `etc_check_<id>(%buffers: !llvm.ptr, %sizes: !llvm.ptr)` that runs every tile of the
 task: block b takes tiles b, b + gridDim.x, ... (row-major over the grid, extents from the runtime sizes),
 with a barrier around each call as the megakernel's workers do. `%buffers` holds every buffer of the program
-(default_indices), then the address of ARRIVAL_WORDS zeroed u64 arrival counters (Tile.arrival_counters).
+(default_indices), then the address of ARRIVAL_WORDS zeroed u64 arrival counters (Tile.arrival_counters);
+`%sizes` the runtime sizes, then the step's epoch (HARNESS_EPOCH: the caller runs one step).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from etc.codegen.abi import tile_function_name
 from etc.codegen.tile_library import DYNAMIC_SHARED_DECL, Tile, emit_tile_function
 
 
-ARRIVAL_WORDS = 4096  # arrival counters a check kernel's caller provides
+ARRIVAL_WORDS = 1 << 17  # arrival counters a check kernel's caller provides (an attention merge's partials)
+HARNESS_EPOCH = 1  # the epoch a check kernel's caller passes after the sizes
 
 
 def check_kernel_name(task_id: int) -> str:

@@ -17,6 +17,7 @@ computed in f64 and rounded once to f32 -- close to, not bit-identical with, the
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -26,6 +27,7 @@ from etc.errors import EtcError
 from etc.reference.numerics import round_bf16
 
 REGION_SHIFT = 40
+SPIN_LIMIT = 100_000  # scf.while turns before the simulator calls it a hang
 _DTYPES = {"i1": np.bool_, "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "index": np.int64,
            "f32": np.float32, "f64": np.float64, "bf16": np.float32, "f16": np.float32}
 _SIZES = {"i1": 1, "i8": 1, "i16": 2, "i32": 4, "i64": 8, "index": 8, "f32": 4, "f64": 8, "bf16": 2, "f16": 2}
@@ -264,7 +266,10 @@ class Simulator:
     def _while(self, op: Op, env, mask, x):
         (before_args, before), (after_args, after) = op.regions
         carried, active = list(x), mask.copy()
-        while True:
+        for turn in itertools.count():
+            if turn == SPIN_LIMIT:  # nothing runs beside the block: a spin that does not end here never does
+                raise EtcError(f"simulator: an scf.while ran {SPIN_LIMIT} times (a wait for what no tile "
+                               "run before this one writes)")
             local = dict(env)
             local.update(zip(before_args, carried))
             cond, *passed = self._exec(before, local, active)
@@ -815,7 +820,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
     copies ("loads"), and with cp.async ("async_reads"), the arrival counters afterwards ("arrivals"). order: the tiles in the order to run them (one block per tile), as some
     interleaving on the GPU could finish them. ring_bytes: the weight streams' part of the ring (None: all)."""
     from etc.codegen.tile_library import tile_shared_bytes
-    from etc.codegen.tiles_harness import ARRIVAL_WORDS, check_kernel_name, default_indices, harness_module_text
+    from etc.codegen.tiles_harness import ARRIVAL_WORDS, HARNESS_EPOCH, check_kernel_name, default_indices, harness_module_text
 
     buffer_index, symbol_index = default_indices(program)
     profile = phases is not None
@@ -826,7 +831,7 @@ def simulate(program, task, sizes: dict, arrays: dict, block: int = 256, module_
         addrs[buffer_index[name]] = sim.memory.add(to_storage(arr, program.buffer(name).element_type))
     addrs.append(sim.memory.add(8 * ARRIVAL_WORDS))  # the slot after the buffers: arrival counters, zeroed
     table = sim.memory.add(np.array(addrs, np.int64))
-    size_values = [0] * len(symbol_index)
+    size_values = [0] * len(symbol_index) + [HARNESS_EPOCH]  # the sizes, then the step's epoch
     for sym, i in symbol_index.items():
         size_values[i] = sizes.get(sym, 1)
     size_table = sim.memory.add(np.array(size_values, np.int64))

@@ -10,8 +10,9 @@ are: fetch (peek the next static queue entry, or pop the ready queue), wait (acq
 elements reached their targets), run (reads and compute; writes are staged), commit (writes become
 visible) and signal. A worker whose next static tile is not ready pops ready dynamic tiles instead. A
 tile of a merge group (etc.tiles.merge_group: an attention split that merges) arrives after its commit;
-the group's last to arrive then runs the group's finish (etc.reference.tiles.finish_group) and commits
-it before it signals, as the GPU's arrival counters decide.
+the group's merging tile (etc.tiles.merges_group: the split holding positions[r]) then waits, holding its
+worker as the GPU's does, until the group's splits before it have arrived, runs the group's finish
+(etc.reference.tiles.finish_group) and commits it before it signals.
 
 Counters follow the GPU exactly: 64-bit, never reset; in step e (from 1) a signal is atomicMax(c, e << 32)
 then atomicAdd(c, 1), and a wait needs c >= (e << 32) + target(element, sizes) (a target of 0 is met at
@@ -255,7 +256,7 @@ class _Step:
         self._check_coverage()
         self.started = [False] * len(self.tiles)
         self.done = 0
-        self.arrived: collections.Counter = collections.Counter()  # (task id, merge group) -> tiles arrived
+        self.arrived: dict[tuple, set] = collections.defaultdict(set)  # (task id, merge group) -> splits arrived
         # Dynamic tiles: pushed once `unmet` reaches 0; `dependents` maps a counter element to them.
         self.ready: collections.deque[_Tile] = collections.deque()
         self.unmet: dict[int, int] = {}
@@ -359,6 +360,8 @@ class _Step:
 
     def _can_advance(self, w: _Worker) -> bool:
         if w.tile is not None:
+            if w.phase == "finish":
+                return not self._merge_waits(w.tile)
             return w.phase != "wait" or self._met(w.tile)
         if w.static is not None:
             return self._met(w.static) or bool(self.ready)
@@ -427,18 +430,25 @@ class _Step:
             self.arrays[name][write.index] = write.value
         w.access, w.phase = None, "signal"
         group_of = contract.merge_group(tile.task.kind, tile.task.params)
-        group, size = group_of(tile.coords, self._extents(tile.task)) if group_of else (None, 0)
-        if group is not None and not w.finishing:  # arrive: the group's last tile finishes the group's work
-            self.arrived[(tile.task.id, group)] += 1
-            if self.arrived[(tile.task.id, group)] == size:
+        group, _ = group_of(tile.coords, self._extents(tile.task)) if group_of else (None, 0)
+        if group is not None and not w.finishing:  # arrive; the group's merging tile finishes its work
+            self.arrived[(tile.task.id, group)].add(tile.coords[2])
+            position = int(self.arrays[dict(tile.task.reads)["positions"]][tile.coords[0]])
+            if contract.merges_group(tile.task.params, tile.coords, self._extents(tile.task), position):
                 w.phase = "finish"
         w.finishing = False
+
+    def _merge_waits(self, tile: _Tile) -> list[int]:
+        """The splits of the merging tile's group before it that have not arrived yet."""
+        group, _ = contract.merge_group(tile.task.kind, tile.task.params)(tile.coords, self._extents(tile.task))
+        return [s for s in range(tile.coords[2]) if s not in self.arrived[(tile.task.id, group)]]
 
     def _finish(self, w: _Worker) -> None:
         tile, task = w.tile, w.tile.task
         group, _ = contract.merge_group(task.kind, task.params)(tile.coords, self._extents(task))
+        splits = tile.coords[2] + 1  # those before it and its own: the later ones hold no visible slot
         w.access = self._staged(tile, f"{tile} (finishing its merge group {group})",
-                                lambda access: finish_group(task.kind, task.params, group, access))
+                                lambda access: finish_group(task.kind, task.params, group, access, splits))
         w.phase, w.finishing = "commit", True
 
     def _signal(self, w: _Worker) -> None:
@@ -510,7 +520,10 @@ class _Step:
         waiting = []
         for w in self.workers:
             tile = w.tile if w.tile is not None else w.static
-            if tile is not None:
+            if tile is not None and w.phase == "finish":
+                waiting.append(f"worker {w.id}: {tile} merges its group once splits "
+                               f"{self._merge_waits(tile)} have their partials")
+            elif tile is not None:
                 waiting.append(f"worker {w.id}: {tile} " + self._unmet_text(tile))
         pending = [t for t in self.tiles if t.dynamic and not self.started[t.uid] and t not in self.ready]
         for tile in pending[:8]:

@@ -395,12 +395,14 @@ def attention_partial(params, coords, a: TileAccess) -> None:
     a.write("partial_stats", (r, heads, s, slice(None)), rounder(a.etype("partial_stats"))(stats))
 
 
-def attention_merge(params, coords, a: TileAccess) -> None:
+def attention_merge(params, coords, a: TileAccess, splits: int | None = None) -> None:
+    """Merge (row, kv group) `coords` from its splits 0 .. splits - 1 (None: all; the splits past those
+    hold no visible slot and weigh nothing)."""
     r, g = coords
     group, d, _ = _attention_params("attention_merge", params)
     heads = slice(g * group, (g + 1) * group)
-    o = f32(a.read("partial_out", (r, heads, slice(None), slice(None))))  # [group, S, D]
-    stats = f32(a.read("partial_stats", (r, heads, slice(None), slice(None))))  # [group, S, 2]
+    o = f32(a.read("partial_out", (r, heads, slice(splits), slice(None))))  # [group, S, D]
+    stats = f32(a.read("partial_stats", (r, heads, slice(splits), slice(None))))  # [group, S, 2]
     out = merge_partials(o, stats)
     a.write("out", (r, slice(g * group * d, (g + 1) * group * d)), rounder(a.etype("out"))(out.reshape(-1)))
 
@@ -519,11 +521,12 @@ def run_tile(kind: str, params: Mapping, coords: tuple[int, ...], access: TileAc
             body(params, tuple(coords), access)
 
 
-def finish_group(kind: str, params: Mapping, group: tuple[int, ...], access: TileAccess) -> None:
-    """What the last tile of a merge group (etc.tiles.merge_group) to finish does after its own work:
-    attention_partial writing out merges its (row, kv group)'s splits, as attention_merge does."""
+def finish_group(kind: str, params: Mapping, group: tuple[int, ...], access: TileAccess,
+                 splits: int | None = None) -> None:
+    """What a merge group's (etc.tiles.merge_group) merging tile does after its own work: attention_partial
+    writing out merges its (row, kv group)'s splits 0 .. splits - 1 (None: all), as attention_merge does."""
     if kind != "attention_partial":
         raise EtcError(f"{kind} tiles have no merge group")
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        attention_merge(params, tuple(group), access)
+        attention_merge(params, tuple(group), access, splits)
 

@@ -1,0 +1,101 @@
+"""Why freshly loaded instances of one bundle differ in step time (2-5% on the H200, BENCHMARKS.md).
+
+    python tools/gpu/instance_spread.py MODEL BUNDLE [BUNDLE ...] --instances N [--batch B] [--ctx C]
+
+Loads each bundle N times (round-robin), as `etc bench --instances` does, with the bench's inputs (seeded
+random weights, every sequence at ctx - 1). Per instance it times 100 steps twice (is an instance's time
+its own?), then re-allocates the instance's workspace buffers (new addresses, same counters and code) and
+times again (do the workspace addresses decide it?); with --arena also with the workspace packed into one
+allocation; with --records (a profiling bundle) keeps a step's tile records after the first timing and
+after the re-allocation (for tools/gpu/profile_stages.py). Prints one JSON line per instance: the medians (ms),
+the workspace buffers' addresses before and after, and the outputs' address.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+
+import torch
+
+from etc.bench import timings_ms
+from etc.models.decoder import CONFIGS, build_model, make_kv_caches
+from etc.runtime import Megakernel
+
+
+def median_ms(step) -> float:
+    return round(statistics.median(timings_ms(step, iters=100)), 4)
+
+
+def workspace(mk: Megakernel) -> list[tuple[int, int]]:
+    """(buffer index, bytes) of every workspace buffer, as Megakernel allocates them."""
+    sizes = mk.bundle.max_sizes()
+    return [(i, max(1, mk.bundle.nbytes(b.name, sizes) // b.itemsize) * b.itemsize)
+            for i, b in enumerate(mk.bundle.buffers) if b.role == "workspace"]
+
+
+def arena(mk: Megakernel, align: int) -> int:
+    """Every workspace buffer packed into one new allocation (buffer order, `align`-byte offsets); its base."""
+    spans, total = [], 0
+    for i, nbytes in workspace(mk):
+        spans.append((i, total))
+        total += -(-nbytes // align) * align
+    first = spans[0][0]
+    base = mk._rt.allocate(first, total)  # noqa: SLF001 (zeroed, bound to the first buffer)
+    mk._rt.bind({i: base + off for i, off in spans})  # noqa: SLF001
+    return base
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("bundles", nargs="+")
+    p.add_argument("--instances", type=int, default=8)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--ctx", type=int, default=1024)
+    p.add_argument("--arena", type=int, default=0, help="also time the workspace packed at this alignment")
+    p.add_argument("--records", help="a profiling bundle's tile records after each timing go to this folder")
+    a = p.parse_args()
+    c = CONFIGS[a.model]
+    model = build_model(a.model, seed=0).cuda().eval()
+    g = torch.Generator(device="cuda").manual_seed(a.batch)
+    tokens = torch.randint(0, c.vocab_size, (a.batch,), device="cuda", generator=g)
+    positions = torch.full((a.batch,), a.ctx - 1, dtype=torch.int64, device="cuda")
+    k, v = make_kv_caches(c, a.batch, a.ctx, device="cuda")
+    for t in k + v:
+        t.normal_(generator=g)
+    def keep_records(mk, name):  # one more step, its tile records kept
+        if a.records:
+            mk(tokens, positions, k, v)
+            with open(os.path.join(a.records, name + ".json"), "w") as f:
+                json.dump([dataclasses.asdict(r) for r in mk.profile()], f)
+
+    if a.records:
+        os.makedirs(a.records, exist_ok=True)
+    for n in range(a.instances):
+        for path in a.bundles:
+            name = path.rstrip("/").split("/")[-1]
+            with Megakernel.from_model(path, model) as mk:
+                step = mk.prepare(tokens, positions, k, v)
+                first, second = median_ms(step), median_ms(step)
+                keep_records(mk, f"{name}.{n}")
+                moved = {i: mk._rt.allocate(i, nbytes) for i, nbytes in workspace(mk)}  # noqa: SLF001
+                third = median_ms(mk.prepare(tokens, positions, k, v))
+                keep_records(mk, f"{name}.{n}.moved")
+                again = {i: mk._rt.allocate(i, nbytes) for i, nbytes in workspace(mk)}  # noqa: SLF001
+                fourth = median_ms(mk.prepare(tokens, positions, k, v))
+                row = {}
+                if a.arena:  # the workspace packed into one allocation, twice
+                    row["arena_ms"], row["arena_base"] = [], []
+                    for _ in range(2):
+                        row["arena_base"].append(hex(arena(mk, a.arena)))
+                        row["arena_ms"].append(median_ms(mk.prepare(tokens, positions, k, v)))
+                print(json.dumps({"bundle": name, "instance": n, "ms": [first, second],
+                                  "realloc_ms": [third, fourth], **row,
+                                  "workspace": {i: [hex(moved[i]), hex(again[i])] for i in moved}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
