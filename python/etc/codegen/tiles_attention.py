@@ -25,8 +25,8 @@ Wide chunks (param wide_rows > 0): at a step of R >= wide_rows rows the chunk is
 the chunks E = ceildiv(T, 2 * kv_chunk) .. S - 1 are empty; the KV prefetch then sizes the ring for
 2 * kv_chunk slots. The worker skips an empty chunk's tile whole (the companion `@<tile>_idle` -> i1 says
 so), and the tile of chunk s - E stands in for it: it stores the empty chunk's (-inf, 0) and o = 0, its
-signals count 2 (the companion `@<tile>_signal_count` -> i64) and it arrives for it in a last-split merge.
-The grid's events must therefore not tell its splits apart (checked).
+signals count 2 (the companion `@<tile>_signal_count` -> i64). An empty chunk lies past positions[r], so
+no merge in the group waits for its published partials. The grid's events must therefore not tell its splits apart (checked).
 
 KV prefetch (with weight streams, when the K and V rows of the longest chunk fit the stream's ring): the
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
@@ -75,7 +75,7 @@ from etc.codegen.tiles_builder import ELEM_BYTES, V
 from etc.codegen.weight_stream import BARRIER_OFFSET, RING_BYTES, RING_OFFSET, STREAM_SHARED_BYTES
 
 MERGE_UNROLL = 4  # splits a merge thread loads at once
-LAST_MERGE_UNROLL = 8  # ... in the last split's merge: context 1024 in chunks of 128 in one round trip
+LAST_MERGE_UNROLL = 8  # ... in a group's merge (_merge_published): context 1024 in chunks of 128 in one round trip
 # Where the KV prefetch's issue function leaves positions[r] (i64) for the tile, next to the one stage
 # barrier the prefetch uses: the tile then reads it from shared memory, not with a global round trip after
 # its waits (positions are an input, constant during the step).

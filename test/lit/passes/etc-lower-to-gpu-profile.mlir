@@ -4,13 +4,13 @@
 
 // Positive: the profiling build. A record buffer of 8 i64 words per tile at the max sizes (2 linear tiles
 // + 8 gelu rows = 80 words); the launch covers the phase slots past 229440 (and after them the worker's
-// run-time constants: 1 symbol, 5 buffers); the linear tile stamps its
+// run-time constants: 1 symbol, the step's epoch, 5 buffers); the linear tile stamps its
 // phases into them; the worker reads the time when it reaches the tile and when it starts the waits
 // (stored into the record with the start), zeroes the slots before the tile and copies them into the
 // record after it.
 // CHECK: #[[REC:.*]] = affine_map<() -> (80)>
 // CHECK: "event_tensor.buffer"() {element_type = i64, name = "etc.profile", role = "workspace", sizes = #[[REC]]}
-// CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229512 : i64
+// CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229520 : i64
 // CHECK-LABEL: func.func @etc_tile_0(
 // CHECK: nvvm.read.ptx.sreg.globaltimer
 // CHECK-NEXT: llvm.getelementptr %{{.*}}[229440] : (!llvm.ptr<3>) -> !llvm.ptr<3>, i8

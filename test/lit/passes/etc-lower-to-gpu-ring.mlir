@@ -7,12 +7,12 @@
 // ring-kib=128 its stream has 4 stages (the issue function inits 4 mbarriers and issues all 4 blocks
 // before the waits), with 64 it has 2. ring-kib=0 (the default) picks 64: 256 KiB of weights over 2
 // workers is a small model (weight_stream.auto_ring_bytes). The ring's space and the launch's shared
-// memory stay the same (229440, then 8 bytes for each of the 1 symbol and 3 buffers the worker keeps there).
-// FULL: "sm_task.kernel"({{.*}}shared_bytes = 229472 : i64
+// memory stay the same (229440, then 8 bytes for each of the 1 symbol, the step's epoch and 3 buffers the worker keeps there).
+// FULL: "sm_task.kernel"({{.*}}shared_bytes = 229480 : i64
 // FULL-LABEL: func.func @etc_tile_0_issue(
 // FULL-COUNT-4: nvvm.mbarrier.init
 // FULL-NOT: nvvm.mbarrier.init
-// HALF: "sm_task.kernel"({{.*}}shared_bytes = 229472 : i64
+// HALF: "sm_task.kernel"({{.*}}shared_bytes = 229480 : i64
 // HALF-LABEL: func.func @etc_tile_0_issue(
 // HALF-COUNT-2: nvvm.mbarrier.init
 // HALF-NOT: nvvm.mbarrier.init

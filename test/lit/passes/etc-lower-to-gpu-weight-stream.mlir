@@ -5,9 +5,9 @@
 // mbarriers (thread 0, then a block barrier) and bulk-copies the first blocks, block w from warp w (a loop
 // over blocks w, w + warps, ...), under an L2 evict-first policy (weights are read once); the
 // worker calls it before thread 0 waits; the tile waits on the barriers. The launch gets the ring's shared
-// memory (96 KiB + 128 KiB + barriers), then the run-time constants (1 symbol, 4 buffers: 40 bytes); the
+// memory (96 KiB + 128 KiB + barriers), then the run-time constants (1 symbol, the step's epoch, 4 buffers: 48 bytes); the
 // tile declares its own scratch below the ring separately (etc.scratch_bytes). The gelu tile reads no weights.
-// CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229480 : i64
+// CHECK: "sm_task.kernel"({{.*}}shared_bytes = 229488 : i64
 // CHECK-LABEL: func.func @etc_tile_0(
 // CHECK-SAME: etc.scratch_bytes = 12288 : i64, etc.shared_bytes = 229440 : i64
 // CHECK: nvvm.mbarrier.try_wait
