@@ -216,3 +216,41 @@ def test_profile_stages_attention_split_tails():
     split_rows = [line.split() for line in out.splitlines()[2:4]]
     assert [row[-1] for row in split_rows] == ["1", "1"]
     assert split_rows[0][1:4] == ["0.00", "1.00", "1.00"]  # reach, waits met (from the first reach), q staged
+
+
+def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
+    """tools/gpu/instance_spread.py: the buffers it re-allocates are the runtime's workspace (not outputs,
+    inputs or the profile records, which live in tensors), grouped by name across layers; an arena binds
+    every workspace buffer at `align`-byte offsets of one allocation, in buffer order."""
+    from types import SimpleNamespace
+
+    from etc.codegen.abi import PROFILE_BUFFER
+
+    tool = _tool("instance_spread")
+    names = [("tokens", "input", 8), ("model.layers.0.mlp.down_proj.y", "workspace", 100),
+             ("attention.partial_out", "workspace", 300), ("model.layers.1.mlp.down_proj.y", "workspace", 100),
+             ("attention.partial_out.2", "workspace", 300), (PROFILE_BUFFER, "workspace", 64), ("logits", "output", 50)]
+    buffers = [SimpleNamespace(name=n, role=r, itemsize=2) for n, r, _ in names]
+    nbytes = {n: b for n, _, b in names}
+    bundle = SimpleNamespace(buffers=buffers, max_sizes=lambda: {"s0": 4}, nbytes=lambda name, sizes: nbytes[name])
+
+    class Runtime:
+        def __init__(self):
+            self.bound, self.allocations = {}, []
+
+        def allocate(self, index, size):
+            base = 0x10000 * (len(self.allocations) + 1)
+            self.allocations.append(size)
+            self.bound[index] = base
+            return base
+
+        def bind(self, addresses):
+            self.bound.update(addresses)
+
+    mk = SimpleNamespace(bundle=bundle, _rt=Runtime())
+    assert tool.workspace(mk) == [(1, 100), (2, 300), (3, 100), (4, 300)]
+    assert tool.groups(mk) == {"model.layers.mlp.down_proj.y": [(1, 100), (3, 100)],
+                               "attention.partial_out": [(2, 300), (4, 300)]}
+    base = tool.arena(mk, 256)
+    assert mk._rt.allocations == [256 + 512 + 256 + 512]
+    assert mk._rt.bound == {1: base, 2: base + 256, 3: base + 768, 4: base + 1024}

@@ -6,21 +6,25 @@ Loads each bundle N times (round-robin), as `etc bench --instances` does, with t
 random weights, every sequence at ctx - 1). Per instance it times 100 steps twice (is an instance's time
 its own?), then re-allocates the instance's workspace buffers (new addresses, same counters and code) and
 times again (do the workspace addresses decide it?); with --arena also with the workspace packed into one
-allocation; with --records (a profiling bundle) keeps a step's tile records after the first timing and
-after the re-allocation (for tools/gpu/profile_stages.py). Prints one JSON line per instance: the medians (ms),
-the workspace buffers' addresses before and after, and the outputs' address.
+allocation; with --groups each group of workspace buffers (one name across the layers) re-allocated alone;
+with --records (a profiling bundle) keeps a step's tile records after the first timing and after the
+re-allocation (for tools/gpu/profile_stages.py). Prints one JSON line per instance: the medians (ms) and
+the workspace buffers' addresses after each of the two re-allocations.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import os
+import re
 import statistics
 
 import torch
 
 from etc.bench import timings_ms
+from etc.codegen.abi import PROFILE_BUFFER
 from etc.models.decoder import CONFIGS, build_model, make_kv_caches
 from etc.runtime import Megakernel
 
@@ -30,10 +34,19 @@ def median_ms(step) -> float:
 
 
 def workspace(mk: Megakernel) -> list[tuple[int, int]]:
-    """(buffer index, bytes) of every workspace buffer, as Megakernel allocates them."""
+    """(buffer index, bytes) of every workspace buffer the runtime allocates, as Megakernel sizes them (not
+    the profile records, which Megakernel keeps in a tensor of its own)."""
     sizes = mk.bundle.max_sizes()
     return [(i, max(1, mk.bundle.nbytes(b.name, sizes) // b.itemsize) * b.itemsize)
-            for i, b in enumerate(mk.bundle.buffers) if b.role == "workspace"]
+            for i, b in enumerate(mk.bundle.buffers) if b.role == "workspace" and b.name != PROFILE_BUFFER]
+
+
+def groups(mk: Megakernel) -> dict[str, list[tuple[int, int]]]:
+    """The workspace buffers by name with the layer numbers taken out (model.layers.mlp.down_proj.y)."""
+    out = collections.defaultdict(list)
+    for i, nbytes in workspace(mk):
+        out[re.sub(r"\.\d+", "", mk.bundle.buffers[i].name)].append((i, nbytes))
+    return dict(out)
 
 
 def arena(mk: Megakernel, align: int) -> int:
@@ -57,6 +70,9 @@ def main() -> None:
     p.add_argument("--ctx", type=int, default=1024)
     p.add_argument("--arena", type=int, default=0, help="also time the workspace packed at this alignment")
     p.add_argument("--records", help="a profiling bundle's tile records after each timing go to this folder")
+    p.add_argument("--groups", type=int, default=0,
+                   help="also re-allocate each group of workspace buffers (`groups`) alone this many times, "
+                        "timing after each: which buffers' placement moves the time")
     a = p.parse_args()
     c = CONFIGS[a.model]
     model = build_model(a.model, seed=0).cuda().eval()
@@ -87,6 +103,14 @@ def main() -> None:
                 again = {i: mk._rt.allocate(i, nbytes) for i, nbytes in workspace(mk)}  # noqa: SLF001
                 fourth = median_ms(mk.prepare(tokens, positions, k, v))
                 row = {}
+                if a.groups:
+                    row["group_ms"] = {}
+                    for name, members in groups(mk).items():
+                        row["group_ms"][name] = []
+                        for _ in range(a.groups):
+                            for i, nbytes in members:
+                                mk._rt.allocate(i, nbytes)  # noqa: SLF001
+                            row["group_ms"][name].append(median_ms(mk.prepare(tokens, positions, k, v)))
                 if a.arena:  # the workspace packed into one allocation, twice
                     row["arena_ms"], row["arena_base"] = [], []
                     for _ in range(2):
