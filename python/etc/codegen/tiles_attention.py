@@ -26,7 +26,8 @@ the chunks E = ceildiv(T, 2 * kv_chunk) .. S - 1 are empty; the KV prefetch then
 2 * kv_chunk slots. The worker skips an empty chunk's tile whole (the companion `@<tile>_idle` -> i1 says
 so), and the tile of chunk s - E stands in for it: it stores the empty chunk's (-inf, 0) and o = 0, its
 signals count 2 (the companion `@<tile>_signal_count` -> i64). An empty chunk lies past positions[r], so
-no merge in the group waits for its published partials. The grid's events must therefore not tell its splits apart (checked).
+no merge in the group waits for its published partials. The grid's events must therefore not tell its
+splits apart (checked).
 
 KV prefetch (with weight streams, when the K and V rows of the longest chunk fit the stream's ring): the
 slots before positions[r] were written in earlier steps, so an issue function, run by the worker before
@@ -166,7 +167,6 @@ def _emit_partial(t: Tile, publish: bool, grid_companions: bool = True) -> None:
             vs = b.gep(base, RING_OFFSET + CMAX * D * eb, "i8")
             bar = b.gep(base, BARRIER_OFFSET, "i8")
             vbar = b.gep(base, V_BARRIER_OFFSET, "i8") if _v_after_waits(C, D, eb) else None
-    merge = publish  # the split holding positions[r] merges its group (etc.tiles)
     limit = RING_OFFSET if prefetch else abi.MAX_SHARED_BYTES
     if t.shared_bytes > limit:  # the scratch grows with the warps: fewer threads a block fit
         t.fail(f"{G} heads of {D} need {t.shared_bytes} bytes of shared memory for the partial sums and V rows "
@@ -433,7 +433,7 @@ def _emit_partial(t: Tile, publish: bool, grid_companions: bool = True) -> None:
         def head_stats(h):
             for k, v in enumerate(_head_values(t, red, fac, h, mt)):
                 t.store("partial_stats", stats_at(h, k), v)
-                if merge:  # the same value published for the group's merge
+                if publish:  # the same value published for the group's merge
                     b.store(_tagged(t, v), _published_at(t, H, KVH, G, D, s, h, k), 8, relaxed=True)
         t.thread_loop(G, head_stats)
         b.barrier()
@@ -441,7 +441,7 @@ def _emit_partial(t: Tile, publish: bool, grid_companions: bool = True) -> None:
         def out_elem(i):
             v = _out_value(t, red, fac, i, ot)
             t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), v)
-            if merge:
+            if publish:
                 b.store(_tagged(t, v), _published_at(t, H, KVH, G, D, s, b.div(i, D), b.add(b.rem(i, D), 2)), 8,
                         relaxed=True)
         t.thread_loop(G * D, out_elem)
@@ -452,7 +452,7 @@ def _emit_partial(t: Tile, publish: bool, grid_companions: bool = True) -> None:
         covers, other = partner
         with b.when(covers):
             empty(other)
-    if merge:  # block-uniform: the split holding positions[r] merges slots 0 .. positions[r]'s splits
+    if publish:  # block-uniform: the split holding positions[r] merges slots 0 .. positions[r]'s splits
         holder = b.land(b.cmp("le", t0, p), b.cmp("lt", p, b.add(t0, chunk)))
         with b.when(holder):
             _merge_published(t)
@@ -612,9 +612,9 @@ def _red_at(t: Tile, red: V, w, k) -> V:
     return t.b.gep(red, t.b.add(w * G * (D + 2), k), "f32")
 
 
-def _head_values(t: Tile, red: V, fac: V, h, mt: str, keep_fac: bool = True) -> tuple[V, V]:
-    """Head h's (m, l) merged over the warps, rounded to mt; with keep_fac each warp's weight exp(m_w - m)
-    (0 for a warp that saw no slot) into fac."""
+def _head_values(t: Tile, red: V, fac: V, h, mt: str) -> tuple[V, V]:
+    """Head h's (m, l) merged over the warps, rounded to mt; each warp's weight exp(m_w - m) (0 for a warp
+    that saw no slot) into fac."""
     b = t.b
     _, _, G, D = _attention_params(t)
     warps = t.block_max // WARP
@@ -627,8 +627,7 @@ def _head_values(t: Tile, red: V, fac: V, h, mt: str, keep_fac: bool = True) -> 
     lv = b.f32(0.0)
     for w in range(warps):
         f = b.select(b.cmp("ne", ms[w], ninf), b.exp(b.sub(ms[w], top)), b.f32(0.0))
-        if keep_fac:
-            b.store(f, b.gep(fac, b.add(w * G, h), "f32"))
+        b.store(f, b.gep(fac, b.add(w * G, h), "f32"))
         lv = b.fma(f, b.load(_red_at(t, red, w, b.add(G * D + G, h)), "f32"), lv)
     return b.round_to(top, mt), b.round_to(lv, mt)
 
@@ -670,8 +669,7 @@ def _published_at(t: Tile, H: int, KVH: int, G: int, D: int, split: V, h, j) -> 
 def _tagged(t: Tile, value: V) -> V:
     """A published word: the step's epoch tag in the upper half, the f32 value's bits in the lower."""
     b = t.b
-    bits = b.emit(f"arith.bitcast {b.cast(value, 'f32')} : f32 to i32", "i32")
-    return b.or_(t.epoch_tag(), b.zext(bits, "i64"))
+    return b.or_(t.epoch_tag(), b.zext(b.bitcast(b.cast(value, "f32"), "i32"), "i64"))
 
 
 def _merge_published(t: Tile) -> None:
@@ -694,7 +692,7 @@ def _merge_published(t: Tile) -> None:
             ptrs += [_published_at(merge, H, KVH, G, D, sp, hl, j) for j in (0, 1)]
             ptrs.append(_published_at(merge, H, KVH, G, D, sp, hl, mb.add(d, 2)))
         words = _load_tagged(mb, ptrs, tag)
-        vals = [mb.emit(f"arith.bitcast {mb.cast(mb.and_(w, mask), 'i32')} : i32 to f32", "f32") for w in words]
+        vals = [mb.bitcast(mb.cast(mb.and_(w, mask), "i32"), "f32") for w in words]
         return [tuple(vals[3 * i:3 * i + 3]) for i in range(len(splits))]
     _merge_group(merge, merge.coords[0], merge.coords[1], fetch, LAST_MERGE_UNROLL, count=mb.add(merge.coords[2], 1))
     t.companions.append(merge.function_text(suffix="_merge", noinline=True))
@@ -703,23 +701,14 @@ def _merge_published(t: Tile) -> None:
 def _load_tagged(b, ptrs: list[V], tag: V) -> list[V]:
     """The i64 words at `ptrs`, loaded (relaxed, device scope: past L1) until the upper half of every one
     is `tag`'s."""
-    types = ", ".join(["i64"] * len(ptrs))
-    res = b.fresh("r")
-    b.stmt(f"{res}:{len(ptrs)} = scf.while : () -> ({types}) {{")
-    b._depth += 1
-    words = [b.load_relaxed(p, "i64", 8) for p in ptrs]
-    high = b.i64(-(1 << 32))
-    ok = b.const(1, "i1")
-    for w in words:
-        ok = b.land(ok, b.cmp("eq", b.and_(w, high), tag))
-    b.stmt(f"scf.condition({b.xor(ok, b.const(1, 'i1'))}) {', '.join(str(w) for w in words)} : {types}")
-    b._depth -= 1
-    args = [b.fresh("w") for _ in ptrs]
-    b.stmt("} do {")
-    b.stmt(f"^bb0({', '.join(f'{a}: i64' for a in args)}):")
-    b.stmt("  scf.yield")
-    b.stmt("}")
-    return [V(f"{res}#{i}", "i64") for i in range(len(ptrs))]
+    def load_all():
+        words = [b.load_relaxed(p, "i64", 8) for p in ptrs]
+        high = b.i64(-(1 << 32))
+        ok = b.const(1, "i1")
+        for w in words:
+            ok = b.land(ok, b.cmp("eq", b.and_(w, high), tag))
+        return ok, words
+    return b.repeat_until(load_all)
 
 
 def _merge_group(t: Tile, r: V, g: V, fetch, unroll: int, count: V | None = None) -> None:

@@ -365,14 +365,29 @@ class Builder:
 
     def mbarrier_wait(self, bar: V, parity: V) -> None:
         """Block until the barrier's phase of parity `parity` (i32, 0 or 1) has completed (acquire, CTA)."""
-        self.stmt("scf.while : () -> () {")
+        self.repeat_until(lambda: (self.emit(f"nvvm.mbarrier.try_wait {bar}, {parity} : {bar.type}, i32 -> i1",
+                                             "i1"), []))
+
+    def repeat_until(self, body: Callable[[], tuple[V, Sequence[V]]]) -> list[V]:
+        """scf.while running body() -> (done: i1, values) until done; returns the values of the last run."""
+        saved, self._out = self._out, []
         self._depth += 1
-        ok = self.emit(f"nvvm.mbarrier.try_wait {bar}, {parity} : {bar.type}, i32 -> i1", "i1")
-        self.stmt(f"scf.condition({self.xor(ok, self.const(1, 'i1'))})")
+        done, values = body()
+        types = ", ".join(v.type for v in values)
+        passed = f" {', '.join(str(v) for v in values)} : {types}" if values else ""
+        self.stmt(f"scf.condition({self.xor(done, self.const(1, 'i1'))}){passed}")
         self._depth -= 1
+        lines, self._out = self._out, saved
+        res = self.fresh("r") if values else None
+        self.stmt(f"{res}:{len(values)} = scf.while : () -> ({types}) {{" if values else "scf.while : () -> () {")
+        self._out.extend(lines)
         self.stmt("} do {")
+        if values:
+            args = [f"{self.fresh('w')}: {v.type}" for v in values]
+            self.stmt(f"^bb0({', '.join(args)}):")
         self.stmt("  scf.yield")
         self.stmt("}")
+        return [V(f"{res}#{i}", v.type) for i, v in enumerate(values)]
 
     def copy_bulk(self, dst: V, src: V, nbytes: V, bar: V, policy: V | None = None) -> None:
         """cp.async.bulk global -> shared of `nbytes` (i32, a multiple of 16; both addresses 16-byte
