@@ -71,7 +71,10 @@ Kinds (grid; reads -> writes; params):
                   are merged into out[r, g*G*D : (g+1)*G*D] as attention_merge does, before the tiles'
                   signals (merge_group(kind, params) says which tiles make a group; on the GPU the tile
                   holding positions[r] merges, etc.codegen.tiles_attention). Every tile signals after its
-                  own work, so a wait for all S tiles of (r, g) sees out.
+                  own work, so a wait for all S tiles of (r, g) sees out. Where its groups merge so,
+                  the grid leaves partial_out and partial_stats as they were (unstored_roles): the
+                  partials travel to the merging tile another way, and only an attention_merge grid
+                  reads those buffers.
                   With param merge_one_row (etc-form-task-grids merge-per-batch) that happens at one row
                   only: at more rows no tile counts and out is not written (an attention_merge grid merges).
   attention_merge (R, KVH)        partial_out, partial_stats -> out[R,H*D]          same as attention_partial
@@ -235,6 +238,17 @@ def merge_group(kind: str, params: dict):
         one_row = bool(params.get("merge_one_row"))  # at more rows no tile counts: (None, 0)
         return lambda coords, extents: (None, 0) if one_row and extents[0] != 1 else (tuple(coords[:2]), extents[2])
     return None
+
+
+def unstored_roles(kind: str, params: dict, extents: tuple) -> tuple[str, ...]:
+    """Roles among a grid's writes that its tiles leave as they were at these grid extents: a grid whose
+    splits merge their group (merge_group counts its tiles) hands the partials to the merging split as
+    published words, so partial_out and partial_stats, which only an attention_merge grid reads and no
+    such grid has tiles at these sizes, are not stored."""
+    group_of = merge_group(kind, params)
+    if group_of is not None and extents and all(extents) and group_of((0,) * len(extents), extents)[0] is not None:
+        return ("partial_out", "partial_stats")
+    return ()
 
 
 def merges_group(params: dict, coords: tuple, extents: tuple, position: int) -> bool:

@@ -221,7 +221,8 @@ def test_profile_stages_attention_split_tails():
 def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
     """tools/gpu/instance_spread.py: the buffers it re-allocates are the runtime's workspace (not outputs,
     inputs or the profile records, which live in tensors), grouped by name across layers; an arena binds
-    every workspace buffer at `align`-byte offsets of one allocation, in buffer order."""
+    every workspace buffer at `align`-byte offsets of one allocation, in buffer order, sized for the largest
+    step (arena) or for a given step's sizes (packed)."""
     from types import SimpleNamespace
 
     from etc.codegen.abi import PROFILE_BUFFER
@@ -232,7 +233,8 @@ def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
              ("attention.partial_out.2", "workspace", 300), (PROFILE_BUFFER, "workspace", 64), ("logits", "output", 50)]
     buffers = [SimpleNamespace(name=n, role=r, itemsize=2) for n, r, _ in names]
     nbytes = {n: b for n, _, b in names}
-    bundle = SimpleNamespace(buffers=buffers, max_sizes=lambda: {"s0": 4}, nbytes=lambda name, sizes: nbytes[name])
+    bundle = SimpleNamespace(buffers=buffers, max_sizes=lambda: {"s0": 4},
+                             nbytes=lambda name, sizes: nbytes[name] * sizes["s0"] // 4)
 
     class Runtime:
         def __init__(self):
@@ -254,3 +256,7 @@ def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
     base = tool.arena(mk, 256)
     assert mk._rt.allocations == [256 + 512 + 256 + 512]
     assert mk._rt.bound == {1: base, 2: base + 256, 3: base + 768, 4: base + 1024}
+    # packed at a smaller step's sizes: 25 and 75 bytes, each on its own 256-byte offset
+    base, total = tool.packed(mk, {"s0": 1}, 256)
+    assert total == 1024 and mk._rt.allocations[-1] == 1024
+    assert mk._rt.bound == {1: base, 2: base + 256, 3: base + 512, 4: base + 768}

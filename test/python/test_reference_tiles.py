@@ -240,6 +240,24 @@ def test_attention_partial_and_merge(kv_chunk):
     assert_bf16_close(out["out"], want.reshape(r, heads * d), ulps=2, atol=1e-3)
 
 
+def test_splits_merging_their_group_leave_the_partial_buffers_unstored():
+    """etc.tiles.unstored_roles: a grid whose splits merge their group (out among its writes) leaves
+    partial_out and partial_stats unstored wherever it merges (every batch; at one row only with
+    merge_one_row), and stores them where an attention_merge grid merges."""
+    from etc.tiles import unstored_roles
+    base = {"num_heads": 4, "num_kv_heads": 2, "head_dim": 16, "kv_chunk": 8,
+            "write_roles": ["partial_out", "partial_stats"]}
+    merging = dict(base, write_roles=["partial_out", "partial_stats", "out"])
+    one_row = dict(merging, merge_one_row=True)
+    partials = ("partial_out", "partial_stats")
+    assert unstored_roles("attention_partial", base, (1, 2, 4)) == ()
+    assert unstored_roles("attention_partial", merging, (1, 2, 4)) == partials
+    assert unstored_roles("attention_partial", merging, (3, 2, 4)) == partials
+    assert unstored_roles("attention_partial", one_row, (1, 2, 4)) == partials
+    assert unstored_roles("attention_partial", one_row, (3, 2, 4)) == ()
+    assert unstored_roles("attention_merge", merging, (1, 2)) == ()
+
+
 def test_silu_mul_gelu_add_uneven_tiles():
     r, c, tc = 3, 100, 16
     gate, up, b = bf(r, c, scale=3.0), bf(r, c), bf(r, c)

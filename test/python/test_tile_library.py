@@ -327,6 +327,25 @@ def test_merge_one_row_prologue_merges_at_one_row_and_reads_x_above(cases, batch
     assert (read["x"] == 0, read["po"] == 0) == ((True, False) if batch == 1 else (False, True)), read
 
 
+@pytest.mark.parametrize("name, merges", [("extra/attention_norm_d128_c128_last1-b1", True),
+                                          ("extra/attention_d128_last1-b1", True),
+                                          ("extra/attention_d128_last", True),  # every batch merges
+                                          ("extra/attention_d128_last1", False)])  # 2 rows: a merge grid's job
+def test_splits_that_merge_their_group_leave_the_partial_buffers_alone(cases, name, merges):
+    """Where the group merges in its splits, the partials reach the merging split as published words only:
+    partial_out and partial_stats (read by an attention_merge grid alone, which has no tiles then) keep
+    what they held, and out is the reference's. Where a merge grid merges (merge_one_row at 2 rows), the
+    splits store the partials and write no out."""
+    case = next(c for c in cases if c.name == name)
+    po, ps = case.task.writes[:2]
+    assert case.task.params["write_roles"][:2] == ["partial_out", "partial_stats"]
+    got = simulate(case.program, case.task, case.sizes, case.arrays, case.block, weight_stream=True)
+    assert not _mismatches(case, got)
+    assert (po in case.expected, ps in case.expected) == (not merges, not merges)
+    for name_ in (po, ps):
+        assert np.array_equal(got[name_], case.arrays[name_], equal_nan=True) == merges
+
+
 @pytest.mark.parametrize("name", ["llama-1b/q_proj", "llama-1b/q_proj_split", "extra/linear_stream_short-b2",
                                   "extra/linear_stream_rows-b1",
                                   "llama-1b/down", "llama-1b/gate_up", "llama-1b/down-b9",

@@ -6,7 +6,8 @@ Loads each bundle N times (round-robin), as `etc bench --instances` does, with t
 random weights, every sequence at ctx - 1). Per instance it times 100 steps twice (is an instance's time
 its own?), then re-allocates the instance's workspace buffers (new addresses, same counters and code) and
 times again (do the workspace addresses decide it?); with --arena also with the workspace packed into one
-allocation; with --groups each group of workspace buffers (one name across the layers) re-allocated alone;
+allocation; with --groups each group of workspace buffers (one name across the layers) re-allocated alone; with
+--packed the workspace packed at the step's sizes into one allocation (and the logits compared);
 with --records (a profiling bundle) keeps a step's tile records after the first timing and after the
 re-allocation (for tools/gpu/profile_stages.py). Prints one JSON line per instance: the medians (ms) and
 the workspace buffers' addresses after each of the two re-allocations.
@@ -61,6 +62,20 @@ def arena(mk: Megakernel, align: int) -> int:
     return base
 
 
+def packed(mk: Megakernel, sizes: dict, align: int) -> tuple[int, int]:
+    """Every workspace buffer packed at these sizes (not the bundle's largest) into one new allocation
+    (buffer order, `align`-byte offsets): a small step's workspace then spans a few pages, not one
+    allocation per buffer sized for the largest step. (its base, its bytes)"""
+    spans, total = [], 0
+    for i, _ in workspace(mk):
+        spans.append((i, total))
+        nbytes = max(1, mk.bundle.nbytes(mk.bundle.buffers[i].name, sizes))
+        total += -(-nbytes // align) * align
+    base = mk._rt.allocate(spans[0][0], total)  # noqa: SLF001
+    mk._rt.bind({i: base + off for i, off in spans})  # noqa: SLF001
+    return base, total
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("model")
@@ -69,6 +84,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--ctx", type=int, default=1024)
     p.add_argument("--arena", type=int, default=0, help="also time the workspace packed at this alignment")
+    p.add_argument("--packed", type=int, default=0,
+                   help="also time the workspace packed at the step's sizes (256-byte offsets) this many times, "
+                        "checking the logits against the first timing's")
     p.add_argument("--records", help="a profiling bundle's tile records after each timing go to this folder")
     p.add_argument("--groups", type=int, default=0,
                    help="also re-allocate each group of workspace buffers (`groups`) alone this many times, "
@@ -105,12 +123,23 @@ def main() -> None:
                 row = {}
                 if a.groups:
                     row["group_ms"] = {}
-                    for name, members in groups(mk).items():
-                        row["group_ms"][name] = []
+                    for group, members in groups(mk).items():  # (not `name`: the row's bundle name)
+                        row["group_ms"][group] = []
                         for _ in range(a.groups):
                             for i, nbytes in members:
                                 mk._rt.allocate(i, nbytes)  # noqa: SLF001
-                            row["group_ms"][name].append(median_ms(mk.prepare(tokens, positions, k, v)))
+                            row["group_ms"][group].append(median_ms(mk.prepare(tokens, positions, k, v)))
+                if a.packed:
+                    torch.cuda.synchronize()
+                    logits = {n: t.clone() for n, t in step.outputs.items()}
+                    row["packed_ms"], row["packed_base"] = [], []
+                    for _ in range(a.packed):
+                        base, total = packed(mk, step.sizes, 256)
+                        row["packed_base"].append(hex(base))
+                        row["packed_bytes"] = total
+                        repacked = mk.prepare(tokens, positions, k, v)
+                        row["packed_ms"].append(median_ms(repacked))
+                        row["packed_same"] = all(torch.equal(repacked.outputs[n], t) for n, t in logits.items())
                 if a.arena:  # the workspace packed into one allocation, twice
                     row["arena_ms"], row["arena_base"] = [], []
                     for _ in range(2):

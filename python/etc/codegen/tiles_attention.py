@@ -53,7 +53,11 @@ merging tile one round trip for the words (the last-to-arrive counter this repla
 of lower index in its grid, which a static queue runs before it (etc-static-schedule keeps a task's
 tiles in increasing order on every worker). Where only one row merges this way (merge_one_row, the rows a
 runtime size), that row runs the tile's noinline companion `@<tile>_one_row`, which publishes and merges,
-and more rows run the tile without that code.
+and more rows run the tile without that code. A publishing tile stores its partials only as the published
+words: partial_out and partial_stats are read by an attention_merge grid alone, which has no tiles where
+the group merges in its splits (etc.tiles.unstored_roles). Not storing them measured Qwen3-0.6B at batch 1
+0.822 -> 0.801 ms on the H200 (five instances each); stored, their placement by the driver moved an
+instance's time by up to 6% (tools/gpu/instance_spread.py --groups).
 
 Per-head q/k norm and RoPE (param head_norm_eps, the Qwen3 form; etc-fuse-head-norm-attention): q and
 slot positions[r] of the K cache arrive as the projections left them. Each warp normalizes a head of q
@@ -173,7 +177,8 @@ def _emit_partial(t: Tile, publish: bool, grid_companions: bool = True) -> None:
                f"of {WARPS} warps (at most {limit}; fewer threads a block need less)")
 
     head0 = b.mul(g, G)
-    partner = _empty_partner(t, C, W) if W else None  # early: its size loads then overlap the tile's
+    # early: its size loads then overlap the tile's (not where the group merges: nothing reads the outputs)
+    partner = _empty_partner(t, C, W) if W and not publish else None
     # q's A fragments first: their loads overlap positions[r]'s, on which the rest waits
     quad, pair = b.shr(t.lane, 2), b.and_(t.lane, 3)
     zero = b.i32(0)
@@ -432,22 +437,26 @@ def _emit_partial(t: Tile, publish: bool, grid_companions: bool = True) -> None:
         # slot) into fac, and the weighted l; then every output element sums the warps' weighted o
         def head_stats(h):
             for k, v in enumerate(_head_values(t, red, fac, h, mt)):
-                t.store("partial_stats", stats_at(h, k), v)
-                if publish:  # the same value published for the group's merge
+                if publish:  # published for the group's merge, in place of partial_stats (read by no task)
                     b.store(_tagged(t, v), _published_at(t, H, KVH, G, D, s, h, k), 8, relaxed=True)
+                else:
+                    t.store("partial_stats", stats_at(h, k), v)
         t.thread_loop(G, head_stats)
         b.barrier()
 
         def out_elem(i):
             v = _out_value(t, red, fac, i, ot)
-            t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), v)
-            if publish:
+            if publish:  # in place of partial_out
                 b.store(_tagged(t, v), _published_at(t, H, KVH, G, D, s, b.div(i, D), b.add(b.rem(i, D), 2)), 8,
                         relaxed=True)
+            else:
+                t.store("partial_out", out_at(b.div(i, D), b.rem(i, D)), v)
         t.thread_loop(G * D, out_elem)
         t.phase(2)  # outputs stored
 
-    b.if_(b.cmp("gt", t1, t0), [], visible, empty)
+    # an empty chunk's partials: where the group merges in its splits no task reads them (the merge reads
+    # the published words of the splits up to the one holding positions[r], whose chunks are not empty)
+    b.if_(b.cmp("gt", t1, t0), [], visible, None if publish else empty)
     if partner is not None:  # the empty chunk this tile stands in for: its outputs (the worker skips it)
         covers, other = partner
         with b.when(covers):

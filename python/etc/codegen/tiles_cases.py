@@ -147,7 +147,9 @@ def reference_outputs(program, task, sizes, arrays) -> dict[str, np.ndarray]:
         access = TileAccess(operands)
         finish_group(task.kind, task.params, group, access)
         access.commit()
-    return {name: arrays[name] for name in written}
+    roles = role_map(task)
+    unstored = {roles[role] for role in contract.unstored_roles(task.kind, task.params, extents) if role in roles}
+    return {name: arrays[name] for name in written if name not in unstored}
 
 
 def make_case(name, program, task, sizes, seed=0, block=256) -> Case:
