@@ -222,7 +222,7 @@ def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
     """tools/gpu/instance_spread.py: the buffers it re-allocates are the runtime's workspace (not outputs,
     inputs or the profile records, which live in tensors), grouped by name across layers; an arena binds
     every workspace buffer at `align`-byte offsets of one allocation, in buffer order, sized for the largest
-    step (arena) or for a given step's sizes (packed)."""
+    step or for a given step's sizes."""
     from types import SimpleNamespace
 
     from etc.codegen.abi import PROFILE_BUFFER
@@ -253,10 +253,10 @@ def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
     assert tool.workspace(mk) == [(1, 100), (2, 300), (3, 100), (4, 300)]
     assert tool.groups(mk) == {"model.layers.mlp.down_proj.y": [(1, 100), (3, 100)],
                                "attention.partial_out": [(2, 300), (4, 300)]}
-    base = tool.arena(mk, 256)
-    assert mk._rt.allocations == [256 + 512 + 256 + 512]
+    base, total = tool.arena(mk, 256)
+    assert mk._rt.allocations == [256 + 512 + 256 + 512] == [total]
     assert mk._rt.bound == {1: base, 2: base + 256, 3: base + 768, 4: base + 1024}
     # packed at a smaller step's sizes: 25 and 75 bytes, each on its own 256-byte offset
-    base, total = tool.packed(mk, {"s0": 1}, 256)
+    base, total = tool.arena(mk, 256, {"s0": 1})
     assert total == 1024 and mk._rt.allocations[-1] == 1024
     assert mk._rt.bound == {1: base, 2: base + 256, 3: base + 512, 4: base + 768}

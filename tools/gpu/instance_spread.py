@@ -50,28 +50,17 @@ def groups(mk: Megakernel) -> dict[str, list[tuple[int, int]]]:
     return dict(out)
 
 
-def arena(mk: Megakernel, align: int) -> int:
-    """Every workspace buffer packed into one new allocation (buffer order, `align`-byte offsets); its base."""
+def arena(mk: Megakernel, align: int, sizes: dict | None = None) -> tuple[int, int]:
+    """Every workspace buffer packed into one new allocation (buffer order, `align`-byte offsets), each
+    sized for `sizes` (None: the largest step, as Megakernel allocates them; a small step's sizes pack its
+    workspace into a few pages). (its base, its bytes)"""
     spans, total = [], 0
     for i, nbytes in workspace(mk):
+        if sizes is not None:
+            nbytes = max(1, mk.bundle.nbytes(mk.bundle.buffers[i].name, sizes))
         spans.append((i, total))
         total += -(-nbytes // align) * align
-    first = spans[0][0]
-    base = mk._rt.allocate(first, total)  # noqa: SLF001 (zeroed, bound to the first buffer)
-    mk._rt.bind({i: base + off for i, off in spans})  # noqa: SLF001
-    return base
-
-
-def packed(mk: Megakernel, sizes: dict, align: int) -> tuple[int, int]:
-    """Every workspace buffer packed at these sizes (not the bundle's largest) into one new allocation
-    (buffer order, `align`-byte offsets): a small step's workspace then spans a few pages, not one
-    allocation per buffer sized for the largest step. (its base, its bytes)"""
-    spans, total = [], 0
-    for i, _ in workspace(mk):
-        spans.append((i, total))
-        nbytes = max(1, mk.bundle.nbytes(mk.bundle.buffers[i].name, sizes))
-        total += -(-nbytes // align) * align
-    base = mk._rt.allocate(spans[0][0], total)  # noqa: SLF001
+    base = mk._rt.allocate(spans[0][0], total)  # noqa: SLF001 (zeroed, bound to the first buffer)
     mk._rt.bind({i: base + off for i, off in spans})  # noqa: SLF001
     return base, total
 
@@ -134,7 +123,7 @@ def main() -> None:
                     logits = {n: t.clone() for n, t in step.outputs.items()}
                     row["packed_ms"], row["packed_base"] = [], []
                     for _ in range(a.packed):
-                        base, total = packed(mk, step.sizes, 256)
+                        base, total = arena(mk, 256, step.sizes)
                         row["packed_base"].append(hex(base))
                         row["packed_bytes"] = total
                         repacked = mk.prepare(tokens, positions, k, v)
@@ -143,7 +132,7 @@ def main() -> None:
                 if a.arena:  # the workspace packed into one allocation, twice
                     row["arena_ms"], row["arena_base"] = [], []
                     for _ in range(2):
-                        row["arena_base"].append(hex(arena(mk, a.arena)))
+                        row["arena_base"].append(hex(arena(mk, a.arena)[0]))
                         row["arena_ms"].append(median_ms(mk.prepare(tokens, positions, k, v)))
                 print(json.dumps({"bundle": name, "instance": n, "ms": [first, second],
                                   "realloc_ms": [third, fourth], **row,
