@@ -222,7 +222,8 @@ def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
     """tools/gpu/instance_spread.py: the buffers it re-allocates are the runtime's workspace (not outputs,
     inputs or the profile records, which live in tensors), grouped by name across layers; an arena binds
     every workspace buffer at `align`-byte offsets of one allocation, in buffer order, sized for the largest
-    step or for a given step's sizes."""
+    step or for a given step's sizes; the untouched allocations are as large as the workspace buffers and
+    bound to nothing."""
     from types import SimpleNamespace
 
     from etc.codegen.abi import PROFILE_BUFFER
@@ -260,3 +261,6 @@ def test_instance_spread_moves_the_runtimes_workspace_by_group_and_packs_it():
     base, total = tool.arena(mk, 256, {"s0": 1})
     assert total == 1024 and mk._rt.allocations[-1] == 1024
     assert mk._rt.bound == {1: base, 2: base + 256, 3: base + 512, 4: base + 768}
+    bound = dict(mk._rt.bound)
+    held = tool.untouched(mk, device="cpu")  # as large as the workspace buffers, and bound to nothing
+    assert [t.numel() for t in held] == [100, 300, 100, 300] and mk._rt.bound == bound

@@ -5,12 +5,15 @@
 Loads each bundle N times (round-robin), as `etc bench --instances` does, with the bench's inputs (seeded
 random weights, every sequence at ctx - 1). Per instance it times 100 steps twice (is an instance's time
 its own?), then re-allocates the instance's workspace buffers (new addresses, same counters and code) and
-times again (do the workspace addresses decide it?); with --arena also with the workspace packed into one
-allocation; with --groups each group of workspace buffers (one name across the layers) re-allocated alone; with
---packed the workspace packed at the step's sizes into one allocation (and the logits compared);
-with --records (a profiling bundle) keeps a step's tile records after the first timing and after the
-re-allocation (for tools/gpu/profile_stages.py). Prints one JSON line per instance: the medians (ms) and
-the workspace buffers' addresses after each of the two re-allocations.
+times again (do the workspace addresses decide it?). Optionally also:
+- --groups: each group of workspace buffers (one name across the layers) re-allocated alone;
+- --untouched: while holding allocations as large as the workspace that the step never touches;
+- --packed: the workspace packed at the step's sizes into one allocation (the logits compared);
+- --arena: the workspace packed into one allocation at the largest step's sizes;
+- --records (a profiling bundle): a step's tile records after the first timing and after the
+  re-allocation (for tools/gpu/profile_stages.py).
+Prints one JSON line per instance: the medians (ms) and the workspace buffers' addresses after each of
+the two re-allocations.
 """
 from __future__ import annotations
 
@@ -65,6 +68,12 @@ def arena(mk: Megakernel, align: int, sizes: dict | None = None) -> tuple[int, i
     return base, total
 
 
+def untouched(mk: Megakernel, device="cuda") -> list:
+    """Allocations the step never touches, one per workspace buffer and as large (torch tensors, so
+    through PyTorch's allocator): does memory the step does not use move its time?"""
+    return [torch.empty(nbytes, dtype=torch.uint8, device=device) for _, nbytes in workspace(mk)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("model")
@@ -76,6 +85,9 @@ def main() -> None:
     p.add_argument("--packed", type=int, default=0,
                    help="also time the workspace packed at the step's sizes (256-byte offsets) this many times, "
                         "checking the logits against the first timing's")
+    p.add_argument("--untouched", type=int, default=0,
+                   help="also time this many times while holding allocations as large as the workspace that "
+                        "the step never touches (`untouched`), freed after each timing")
     p.add_argument("--records", help="a profiling bundle's tile records after each timing go to this folder")
     p.add_argument("--groups", type=int, default=0,
                    help="also re-allocate each group of workspace buffers (`groups`) alone this many times, "
@@ -118,6 +130,13 @@ def main() -> None:
                             for i, nbytes in members:
                                 mk._rt.allocate(i, nbytes)  # noqa: SLF001
                             row["group_ms"][group].append(median_ms(mk.prepare(tokens, positions, k, v)))
+                if a.untouched:
+                    row["untouched_ms"] = []
+                    for _ in range(a.untouched):
+                        held = untouched(mk)
+                        row["untouched_ms"].append(median_ms(mk.prepare(tokens, positions, k, v)))
+                        del held
+                        torch.cuda.empty_cache()  # back to the driver: the next allocations land elsewhere
                 if a.packed:
                     torch.cuda.synchronize()
                     logits = {n: t.clone() for n, t in step.outputs.items()}
