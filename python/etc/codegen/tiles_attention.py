@@ -693,7 +693,6 @@ def _merge_published(t: Tile) -> None:
     mb = merge.b
     H, KVH, G, D = _attention_params(merge)
     tag = merge.epoch_tag()
-    mask = mb.i64(0xFFFFFFFF)
 
     def fetch(hl, d, splits):
         ptrs = []
@@ -701,7 +700,7 @@ def _merge_published(t: Tile) -> None:
             ptrs += [_published_at(merge, H, KVH, G, D, sp, hl, j) for j in (0, 1)]
             ptrs.append(_published_at(merge, H, KVH, G, D, sp, hl, mb.add(d, 2)))
         words = _load_tagged(mb, ptrs, tag)
-        vals = [mb.bitcast(mb.cast(mb.and_(w, mask), "i32"), "f32") for w in words]
+        vals = [mb.bitcast(mb.cast(w, "i32"), "f32") for w in words]  # the lower half (trunci)
         return [tuple(vals[3 * i:3 * i + 3]) for i in range(len(splits))]
     _merge_group(merge, merge.coords[0], merge.coords[1], fetch, LAST_MERGE_UNROLL, count=mb.add(merge.coords[2], 1))
     t.companions.append(merge.function_text(suffix="_merge", noinline=True))
